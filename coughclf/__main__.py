@@ -1,0 +1,3 @@
+from coughclf.cli import main
+
+raise SystemExit(main())

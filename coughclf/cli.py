@@ -1,0 +1,65 @@
+"""The ``coughclf`` command line: one subcommand per module in :mod:`coughclf.commands`."""
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+import traceback
+
+from coughclf import __version__, commands
+from coughclf.errors import CoughclfError
+
+
+def _command_modules():
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        yield info.name, importlib.import_module(f"coughclf.commands.{info.name}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="coughclf",
+        description="Audio classification and speech recognition models from five reports, in Keras 3.",
+        epilog="Run 'coughclf COMMAND --help' for a command's options and an example.",
+    )
+    parser.add_argument("--version", action="version", version=f"coughclf {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in _command_modules():
+        sub = subparsers.add_parser(
+            name,
+            help=module.HELP,
+            description=module.HELP,
+            epilog=f"example:\n  {module.EXAMPLE}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help="show full tracebacks on errors")
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args._run(args) or 0
+    except CoughclfError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"coughclf {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"coughclf {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # an unexpected failure still gets one readable line
+        if args.debug:
+            traceback.print_exc()
+        print(f"coughclf {args.command}: unexpected error: {type(error).__name__}: {error} "
+              "(run again with --debug for the traceback and report it)", file=sys.stderr)
+        return 1
