@@ -106,12 +106,16 @@ def to_image(features, name="to_image"):
     return keras.layers.Reshape((*x.shape[1:], 1), name=name)(x)
 
 
-def padded_conv2d(x, filters, kernel_size, *, strides=1, padding=0, activation=None, name=None):
-    """PyTorch ``Conv2d(kernel_size, stride, padding)``: zero padding, then a valid convolution."""
+def padded_conv2d(x, filters, kernel_size, *, strides=1, padding=0, activation=None, name=None,
+                  **conv_options):
+    """PyTorch ``Conv2d(kernel_size, stride, padding)``: zero padding, then a valid convolution.
+
+    ``conv_options`` go to ``keras.layers.Conv2D`` (e.g. ``use_bias=False``, ``kernel_initializer``).
+    """
     if padding:
         x = keras.layers.ZeroPadding2D(padding, name=f"{name}_pad" if name else None)(x)
     return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="valid",
-                               activation=activation, name=name)(x)
+                               activation=activation, name=name, **conv_options)(x)
 
 
 def padded_conv1d(x, filters, kernel_size, *, strides=1, padding=0, activation=None, name=None):
