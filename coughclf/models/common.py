@@ -134,3 +134,19 @@ def classifier_head(x, num_classes, name="classifier"):
 def trainable_params(model):
     """Trainable parameter count (the number the reports print; BatchNorm γ and β only)."""
     return int(sum(np.prod(weight.shape) for weight in model.trainable_weights))
+
+
+def lstm_bias_difference(hidden, directions=1):
+    """``(param_difference, difference_reason)`` of a Keras LSTM against PyTorch's.
+
+    PyTorch's LSTM has two bias vectors per gate set (``b_ih`` and ``b_hh``), Keras one:
+    ``4 · hidden`` fewer parameters per direction.
+
+    Example:
+        >>> lstm_bias_difference(256, directions=2)[0]
+        -2048
+    """
+    difference = -4 * hidden * directions
+    kind = "BiLSTM" if directions == 2 else "LSTM"
+    return difference, (f"Keras LSTM has one bias vector per gate set, PyTorch two: 4*h fewer per "
+                        f"direction ({kind} h={hidden}: {difference:,})")
