@@ -35,9 +35,9 @@ _SELF_REPORTED = ("age", "gender", "respiratory_condition", "fever_muscle_pain",
         "classes": "3 (COVID-19, healthy, symptomatic; default) or 2 (positive = COVID-19, negative = healthy)",
         "min_cough_detected": "keep rows whose cough_detected score is at least this (default 0.8)",
         "expert_labels": "true adds the expert columns quality_1..severity_4 to the metadata",
-        "drop_gender_other": "true drops rows whose gender is 'other' (cleaning used by some reports)",
-        "min_age_count": "drop rows whose age value occurs fewer than N times among the kept rows "
-                         "(default 0: keep all; rows without age are kept)",
+        "drop_gender_other": "true drops rows whose gender is 'other' (report 3's cleaning)",
+        "min_age_count": "drop rows whose age value occurs fewer than N times among the kept rows (report 3 "
+                         "used 100; default 0 keeps all; rows without age are kept)",
     },
     archives=(Archive(url="https://zenodo.org/records/4498364/files/public_dataset.zip?download=1",
                       filename="public_dataset.zip"),),

@@ -3,7 +3,7 @@
 import re
 
 from coughclf.datasets.base import Archive, Clip, register_dataset
-from coughclf.datasets.layout import file_names, loader, read_table, require_clips
+from coughclf.datasets.layout import file_names, find_root, loader, read_table, require_clips
 
 LAYOUT = "recordings/{digit}_{speaker}_{index}.wav (speakers.csv optional)"
 _NAME = re.compile(r"^(\d)_([^_]+)_(\d+)\.wav$", re.IGNORECASE)
@@ -25,11 +25,8 @@ _TEST_TAKES = 5
 )
 @loader
 def list_fsdd(data_dir):
-    recordings = data_dir / "recordings"
-    if not recordings.is_dir():
-        recordings = data_dir / "free-spoken-digit-dataset-master" / "recordings"
-    if not recordings.is_dir():
-        recordings = data_dir
+    root = find_root(data_dir, "recordings", LAYOUT, dataset="fsdd", missing_ok=True)
+    recordings = root / "recordings" if root else data_dir  # or the recordings folder itself
     parsed = [(name, _NAME.match(name)) for name in file_names(recordings, (".wav",))]
     parsed = [(name, match) for name, match in parsed if match]
     require_clips(parsed, data_dir, LAYOUT, dataset="fsdd")

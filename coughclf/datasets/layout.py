@@ -61,32 +61,31 @@ def _convert(dataset, name, value, default):
                             f"{type(default).__name__} like {default!r}") from None
 
 
-def find_root(data_dir, marker, layout, *, dataset):
+def find_root(data_dir, marker, layout, *, dataset, missing_ok=False):
     """The folder holding ``marker`` (a relative path): ``data_dir`` itself or one folder below it.
 
     Archives usually extract into a top-level folder (``ESC-50-master/``), so the folder the
-    user gives may be its parent. The error names the expected file and the documented layout.
+    user gives may be its parent. The error names the expected file and the documented layout;
+    with ``missing_ok`` a missing marker gives None instead.
     """
     if (data_dir / marker).exists():
         return data_dir
-    nested = sorted(child for child in _subfolders(data_dir) if (child / marker).exists())
+    nested = [child for child in subfolders(data_dir) if (child / marker).exists()]
     if len(nested) == 1:
         return nested[0]
     if nested:
         raise CoughclfError(f"{data_dir} holds several '{dataset}' copies ({', '.join(p.name for p in nested)}); "
                             "give one of them as --data-dir")
+    if missing_ok:
+        return None
     raise CoughclfError(f"{data_dir / marker} not found: '{dataset}' expects {layout}; "
                         "give the folder that holds it as --data-dir")
 
 
-def _subfolders(folder):
-    with os.scandir(folder) as entries:
-        return [Path(entry.path) for entry in entries if entry.is_dir() and not entry.name.startswith(".")]
-
-
 def subfolders(folder):
     """Visible sub-folders of ``folder``, sorted by name."""
-    return sorted(_subfolders(folder))
+    with os.scandir(folder) as entries:
+        return sorted(Path(entry.path) for entry in entries if entry.is_dir() and not entry.name.startswith("."))
 
 
 def file_names(folder, suffixes=AUDIO_SUFFIXES):

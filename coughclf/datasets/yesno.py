@@ -3,7 +3,7 @@
 import re
 
 from coughclf.datasets.base import Archive, Clip, register_dataset
-from coughclf.datasets.layout import file_names, loader, require_clips
+from coughclf.datasets.layout import file_names, find_root, loader, require_clips
 
 LAYOUT = "waves_yesno/{b1}_..._{b8}.wav with each b 0 (no) or 1 (yes)"
 _NAME = re.compile(r"^[01](?:_[01])+\.wav$")
@@ -24,7 +24,8 @@ _WORDS = {"0": "no", "1": "yes"}
 )
 @loader
 def list_yesno(data_dir):
-    folder = data_dir / "waves_yesno" if (data_dir / "waves_yesno").is_dir() else data_dir
+    root = find_root(data_dir, "waves_yesno", LAYOUT, dataset="yesno", missing_ok=True)
+    folder = root / "waves_yesno" if root else data_dir  # or the waves_yesno folder itself
     names = require_clips([name for name in file_names(folder, (".wav",)) if _NAME.match(name)],
                           data_dir, LAYOUT, dataset="yesno")
     # The corpus has no official split; a fixed half/half by sorted name keeps runs comparable.
