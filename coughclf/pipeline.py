@@ -1,0 +1,403 @@
+"""The tf.data input pipeline: batches of waveforms from a prepared cache.
+
+The pipeline yields audio, not features: the front end (log-mel, MFCC, ...) and
+the augmentation are Keras layers at the front of the model, so they run on the
+accelerator and are saved with it. What happens here, in order:
+
+1. the shards are read in parallel (interleaved, in a seeded order when training);
+2. each record is parsed; only clips whose id is selected are kept, and the label
+   is looked up in the manifest by id (so relabelling the manifest is enough);
+3. training only, with ``balance``: every class is resampled to a per-class
+   number of clips each epoch (see :func:`epoch_class_counts`);
+4. every clip is cut to ``clip_seconds`` (a random crop when training, the centre
+   when evaluating; short clips are zero-padded, the random case at a random offset),
+   then optionally into ``windows`` evenly spaced windows that each carry the clip's
+   label and id — or, with ``variable_length``, left whole and padded per batch;
+5. shuffled (training), batched, prefetched.
+
+Everything random derives from ``seed``: two datasets made with the same seed
+yield the same batches in the same order, epoch after epoch; each epoch differs
+from the previous one (new crops, order and resampled subsets).
+"""
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from coughclf.cache import PreparedCache, open_cache, parse_example
+from coughclf.errors import CoughclfError
+
+MODES = ("train", "eval")
+BALANCE_METHODS = ("oversample", "undersample")
+CLASS_WEIGHT_FORMULAS = ("report", "inverse")
+# Label the id tables return for clips that are not selected (real labels are >= -1).
+_NOT_SELECTED = -(2 ** 31)
+# Shards read at once: enough to mix the shards' contents before shuffling.
+_MAX_INTERLEAVED_SHARDS = 16
+
+
+def class_weights(labels, formula="report"):
+    """Per-class loss weights from the training labels, as ``{class_index: weight}``.
+
+    With ``p_i`` the fraction of clips in class ``i`` among the ``k`` classes present:
+
+    * ``"report"``: ``(1 - p_i) / sum_j (1 - p_j)``, the COVID-19 cough report's
+      formula (the weights sum to 1; with two classes each class gets the other's share);
+    * ``"inverse"``: ``n / (k * n_i)``, the usual inverse frequency (scikit-learn's
+      "balanced"; a balanced set gets 1 everywhere).
+
+    Pass the result to ``model.fit(class_weight=...)``.
+    """
+    if formula not in CLASS_WEIGHT_FORMULAS:
+        raise CoughclfError(f"unknown class-weight formula {formula!r}; use one of {CLASS_WEIGHT_FORMULAS}")
+    classes, counts = np.unique(np.asarray(labels, dtype=np.int64), return_counts=True)
+    if classes.size == 0 or classes[0] < 0:
+        raise CoughclfError("class weights need the class indices (>= 0) of the training clips; "
+                            "got none, or a speech corpus without classes")
+    if formula == "report":
+        complement = 1.0 - counts / counts.sum()
+        if complement.sum() == 0:
+            # A single class: its weight is the whole of the (trivial) loss.
+            return {int(classes[0]): 1.0}
+        weights = complement / complement.sum()
+    else:
+        weights = counts.sum() / (classes.size * counts)
+    return {int(c): float(w) for c, w in zip(classes, weights)}
+
+
+def epoch_class_counts(labels, balance, balance_target=None, max_repeats=None):
+    """How many clips of each class one training epoch holds, as ``{class_index: count}``.
+
+    * ``"oversample"``: every class gets ``balance_target`` clips (default: the
+      majority class's count). A smaller class repeats its clips — each one
+      ``floor(target / n)`` or ``ceil(target / n)`` times — but never more than
+      ``max_repeats`` times: a class that cannot reach the target within the cap
+      gets ``max_repeats * n`` clips. A class larger than the target is cut to a
+      random subset. The COVID-19 report's setting is
+      ``balance_target=3500, max_repeats=5`` (720 COVID-19 clips, each used 4 or 5 times).
+    * ``"undersample"``: every class is cut to a random subset of ``balance_target``
+      clips (default: the minority class's count); smaller classes keep all theirs.
+    * ``None``: every clip once.
+
+    The subsets and the clips repeated once more change every epoch.
+    """
+    classes, counts = np.unique(np.asarray(labels, dtype=np.int64), return_counts=True)
+    if balance is None:
+        return {int(c): int(n) for c, n in zip(classes, counts)}
+    if balance not in BALANCE_METHODS:
+        raise CoughclfError(f"unknown balance method {balance!r}; use one of {BALANCE_METHODS} or None")
+    if classes.size == 0 or classes[0] < 0:
+        raise CoughclfError("balancing needs labelled clips; these clips have no class (a speech corpus?)")
+    if max_repeats is not None and max_repeats < 1:
+        raise CoughclfError(f"max_repeats must be at least 1, got {max_repeats}")
+    if balance_target is not None and balance_target < 1:
+        raise CoughclfError(f"balance_target must be at least 1 clip per class, got {balance_target}")
+    if balance == "oversample":
+        target = int(balance_target or counts.max())
+        ceiling = counts * max_repeats if max_repeats else np.full_like(counts, target)
+        per_class = np.minimum(target, ceiling)
+        capped = classes[per_class < target]
+        if capped.size:
+            warnings.warn(f"classes {capped.tolist()} reach only max_repeats={max_repeats} times their "
+                          f"clip count, below the balance target {target}", stacklevel=3)
+    else:
+        target = int(balance_target or counts.min())
+        per_class = np.minimum(target, counts)
+    return {int(c): int(n) for c, n in zip(classes, per_class)}
+
+
+def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=None, window_seconds=None,
+                 batch_size=32, balance=None, balance_target=None, max_repeats=None, seed=0,
+                 variable_length=False, with_ids=False, shuffle_buffer=1024, drop_remainder=False,
+                 bucket_boundaries=None):
+    """A ``tf.data.Dataset`` of batches from a prepared cache.
+
+    Args:
+        cache: a :class:`coughclf.cache.PreparedCache` (or the path of one).
+        ids: the clip ids to use (a split); default every clip in the manifest.
+        mode: ``"train"`` (seeded shuffle, random crops, balancing) or ``"eval"``
+            (manifest-independent shard order, centre crops, every clip once).
+        clip_seconds: fixed duration each clip is cut or zero-padded to; default the
+            longest selected clip (with ``windows``: the whole clip, uncut).
+        windows, window_seconds: cut each (cropped) clip into ``windows`` windows of
+            ``window_seconds``, evenly spaced from its start to its end (overlapping or
+            with gaps as needed; a clip shorter than a window is zero-padded); each
+            window is one example with the clip's label and id.
+        batch_size, drop_remainder: batching.
+        balance, balance_target, max_repeats: per-epoch class resampling when
+            training, see :func:`epoch_class_counts`.
+        seed: seeds every random choice; ``None`` for unseeded and non-deterministic
+            (slightly faster reads).
+        variable_length: no cropping; each batch is zero-padded to its longest clip
+            and carries ``length`` (samples) and ``transcript`` (speech recognition).
+        bucket_boundaries: with ``variable_length``, clip durations in seconds that
+            split clips into buckets batched separately (less padding).
+        with_ids: also yield each clip's id.
+        shuffle_buffer: clips held for shuffling when training (after cropping, so
+            the buffer takes ``shuffle_buffer * clip_seconds * 64`` KB).
+
+    Returns:
+        ``(audio [B, samples] float32, label [B] int32)`` batches;
+        with ``with_ids``: ``({"audio", "id"}, label)``;
+        with ``variable_length``: ``({"audio" [B, T], "length" [B], "transcript" [B]}, label)``
+        (plus ``"id"`` with ``with_ids``). Labels are the manifest's ``label_index``
+        (-1 for speech corpora).
+    """
+    import tensorflow as tf
+
+    if not isinstance(cache, PreparedCache):
+        cache = open_cache(Path(cache))
+    plan = _Plan.from_arguments(cache, ids, mode=mode, clip_seconds=clip_seconds, windows=windows,
+                                window_seconds=window_seconds, batch_size=batch_size, balance=balance,
+                                balance_target=balance_target, max_repeats=max_repeats, seed=seed,
+                                variable_length=variable_length, bucket_boundaries=bucket_boundaries,
+                                shuffle_buffer=shuffle_buffer)
+    training = mode == "train"
+
+    if plan.balance is None:
+        clips = _selected_clips(plan)
+    else:
+        # One key per epoch: the resampled subsets change every time the dataset is iterated.
+        epoch_keys = tf.data.Dataset.random(seed=_derived_seed(seed, 1), rerandomize_each_iteration=True)
+        clips = epoch_keys.take(1).flat_map(lambda key: _resampled_clips(plan, key))
+
+    if plan.variable_length:
+        clips = clips.map(_whole_clip, num_parallel_calls=tf.data.AUTOTUNE, deterministic=plan.deterministic)
+    else:
+        if plan.clip_samples:
+            cut = _random_crop if training else _centre_crop
+            crop_keys = tf.data.Dataset.random(seed=_derived_seed(seed, 2), rerandomize_each_iteration=True)
+            clips = tf.data.Dataset.zip(clips, crop_keys).map(
+                lambda clip, key: cut(clip, plan.clip_samples, key),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=plan.deterministic)
+        if plan.windows:
+            clips = clips.map(lambda clip: _cut_windows(clip, plan.windows, plan.window_samples),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=plan.deterministic).unbatch()
+
+    if training:
+        clips = clips.shuffle(shuffle_buffer, seed=_derived_seed(seed, 3), reshuffle_each_iteration=True)
+    batches = _batch(clips, plan, drop_remainder)
+    keys = ("audio", "id") if with_ids else ("audio",)
+    if plan.variable_length:
+        keys += ("length", "transcript")
+    inputs = keys[0] if keys == ("audio",) else keys
+    batches = batches.map(lambda clip: (_pick(clip, inputs), clip["label"]),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=plan.deterministic)
+    if not plan.bucket_boundaries:
+        examples = plan.examples_per_epoch()
+        count = examples // batch_size if drop_remainder else math.ceil(examples / batch_size)
+        batches = batches.apply(tf.data.experimental.assert_cardinality(count))
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+class _Plan:
+    """The checked arguments of :func:`make_dataset` and what follows from the manifest."""
+
+    @classmethod
+    def from_arguments(cls, cache, ids, *, mode, clip_seconds, windows, window_seconds, batch_size, balance,
+                       balance_target, max_repeats, seed, variable_length, bucket_boundaries, shuffle_buffer):
+        if mode not in MODES:
+            raise CoughclfError(f"unknown pipeline mode {mode!r}; use one of {MODES}")
+        if batch_size < 1 or shuffle_buffer < 1:
+            raise CoughclfError(f"batch_size and shuffle_buffer must be positive, got {batch_size} and "
+                                f"{shuffle_buffer}")
+        if balance is not None and mode != "train":
+            raise CoughclfError("class balancing resamples training data; use balance=None in eval mode")
+        if variable_length and (clip_seconds or windows):
+            raise CoughclfError("variable_length keeps clips whole; leave clip_seconds and windows unset")
+        if bucket_boundaries and not variable_length:
+            raise CoughclfError("bucket_boundaries applies to variable_length batches only")
+        if (windows is None) != (window_seconds is None) or (windows is not None and windows < 1):
+            raise CoughclfError("windowing needs both windows (a count >= 1) and window_seconds")
+        if not cache.shard_paths:
+            raise CoughclfError(f"{cache.root / 'shards'} holds no shards; prepare the cache again")
+
+        rows = {row["id"]: row for row in cache.manifest}
+        selected = list(rows) if ids is None else list(dict.fromkeys(ids))
+        unknown = [clip_id for clip_id in selected if clip_id not in rows]
+        if unknown:
+            raise CoughclfError(f"{len(unknown)} requested clip ids are not in {cache.root / 'manifest.csv'} "
+                                f"(first: {unknown[0]!r}); make the split from this cache's manifest")
+        if not selected:
+            raise CoughclfError(f"no clips selected from {cache.root}; the split is empty")
+
+        plan = cls()
+        plan.shards = cache.shard_paths
+        plan.training = mode == "train"
+        plan.seed = seed
+        plan.deterministic = seed is not None or not plan.training
+        plan.ids = selected
+        plan.labels = np.array([int(rows[clip_id]["label_index"]) for clip_id in selected], dtype=np.int32)
+        plan.class_counts = epoch_class_counts(plan.labels, balance, balance_target, max_repeats)
+        plan.balance = balance
+        plan.variable_length = variable_length
+        plan.bucket_boundaries = bucket_boundaries
+        plan.batch_size = batch_size
+        rate = cache.sample_rate
+        if clip_seconds is not None:
+            plan.clip_samples = int(round(clip_seconds * rate))
+        elif windows or variable_length:
+            plan.clip_samples = None
+        else:
+            plan.clip_samples = max(int(rows[clip_id]["num_samples"]) for clip_id in selected)
+        plan.windows = windows
+        plan.window_samples = int(round(window_seconds * rate)) if windows else None
+        plan.bucket_samples = [int(round(b * rate)) for b in bucket_boundaries or ()]
+        return plan
+
+    def examples_per_epoch(self):
+        clips = sum(self.class_counts.values()) if self.training else len(self.ids)
+        return clips * (self.windows or 1)
+
+    def label_table(self):
+        """clip id -> label_index for the selected clips, ``_NOT_SELECTED`` for any other."""
+        import tensorflow as tf
+
+        initializer = tf.lookup.KeyValueTensorInitializer(tf.constant(self.ids), tf.constant(self.labels))
+        return tf.lookup.StaticHashTable(initializer, default_value=_NOT_SELECTED)
+
+    def records(self):
+        """Parsed records of every shard, read in parallel (shard order seeded when training)."""
+        import tensorflow as tf
+
+        shards = tf.data.Dataset.from_tensor_slices(self.shards)
+        if self.training:
+            shards = shards.shuffle(len(self.shards), seed=_derived_seed(self.seed, 4),
+                                    reshuffle_each_iteration=True)
+        records = shards.interleave(tf.data.TFRecordDataset,
+                                    cycle_length=min(len(self.shards), _MAX_INTERLEAVED_SHARDS),
+                                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=self.deterministic)
+        table = self.label_table()
+
+        def parse(serialized):
+            clip = parse_example(serialized)
+            clip["label"] = table.lookup(clip["id"])
+            return clip
+
+        return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=self.deterministic)
+
+
+def _selected_clips(plan):
+    return plan.records().filter(lambda clip: clip["label"] != _NOT_SELECTED)
+
+
+def _resampled_clips(plan, epoch_key):
+    """This epoch's clips: each selected clip repeated as often as its class's resampling says."""
+    import tensorflow as tf
+
+    repeats = _epoch_repeats(plan, epoch_key)
+    index = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(plan.ids), tf.range(len(plan.ids), dtype=tf.int64)),
+        default_value=-1)
+
+    def repeated(clip):
+        position = index.lookup(clip["id"])
+        times = tf.where(position >= 0, tf.gather(repeats, tf.maximum(position, 0)), 0)
+        return tf.data.Dataset.from_tensors(clip).repeat(times)
+
+    return plan.records().flat_map(repeated)
+
+
+def _epoch_repeats(plan, epoch_key):
+    """How many times each selected clip is used this epoch (int64 per ``plan.ids`` entry).
+
+    A class of ``n`` clips that gets ``m`` this epoch uses every clip ``m // n`` times
+    and a random ``m % n`` of them once more: a random permutation per class, drawn
+    from the epoch key, picks which.
+    """
+    import tensorflow as tf
+
+    classes = np.array(sorted(plan.class_counts))
+    class_of_clip = np.searchsorted(classes, plan.labels)
+    sizes = np.bincount(class_of_clip, minlength=classes.size)
+    wanted = np.array([plan.class_counts[c] for c in classes])
+    base, extra = wanted // sizes, wanted % sizes
+    class_start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+
+    scores = tf.random.stateless_uniform([len(plan.ids)], seed=tf.stack([epoch_key, 0]), dtype=tf.float64)
+    # Sorting by class, then by score, orders each class's clips randomly, classes in a row.
+    order = tf.argsort(tf.constant(class_of_clip, tf.float64) + scores, stable=True)
+    rank_in_class = tf.math.invert_permutation(order) - tf.constant(class_start[class_of_clip], tf.int32)
+    once_more = rank_in_class < tf.constant(extra[class_of_clip], tf.int32)
+    return tf.constant(base[class_of_clip], tf.int64) + tf.cast(once_more, tf.int64)
+
+
+def _random_crop(clip, samples, key):
+    """A random ``samples``-long piece of the clip; a shorter clip lands at a random offset in silence."""
+    import tensorflow as tf
+
+    audio = clip["audio"]
+    length = tf.shape(audio, out_type=tf.int64)[0]
+    slack = tf.abs(length - samples)
+    offset = tf.random.stateless_uniform([], seed=tf.stack([key, 1]), minval=0, maxval=slack + 1,
+                                         dtype=tf.int64)
+    return _place(clip, audio, length, samples, offset)
+
+
+def _centre_crop(clip, samples, key):
+    """The middle ``samples`` of the clip; a shorter clip is centred in silence (``key`` unused)."""
+    import tensorflow as tf
+
+    del key
+    audio = clip["audio"]
+    length = tf.shape(audio, out_type=tf.int64)[0]
+    return _place(clip, audio, length, samples, tf.abs(length - samples) // 2)
+
+
+def _place(clip, audio, length, samples, offset):
+    """Crop ``audio`` from ``offset`` when it is too long, or pad it with ``offset`` zeros first when too short."""
+    import tensorflow as tf
+
+    longer = length >= samples
+    zero = tf.zeros_like(offset)
+    start = tf.where(longer, offset, zero)
+    before = tf.where(longer, zero, offset)
+    piece = audio[start:start + samples]
+    after = samples - before - tf.shape(piece, out_type=tf.int64)[0]
+    fitted = tf.pad(piece, [[before, after]])
+    fitted = tf.ensure_shape(fitted, [samples])
+    return {"audio": fitted, "label": clip["label"], "id": clip["id"]}
+
+
+def _cut_windows(clip, count, samples):
+    """``count`` windows of ``samples`` evenly spaced over the clip, as a batch of ``count`` examples."""
+    import tensorflow as tf
+
+    audio = clip["audio"]
+    length = tf.shape(audio, out_type=tf.int64)[0]
+    audio = tf.pad(audio, [[0, tf.maximum(samples - length, 0)]])
+    last_start = tf.maximum(length - samples, 0)
+    starts = tf.cast(tf.round(tf.linspace(tf.constant(0.0, tf.float64), tf.cast(last_start, tf.float64), count)), tf.int64)
+    windows = tf.gather(audio, starts[:, None] + tf.range(samples, dtype=tf.int64)[None, :])
+    return {"audio": windows, "label": tf.fill([count], clip["label"]), "id": tf.fill([count], clip["id"])}
+
+
+def _whole_clip(clip):
+    import tensorflow as tf
+
+    return {"audio": clip["audio"], "label": clip["label"], "id": clip["id"],
+            "length": tf.cast(clip["num_samples"], tf.int32), "transcript": clip["transcript"]}
+
+
+def _batch(clips, plan, drop_remainder):
+    import tensorflow as tf
+
+    if not plan.variable_length:
+        return clips.batch(plan.batch_size, drop_remainder=drop_remainder,
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=plan.deterministic)
+    if not plan.bucket_samples:
+        return clips.padded_batch(plan.batch_size, drop_remainder=drop_remainder)
+    return clips.bucket_by_sequence_length(
+        lambda clip: clip["length"], plan.bucket_samples, [plan.batch_size] * (len(plan.bucket_samples) + 1),
+        drop_remainder=drop_remainder)
+
+
+def _pick(clip, keys):
+    return clip[keys] if isinstance(keys, str) else {key: clip[key] for key in keys}
+
+
+def _derived_seed(seed, stream):
+    """A distinct seed per random stream of the pipeline (``None`` stays unseeded)."""
+    return None if seed is None else seed * 1_000_003 + stream
