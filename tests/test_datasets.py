@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 import miniatures
+from conftest import tone, write_audio
 from coughclf import datasets
 from coughclf.cli import main
 from coughclf.datasets.speech_commands import background_noise_files
@@ -168,6 +169,14 @@ def test_virufy_lists_segments_with_patient_groups(tmp_path):
     assert len(original) == 3 and all(clip.path.parent.parent.name == "original" for clip in original)
     with pytest.raises(CoughclfError, match="clinical/manual not found"):
         clips_of("virufy", root, audio="manual")
+
+
+def test_virufy_segment_without_labels_row_takes_its_file_name_prefix(tmp_path):
+    root = miniatures.write_virufy(tmp_path)
+    write_audio(root / "virufy-data-main" / "clinical" / "segmented" / "pos"
+                           / "pos-0422-096-cough-m-31_4.wav", tone(0.1))
+    clip = by_id(clips_of("virufy", root))["pos/pos-0422-096-cough-m-31_4"]
+    assert (clip.label, clip.group, clip.metadata["age"]) == ("positive", "096", "")
 
 
 # --- keyword spotting and sound events -----------------------------------------------------------
