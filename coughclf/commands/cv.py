@@ -1,0 +1,35 @@
+"""``coughclf cv CONFIG``: cross-validate one experiment."""
+
+from coughclf.commands.train import add_config_arguments
+
+HELP = "cross-validate an experiment (k-fold or the dataset's folds): a run per fold and a mean ± std summary"
+EXAMPLE = ("coughclf cv experiments/cough_crnn_covid19.toml --set split.k=5 --run-dir saved_models/crnn-cv\n"
+           "  (run it again with the same --run-dir to resume at the unfinished fold)")
+
+
+def add_arguments(parser):
+    add_config_arguments(parser)
+    parser.add_argument("--run-dir", metavar="DIR",
+                        help="CV folder (default saved_models/NAME-cv-TIMESTAMP); an unfinished one resumes")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args):
+    import json
+
+    from coughclf.config import load_config
+    from coughclf.cv import cross_validate
+    from coughclf.train import make_strategy
+
+    config = load_config(args.config, args.overrides)
+    strategy = make_strategy(args.strategy)
+    report = cross_validate(config, args.run_dir, strategy)
+    if report is None:  # a non-chief worker: the chief writes the summary
+        return
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{report['folds']} folds, summary in {report['out_dir']}/summary.json")
+    for name, entry in report["metrics"].items():
+        if "." not in name and name != "n":
+            print(f"  {name:<20} {entry['mean']:.4f} ± {entry['std']:.4f}")

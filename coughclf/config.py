@@ -1,0 +1,400 @@
+"""Experiment configs: one TOML file per experiment, a schema with defaults, ``--set`` overrides.
+
+A config has these tables (every key optional unless marked required; defaults in
+:data:`SCHEMA`)::
+
+    name = "cough_crnn"            # run folders: saved_models/{name}-{timestamp}
+    task = "classification"        # or "ctc"; defaults to the model's task
+
+    [data]      dataset (required), data_dir, cache, options {loader options}, sample_rate,
+                clip_seconds, windows, window_seconds, shuffle_buffer, metadata (manifest
+                columns fed to a model's metadata input, e.g. ["meta_age", "meta_gender"])
+    [split]     method (random|official|fold|kfold), val, test, k, seed, stratify, fold,
+                train_folds, val_folds, test_folds
+    [model]     name (required), input_mode, then any option of the model's builder
+    [frontend]  LogMelSpectrogram options overriding the model's defaults
+    [augment]   passed to coughclf.layers.augment.build_augmentation
+    [balance]   mode (none|oversample|undersample|class_weight), target, max_repeats, formula
+    [optimizer] name (adam|adamw|sgd|rmsprop), lr, weight_decay, momentum, clipnorm,
+                schedule (constant|cosine|exponential|plateau), decay_rate, min_lr
+    [train]     epochs, batch_size, patience (0: no early stopping), monitor, mode, seed,
+                steps_per_epoch
+    [metrics]   group_by, bootstrap, confidence, specificity, positive_class, examples
+    [tune]      read by coughclf.tune; [ctc] read by coughclf.speech
+
+Relative paths are relative to the working directory. ``load_config`` checks keys,
+types, choices and the model and dataset names, so a bad config fails before any
+training starts, with a message naming the key and the file; ``check_data`` checks
+that the data can be found.
+"""
+
+import difflib
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from coughclf.errors import CoughclfError
+
+REQUIRED = object()
+FREE = "free"  # a table whose keys belong to another component (model builder, loader, tuner)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its type, default and allowed values."""
+
+    type: type | tuple
+    default: object = None
+    choices: tuple = ()
+
+
+SCHEMA = {
+    "name": Key(str, None),
+    "task": Key(str, None, ("classification", "ctc")),
+    "description": Key(str, ""),
+    "data": {
+        "dataset": Key(str, REQUIRED),
+        "data_dir": Key(str, None),
+        "cache": Key(str, None),
+        "options": Key(dict, {}),
+        "sample_rate": Key(int, 16000),
+        "clip_seconds": Key(float, None),
+        "windows": Key(int, None),
+        "window_seconds": Key(float, None),
+        "shuffle_buffer": Key(int, 1024),
+        "metadata": Key(list, []),
+    },
+    "split": {
+        "method": Key(str, "random", ("random", "official", "fold", "kfold")),
+        "val": Key(float, 0.1),
+        "test": Key(float, 0.2),
+        "k": Key(int, 5),
+        "seed": Key(int, 0),
+        "stratify": Key(bool, True),
+        "fold": Key(int, 0),
+        "train_folds": Key(list, []),
+        "val_folds": Key(list, []),
+        "test_folds": Key(list, []),
+    },
+    "model": {
+        "name": Key(str, REQUIRED),
+        "input_mode": Key(str, "waveform", ("waveform", "features")),
+    },
+    "frontend": FREE,
+    "augment": FREE,
+    "balance": {
+        "mode": Key(str, "none", ("none", "oversample", "undersample", "class_weight")),
+        "target": Key(int, None),
+        "max_repeats": Key(float, None),
+        "formula": Key(str, "report", ("report", "inverse")),
+    },
+    "optimizer": {
+        "name": Key(str, "adam", ("adam", "adamw", "sgd", "rmsprop")),
+        "lr": Key(float, 1e-3),
+        "weight_decay": Key(float, 0.0),
+        "momentum": Key(float, 0.9),
+        "clipnorm": Key(float, None),
+        "schedule": Key(str, "constant", ("constant", "cosine", "exponential", "plateau")),
+        "decay_rate": Key(float, 0.95),
+        "min_lr": Key(float, 0.0),
+    },
+    "train": {
+        "epochs": Key(int, 30),
+        "batch_size": Key(int, 32),
+        "patience": Key(int, 10),
+        "monitor": Key(str, "val_loss"),
+        "mode": Key(str, "auto", ("auto", "min", "max")),
+        "seed": Key(int, 0),
+        "steps_per_epoch": Key(int, None),
+    },
+    "metrics": {
+        "group_by": Key(list, []),
+        "bootstrap": Key(int, 1000),
+        "confidence": Key(float, 0.95),
+        "specificity": Key(float, 0.95),
+        "positive_class": Key(str, None),
+        "examples": Key(int, 4),
+    },
+    "tune": FREE,
+    "ctc": FREE,
+}
+
+# Tables whose known keys are checked but which also carry options of another component.
+OPEN_TABLES = {"model"}
+
+
+class ExperimentConfig(dict):
+    """A validated config: a plain nested dict plus ``source``, the file it came from."""
+
+    source = "<config>"
+
+    def copy(self):
+        clone = ExperimentConfig(json.loads(json.dumps(self)))
+        clone.source = self.source
+        return clone
+
+
+def _type_name(expected):
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             dict: "a table", list: "a list"}
+    return names.get(expected, getattr(expected, "__name__", str(expected)))
+
+
+def _coerce(value, key, where, path):
+    """``value`` as ``key.type`` (an int where a float is expected is fine); else a clear error."""
+    expected = key.type
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    valid = isinstance(value, expected) and not (expected in (int, float) and isinstance(value, bool))
+    if not valid:
+        raise CoughclfError(f"{path}: {where} must be {_type_name(expected)}, got {value!r}; "
+                            "fix the value in the file or in --set")
+    if key.choices and value not in key.choices:
+        raise CoughclfError(f"{path}: {where} = {value!r} is not one of {', '.join(map(repr, key.choices))}")
+    return value
+
+
+def _unknown_key(name, where, known, path):
+    hint = difflib.get_close_matches(name, known, n=1)
+    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+    raise CoughclfError(f"{path}: unknown key {where!r}{suggestion}; valid keys here: "
+                        f"{', '.join(sorted(known))}")
+
+
+def _apply_schema(raw, path):
+    """Merge ``raw`` over the schema defaults, checking every key and type."""
+    config = {}
+    for name in raw:
+        if name not in SCHEMA:
+            _unknown_key(name, name, SCHEMA, path)
+    for name, entry in SCHEMA.items():
+        if isinstance(entry, Key):
+            value = raw.get(name, entry.default)
+            if value is REQUIRED:
+                raise CoughclfError(f"{path}: required key {name!r} is missing")
+            config[name] = None if value is None else _coerce(value, entry, name, path)
+            continue
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise CoughclfError(f"{path}: [{name}] must be a table, got {table!r}")
+        if entry == FREE:
+            config[name] = dict(table)
+            continue
+        section = {}
+        for key_name, value in table.items():
+            if key_name not in entry and name not in OPEN_TABLES:
+                _unknown_key(key_name, f"{name}.{key_name}", entry, path)
+        for key_name, key in entry.items():
+            value = table.get(key_name, key.default)
+            if value is REQUIRED:
+                raise CoughclfError(f"{path}: required key '{name}.{key_name}' is missing "
+                                    f"(add it under [{name}] or with --set {name}.{key_name}=...)")
+            where = f"{name}.{key_name}"
+            section[key_name] = None if value is None else _coerce(value, key, where, path)
+        if name in OPEN_TABLES:
+            section.update({k: v for k, v in table.items() if k not in entry})
+        config[name] = section
+    return config
+
+
+def _parse_value(text):
+    """A ``--set`` value read as TOML (numbers, booleans, lists, quoted strings), else the raw text."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _schema_key(parts):
+    entry = SCHEMA.get(parts[0])
+    if isinstance(entry, Key) and len(parts) == 1:
+        return entry
+    if isinstance(entry, dict) and len(parts) == 2:
+        return entry.get(parts[1])
+    return None
+
+
+def apply_override(raw, assignment, path="--set"):
+    """Apply one ``section.key=value`` assignment to the raw (not yet validated) config dict."""
+    dotted, sep, text = assignment.partition("=")
+    parts = [part.strip() for part in dotted.split(".")]
+    if not sep or not all(parts):
+        raise CoughclfError(f"--set {assignment!r}: write it as section.key=value, "
+                            "e.g. --set optimizer.lr=1e-4")
+    key = _schema_key(parts)
+    text = text.strip()
+    value = _parse_value(text)
+    if key is not None and key.type is str and not isinstance(value, str):
+        value = text  # a name like 'model.name=1e4' stays the string it was written as
+    if key is not None and key.type is list and not isinstance(value, list):
+        value = [value]
+    target = raw
+    for part in parts[:-1]:
+        existing = target.setdefault(part, {})
+        if not isinstance(existing, dict):
+            raise CoughclfError(f"--set {assignment!r}: {part!r} is a value, not a table")
+        target = existing
+    target[parts[-1]] = value
+
+
+def _validate_references(config, path):
+    """Names that must exist: the dataset, the model and the model's options."""
+    import inspect
+
+    from coughclf import datasets, models
+
+    if config["data"]["dataset"] not in datasets.available():
+        raise CoughclfError(f"{path}: data.dataset = {config['data']['dataset']!r} is not a known "
+                            f"dataset; choose one of: {', '.join(datasets.available())}")
+    model_name = config["model"]["name"]
+    if model_name not in models.available():
+        raise CoughclfError(f"{path}: model.name = {model_name!r} is not a known model; "
+                            f"choose one of: {', '.join(models.available())}")
+    spec = models.spec(model_name)
+    if config["task"] is None:
+        config["task"] = spec.task
+    elif config["task"] != spec.task:
+        raise CoughclfError(f"{path}: task = {config['task']!r} but model {model_name!r} is a "
+                            f"{spec.task!r} model; remove 'task' or pick a {config['task']} model")
+    parameters = inspect.signature(spec.builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    for option in model_options(config):
+        if not takes_any and option not in parameters:
+            _unknown_key(option, f"model.{option}", [*SCHEMA["model"], *parameters], path)
+    data = config["data"]
+    if data["windows"] is not None and data["window_seconds"] is None:
+        raise CoughclfError(f"{path}: data.windows is set but data.window_seconds is not; "
+                            "give both (e.g. windows = 9, window_seconds = 1.0)")
+    for fraction in ("val", "test"):
+        if not 0.0 <= config["split"][fraction] < 1.0:
+            raise CoughclfError(f"{path}: split.{fraction} must be a fraction in [0, 1)")
+    if not 0.5 <= config["metrics"]["specificity"] < 1.0:
+        raise CoughclfError(f"{path}: metrics.specificity must be in [0.5, 1)")
+
+
+def model_options(config):
+    """The builder options given under [model] (everything but ``name`` and ``input_mode``)."""
+    return {k: v for k, v in config["model"].items() if k not in SCHEMA["model"]}
+
+
+def load_config(path, overrides=(), *, check_names=True) -> ExperimentConfig:
+    """Read, override and validate an experiment config.
+
+    Args:
+        path: the TOML file.
+        overrides: ``"section.key=value"`` strings (``--set``); values are read as TOML
+            (``1e-4``, ``true``, ``[1, 2]``, ``"text"``) and fall back to plain text.
+        check_names: also check that the dataset, the model and its options exist.
+
+    Returns:
+        an :class:`ExperimentConfig` with every default filled in; ``name`` defaults to
+        the file's stem.
+
+    Raises:
+        CoughclfError: naming the file and the key for any unknown key, wrong type,
+        value out of range, unknown dataset or model.
+    """
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CoughclfError(f"config file {path} not found; give the path of a .toml experiment "
+                            "(see experiments/)") from None
+    except tomllib.TOMLDecodeError as error:
+        raise CoughclfError(f"{path}: not valid TOML: {error}") from None
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    config = ExperimentConfig(_apply_schema(raw, path))
+    config.source = str(path)
+    if config["name"] is None:
+        config["name"] = path.stem
+    if check_names:
+        _validate_references(config, path)
+    return config
+
+
+def config_from_dict(raw, source="<config>", *, check_names=True) -> ExperimentConfig:
+    """Validate an already-parsed config dict (e.g. built by the tuner) the way load_config does."""
+    config = ExperimentConfig(_apply_schema(json.loads(json.dumps(raw)), source))
+    config.source = source
+    if config["name"] is None:
+        config["name"] = "experiment"
+    if check_names:
+        _validate_references(config, source)
+    return config
+
+
+def check_data(config):
+    """Fail early when neither a complete cache nor a data folder to prepare it from is given."""
+    data, source = config["data"], config.source
+    cache = data["cache"]
+    complete = cache is not None and (Path(cache) / "manifest.csv").exists()
+    if complete:
+        return
+    if data["data_dir"] is None:
+        where = f"data.cache = {cache!r} is not a complete prepared cache" if cache else "no data.cache"
+        raise CoughclfError(f"{source}: {where} and data.data_dir is not set; set data.data_dir to "
+                            "the dataset's folder (it is prepared on first use) or run "
+                            "'coughclf prepare' and set data.cache")
+    if not Path(data["data_dir"]).is_dir():
+        raise CoughclfError(f"{source}: data.data_dir = {data['data_dir']!r} is not a folder; "
+                            "download the dataset there ('coughclf download') or fix the path")
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+def _toml_key(key):
+    key = str(key)
+    bare = key and all(c.isalnum() or c in "-_" for c in key)
+    return key if bare else json.dumps(key)
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+        return "{" + ", ".join(items) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} to TOML")
+
+
+def _write_table(lines, prefix, table):
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and v is not None}
+    tables = {k: v for k, v in table.items() if isinstance(v, dict)}
+    if prefix and (scalars or not tables):
+        lines.append(f"\n[{prefix}]")
+    for key, value in scalars.items():
+        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for key, value in tables.items():
+        _write_table(lines, f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key), value)
+
+
+def dumps_config(config) -> str:
+    """A config as TOML text that ``load_config`` reads back to the same dict (None values omitted)."""
+    lines = []
+    _write_table(lines, "", dict(config))
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def dump_config(config, path):
+    """Write ``config`` to ``path`` as TOML, atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(dumps_config(config), encoding="utf-8")
+    temporary.replace(path)
+    return path

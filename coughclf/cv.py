@@ -1,0 +1,137 @@
+"""``coughclf cv``: k-fold or predefined-fold cross-validation, one run folder per fold, one summary.
+
+Folds come from :func:`coughclf.splits.kfold`: ``split.method = "kfold"`` makes
+``split.k`` group-aware, label-stratified folds; ``"fold"`` uses the dataset's own
+folds (ESC-50's five, FSDD speakers…). Within each fold, ``split.val`` of the training
+part (whole groups) is the validation set that early stopping and the best checkpoint
+watch; the held-out fold is the test set.
+
+The CV folder holds ``config.toml``, ``folds.json`` (the clip ids of every fold),
+``fold-{i}/`` (a complete run folder each), ``summary.json`` / ``summary.csv`` (mean
+and standard deviation over folds of every metric) and ``plots/``. A fold is done once
+``fold-{i}/fold-done.json`` exists (written atomically after its evaluation); a killed
+CV run started again skips the done folds and resumes the unfinished one from its
+``BackupAndRestore`` state.
+"""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from coughclf import metrics as metric_functions
+from coughclf import plots
+from coughclf.errors import CoughclfError
+from coughclf.train import claim_run_dir, is_chief, make_strategy, open_data, read_json, write_json
+
+DONE_MARKER = "fold-done.json"
+# Metrics drawn in the per-fold bar chart when present.
+BAR_METRICS = ("accuracy", "auc", "balanced_accuracy", "macro_f1", "sensitivity_at_specificity.sensitivity")
+
+
+def fold_splits(config, cache):
+    """``[{"train", "validation", "test"}, ...]``: the clip ids of every fold."""
+    from coughclf import splits
+    from coughclf.train import with_validation
+
+    method = config["split"]["method"]
+    if method not in ("kfold", "fold"):
+        raise CoughclfError(f"{config.source}: cross-validation needs split.method = 'kfold' (k random "
+                            f"group folds) or 'fold' (the dataset's folds), not {method!r}; "
+                            "add --set split.method=kfold")
+    folds = splits.kfold(cache.manifest, k=config["split"]["k"], seed=config["split"]["seed"],
+                         predefined=method == "fold")
+    return [with_validation(config, cache, train_ids, test_ids) for train_ids, test_ids in folds]
+
+
+def cross_validate(config, out_dir=None, strategy=None, *, callbacks=()):
+    """Train and evaluate every fold of ``config``; returns the summary (also summary.json).
+
+    Args:
+        config: an :class:`coughclf.config.ExperimentConfig`.
+        out_dir: the CV folder; an unfinished one resumes. Default
+            ``saved_models/{name}-cv-{timestamp}``.
+        strategy: as for :func:`coughclf.train.train`.
+        callbacks: extra Keras callbacks for every fold's training.
+
+    Returns:
+        ``{"folds": k, "metrics": {name: {"mean", "std", "values"}}, "out_dir": ...}``
+        with the sample standard deviation (ddof=1) over folds.
+
+    Example::
+
+        from coughclf.config import load_config
+        from coughclf.cv import cross_validate
+        summary = cross_validate(load_config("experiments/kws_cnn_loso.toml"))
+        print(summary["metrics"]["accuracy"])
+    """
+    import time
+
+    from coughclf.train import RUNS_ROOT, train
+
+    if strategy is None or isinstance(strategy, str):
+        strategy = make_strategy(strategy)
+    out_dir = Path(out_dir) if out_dir else RUNS_ROOT / f"{config['name']}-cv-{time.strftime('%Y%m%d-%H%M%S')}"
+    chief = is_chief(strategy)
+    if chief:
+        claim_run_dir(config, out_dir)
+    cache = open_data(config)
+    folds_path = out_dir / "folds.json"
+    folds = read_json(folds_path) if folds_path.exists() else fold_splits(config, cache)
+    if chief:
+        write_json(folds_path, folds)
+    results = []
+    for index, split in enumerate(folds):
+        fold_dir = out_dir / f"fold-{index}"
+        marker = fold_dir / DONE_MARKER
+        if marker.exists():
+            print(f"fold {index + 1}/{len(folds)} already done ({fold_dir})")
+            results.append(read_json(marker))
+            continue
+        print(f"fold {index + 1}/{len(folds)}: {len(split['train'])} train, {len(split['validation'])} "
+              f"validation, {len(split['test'])} test clips")
+        train(config, fold_dir, strategy, split=split, callbacks=callbacks)
+        if chief:
+            fold_metrics = read_json(fold_dir / "metrics.json")
+            write_json(marker, fold_metrics)
+            results.append(fold_metrics)
+    if not chief:
+        return None
+    return summarize(config, out_dir, results)
+
+
+def summarize(config, out_dir, fold_results):
+    """Write summary.json, summary.csv and the combined plots from every fold's metrics."""
+    out_dir = Path(out_dir)
+    summary = metric_functions.summarize_folds(fold_results)
+    report = {"name": config["name"], "model": config["model"]["name"], "folds": len(fold_results),
+              "method": config["split"]["method"], "std": "sample standard deviation over folds (ddof=1)",
+              "out_dir": str(out_dir), "metrics": summary}
+    write_json(out_dir / "summary.json", report)
+    temporary = out_dir / "summary.csv.tmp"
+    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["metric", "mean", "std", *[f"fold_{i}" for i in range(len(fold_results))]])
+        for name, entry in summary.items():
+            writer.writerow([name, entry["mean"], entry["std"], *entry["values"]])
+    temporary.replace(out_dir / "summary.csv")
+    _plot(config, out_dir, summary, len(fold_results))
+    return report
+
+
+def _plot(config, out_dir, summary, folds):
+    plots.cross_validation_bars(summary, BAR_METRICS, out_dir / "plots" / "metrics_per_fold.png",
+                                title=f"{config['name']}: {folds}-fold cross-validation (test folds)")
+    curves = []
+    for index in range(folds):
+        predictions = out_dir / f"fold-{index}" / "predictions.npz"
+        if not predictions.exists():
+            return
+        saved = np.load(predictions)
+        classes = list(saved["classes"])
+        if len(classes) != 2:
+            return
+        positive = classes.index(config["metrics"]["positive_class"] or classes[1])
+        curves.append((f"fold {index}", saved["labels"] == positive, saved["probabilities"][:, positive]))
+    plots.cross_validation_roc(curves, out_dir / "plots" / "roc_per_fold.png",
+                               title=f"{config['name']}: ROC per test fold")

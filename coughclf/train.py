@@ -1,0 +1,611 @@
+"""``coughclf train``: one experiment config → one run folder with the best model and its report.
+
+A run folder (``saved_models/{name}-{timestamp}/`` unless given) holds::
+
+    config.toml          the config actually used (defaults and --set overrides filled in)
+    split.json           the clip ids of train / validation / test
+    metadata.json        how metadata columns were encoded (models with a metadata input)
+    best.keras           the model of the best epoch by [train].monitor
+    history.csv/.json    one row per epoch (loss, metrics, learning rate)
+    logs/                TensorBoard logs
+    backup/              BackupAndRestore state while training runs (deleted at the end)
+    training.json        written when fit has finished: epochs run, best epoch and value
+    metrics.json, plots/ the evaluation on the test split (coughclf.evaluate)
+
+Run the same command again with ``--run-dir`` on a run that was killed and it resumes
+from the last finished epoch: the weights, optimiser state and epoch come back from
+``backup/``, and the early-stopping and best-checkpoint state from ``history.json``,
+so the resumed run stops after the same number of epochs as an uninterrupted one.
+"""
+
+import csv
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from coughclf.config import check_data, dump_config, dumps_config, model_options
+from coughclf.errors import CoughclfError
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+RUNS_ROOT = Path("saved_models")
+PREPARED_ROOT = Path("prepared")
+_MAXIMISED = ("acc", "auc", "precision", "recall", "f1")
+
+
+# --- small file helpers shared by evaluate and cv ----------------------------------------------
+
+def write_json(path, data):
+    """Write ``data`` as JSON atomically (NaN written as null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(json_ready(data), indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
+    return path
+
+
+def json_ready(value):
+    """``value`` with every NaN and infinity replaced by None (JSON null), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def monitor_mode(config):
+    """``"min"`` or ``"max"`` for [train].monitor (``auto``: max for accuracy/AUC/F1-like names)."""
+    mode = config["train"]["mode"]
+    if mode != "auto":
+        return mode
+    return "max" if any(part in config["train"]["monitor"] for part in _MAXIMISED) else "min"
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def default_cache_path(config):
+    """Where a cache prepared on first use goes: one folder per dataset, data folder and options."""
+    import hashlib
+
+    data = config["data"]
+    key = json.dumps([str(Path(data["data_dir"]).resolve()), data["options"], data["sample_rate"]],
+                     sort_keys=True)
+    return PREPARED_ROOT / f"{data['dataset']}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+
+def open_data(config):
+    """The run's prepared cache; prepared from [data].data_dir first if missing or incomplete."""
+    from coughclf.cache import open_cache
+
+    check_data(config)
+    data = config["data"]
+    cache_path = Path(data["cache"]) if data["cache"] else default_cache_path(config)
+    if not (cache_path / "manifest.csv").exists():
+        from coughclf.prepare import prepare
+
+        print(f"preparing {data['dataset']} from {data['data_dir']} into {cache_path} (once)")
+        prepare(data["dataset"], data["data_dir"], cache_path, sample_rate=data["sample_rate"],
+                options=data["options"])
+    cache = open_cache(cache_path)
+    if cache.sample_rate != data["sample_rate"]:
+        raise CoughclfError(f"{config.source}: data.sample_rate = {data['sample_rate']} but the cache "
+                            f"{cache_path} holds {cache.sample_rate} Hz audio; set data.sample_rate = "
+                            f"{cache.sample_rate} or prepare the cache again")
+    return cache
+
+
+def split_clips(config, cache):
+    """``{"train", "validation", "test"}`` clip ids for [split].
+
+    ``kfold`` trains on fold ``split.fold`` of the k-fold split; ``fold`` with any of
+    ``train_folds`` / ``val_folds`` / ``test_folds`` assigns the dataset's predefined
+    folds explicitly (the ESC-10 report's fold 1 test, folds 3-5 train), otherwise the
+    highest fold is the test set.
+    """
+    from coughclf import splits
+
+    split = config["split"]
+    if split["method"] == "kfold":
+        folds = splits.kfold(cache.manifest, k=split["k"], seed=split["seed"])
+        if not 0 <= split["fold"] < len(folds):
+            raise CoughclfError(f"{config.source}: split.fold = {split['fold']} but k-fold gives "
+                                f"{len(folds)} folds (0 to {len(folds) - 1})")
+        train_ids, test_ids = folds[split["fold"]]
+        return with_validation(config, cache, train_ids, test_ids)
+    if split["method"] == "fold" and (split["train_folds"] or split["val_folds"] or split["test_folds"]):
+        return _explicit_folds(config, cache)
+    return splits.split_ids(cache.manifest, method=split["method"], val=split["val"], test=split["test"],
+                            seed=split["seed"], stratify=split["stratify"])
+
+
+def _explicit_folds(config, cache):
+    split = config["split"]
+    folds = {row["id"]: int(float(row["fold"])) for row in cache.manifest if row.get("fold") not in ("", None)}
+    if len(folds) < len(cache.manifest):
+        raise CoughclfError(f"{config.source}: split.method = 'fold' needs a dataset with predefined folds; "
+                            f"{cache.root} has clips without a fold")
+    chosen = set(split["train_folds"]) | set(split["val_folds"]) | set(split["test_folds"])
+    missing = sorted(chosen - set(folds.values()))
+    if missing:
+        raise CoughclfError(f"{config.source}: split folds {missing} do not exist; the cache has folds "
+                            f"{sorted(set(folds.values()))}")
+
+    def members(fold_numbers, default_exclude=()):
+        if fold_numbers:
+            return [i for i, fold in folds.items() if fold in fold_numbers]
+        return [i for i, fold in folds.items() if fold not in default_exclude]
+
+    test_ids = members(split["test_folds"])
+    train_ids = members(split["train_folds"], default_exclude=set(split["test_folds"]) | set(split["val_folds"]))
+    if split["val_folds"]:
+        return {"train": train_ids, "validation": members(split["val_folds"]), "test": test_ids}
+    return with_validation(config, cache, train_ids, test_ids)
+
+
+def with_validation(config, cache, train_ids, test_ids):
+    """Carve a group-aware validation part (fraction split.val) out of ``train_ids``."""
+    from coughclf import splits
+
+    selected = set(train_ids)
+    rows = [row for row in cache.manifest if row["id"] in selected]
+    inner = splits.split_ids(rows, method="random", val=config["split"]["val"], test=0.0,
+                             seed=config["split"]["seed"], stratify=config["split"]["stratify"])
+    return {"train": inner["train"], "validation": inner["validation"], "test": list(test_ids)}
+
+
+def model_clip_seconds(config):
+    """The model's input length in seconds: one window when windowing, else the clip length."""
+    from coughclf import models
+
+    data = config["data"]
+    if data["windows"]:
+        return data["window_seconds"]
+    return data["clip_seconds"] or models.spec(config["model"]["name"]).defaults.get("clip_seconds")
+
+
+def fit_metadata_encoding(rows, columns):
+    """How to turn manifest columns into the model's ``metadata`` vector, learnt on training rows.
+
+    Numeric columns are standardised (missing: 0, the training mean); other columns are
+    one-hot over the training values (unseen or missing: all zeros).
+    """
+    encoding = []
+    for column in columns:
+        if rows and column not in rows[0]:
+            raise CoughclfError(f"data.metadata names {column!r}, not a manifest column; available: "
+                                f"{', '.join(c for c in rows[0] if c.startswith('meta_'))}")
+        values = [row[column] for row in rows if row[column] not in ("", None)]
+        try:
+            numbers = [float(v) for v in values]
+        except ValueError:
+            encoding.append({"column": column, "kind": "categorical", "categories": sorted(set(values))})
+            continue
+        mean = sum(numbers) / len(numbers) if numbers else 0.0
+        spread = math.sqrt(sum((v - mean) ** 2 for v in numbers) / len(numbers)) if numbers else 0.0
+        encoding.append({"column": column, "kind": "numeric", "mean": mean, "std": spread or 1.0})
+    return encoding
+
+
+def encode_metadata(encoding, row):
+    """One manifest row → its metadata vector (list of floats)."""
+    vector = []
+    for entry in encoding:
+        value = row.get(entry["column"], "")
+        if entry["kind"] == "numeric":
+            vector.append(0.0 if value in ("", None) else (float(value) - entry["mean"]) / entry["std"])
+        else:
+            vector.extend(1.0 if value == category else 0.0 for category in entry["categories"])
+    return vector
+
+
+def metadata_width(encoding):
+    return sum(1 if e["kind"] == "numeric" else len(e["categories"]) for e in encoding)
+
+
+def make_inputs(config, cache, ids, *, mode, metadata=None, with_ids=False, batch_size=None):
+    """The tf.data pipeline of a run: ``(inputs, one-hot label)`` batches.
+
+    ``inputs`` is the waveform batch, or a dict ``{"audio", "metadata"[, "id"]}`` when the
+    model has a metadata input or ids are asked for.
+    """
+    import tensorflow as tf
+
+    from coughclf.pipeline import make_dataset
+
+    data, balance = config["data"], config["balance"]
+    training = mode == "train"
+    resample = balance["mode"] if training and balance["mode"] in ("oversample", "undersample") else None
+    dataset = make_dataset(
+        cache, ids, mode=mode, clip_seconds=data["clip_seconds"], windows=data["windows"],
+        window_seconds=data["window_seconds"], batch_size=batch_size or config["train"]["batch_size"],
+        balance=resample, balance_target=balance["target"] if resample else None,
+        max_repeats=balance["max_repeats"] if resample == "oversample" else None,
+        seed=config["train"]["seed"], with_ids=True, shuffle_buffer=data["shuffle_buffer"])
+    num_classes = len(cache.classes)
+    lookup = None
+    if metadata:
+        rows = {row["id"]: row for row in cache.manifest}
+        ids_tensor = tf.constant(list(rows))
+        vectors = tf.constant([encode_metadata(metadata, row) for row in rows.values()], tf.float32)
+        lookup = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(ids_tensor, tf.range(len(rows), dtype=tf.int64)), -1)
+
+    def arrange(inputs, label):
+        arranged = {"audio": inputs["audio"]}
+        if lookup is not None:
+            arranged["metadata"] = tf.gather(vectors, lookup.lookup(inputs["id"]))
+        if with_ids:
+            arranged["id"] = inputs["id"]
+        features = arranged if len(arranged) > 1 else arranged["audio"]
+        return features, tf.one_hot(label, num_classes)
+
+    return dataset.map(arrange, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+def build_model(config, num_classes, sample_rate, metadata_dim=0):
+    """The configured model, with its front end and augmentation inside (waveform input)."""
+    import inspect
+
+    from coughclf import models
+
+    model_name = config["model"]["name"]
+    spec = models.spec(model_name)
+    input_mode = config["model"]["input_mode"]
+    default_frontend = spec.defaults.get("frontend")
+    if input_mode == "features" and default_frontend is not None:
+        raise CoughclfError(f"{config.source}: model.input_mode = 'features' but training feeds raw audio "
+                            f"to {model_name}; use input_mode = 'waveform' (log-mel inside the model)")
+    options = {"input_mode": input_mode, "num_classes": num_classes, "clip_seconds": model_clip_seconds(config),
+               "sample_rate": sample_rate, **model_options(config)}
+    if config["frontend"]:
+        if default_frontend is None:
+            raise CoughclfError(f"{config.source}: [frontend] is set but {model_name} reads the raw "
+                                "waveform and has no spectrogram front end; remove [frontend]")
+        options["frontend"] = {**default_frontend, **config["frontend"]}
+    if config["augment"]:
+        from coughclf.layers.augment import build_augmentation
+
+        waveform_layers, spec_layers = build_augmentation(config["augment"])
+        if waveform_layers:
+            options["waveform_augmentation"] = waveform_layers
+        if spec_layers:
+            options["spec_augmentation"] = spec_layers
+    if metadata_dim:
+        options["metadata_dim"] = metadata_dim
+    parameters = inspect.signature(spec.builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    rejected = [key for key in options if not takes_any and key not in parameters]
+    if "metadata_dim" in rejected:
+        raise CoughclfError(f"{config.source}: data.metadata is set but {model_name} has no metadata input; "
+                            "remove data.metadata or use resnet18/resnet34/ast")
+    if "clip_seconds" in rejected and options["clip_seconds"] is not None:
+        raise CoughclfError(f"{config.source}: {model_name} has a fixed input length; remove "
+                            "data.clip_seconds / data.window_seconds")
+    return models.build(model_name, **{k: v for k, v in options.items() if k not in rejected})
+
+
+def make_optimizer(config):
+    """The optimiser of [optimizer] (``weight_decay`` is decoupled, as Keras applies it)."""
+    import keras
+
+    settings = config["optimizer"]
+    common = {"learning_rate": settings["lr"], "clipnorm": settings["clipnorm"],
+              "weight_decay": settings["weight_decay"] or None}
+    if settings["name"] == "adam":
+        return keras.optimizers.Adam(**common)
+    if settings["name"] == "adamw":
+        return keras.optimizers.AdamW(**{**common, "weight_decay": settings["weight_decay"]})
+    if settings["name"] == "sgd":
+        return keras.optimizers.SGD(momentum=settings["momentum"], **common)
+    return keras.optimizers.RMSprop(momentum=settings["momentum"], **common)
+
+
+def compile_model(model, config, num_classes):
+    """Cross-entropy on one-hot labels; accuracy and ROC AUC (macro one-vs-rest) as metrics."""
+    import keras
+
+    model.compile(
+        optimizer=make_optimizer(config),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
+                 keras.metrics.AUC(multi_label=True, num_labels=num_classes, name="auc")],
+    )
+    return model
+
+
+def learning_rate_at(config, epoch):
+    """The scheduled learning rate of ``epoch`` (epoch-wise, so a resumed run continues it)."""
+    settings, epochs = config["optimizer"], config["train"]["epochs"]
+    base, floor = settings["lr"], settings["min_lr"]
+    if settings["schedule"] == "cosine":
+        return floor + (base - floor) * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
+    if settings["schedule"] == "exponential":
+        return max(floor, base * settings["decay_rate"] ** epoch)
+    return base
+
+
+# --- strategies and run folders -----------------------------------------------------------------
+
+def make_strategy(name):
+    """A ``tf.distribute`` strategy: default (one device), mirrored (all local GPUs) or multiworker.
+
+    ``multiworker`` reads the cluster from the ``TF_CONFIG`` environment variable; create
+    it before any other TensorFlow work in the process.
+    """
+    import tensorflow as tf
+
+    if name in (None, "default"):
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise CoughclfError("--strategy multiworker needs TF_CONFIG describing the cluster, e.g. "
+                                "TF_CONFIG='{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
+                                "\"task\": {\"type\": \"worker\", \"index\": 0}}' on the first machine")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise CoughclfError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def is_chief(strategy):
+    """True unless this process is a non-chief worker of a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def new_run_dir(config):
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return RUNS_ROOT / f"{config['name']}-{stamp}"
+
+
+def claim_run_dir(config, run_dir):
+    """Create ``run_dir`` with config.toml, or check that a resumed run uses the same config."""
+    import tomllib
+
+    run_dir = Path(run_dir)
+    saved = run_dir / "config.toml"
+    if saved.exists():
+        previous = tomllib.loads(saved.read_text(encoding="utf-8"))
+        if previous != tomllib.loads(dumps_config(config)):
+            raise CoughclfError(f"{run_dir} holds a run of a different config ({saved}); resume it with the "
+                                "same config and --set values, or use a new --run-dir")
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(config, saved)
+    return run_dir
+
+
+# --- callbacks ----------------------------------------------------------------------------------
+
+def _history_rows(run_dir):
+    path = Path(run_dir) / "history.json"
+    return read_json(path) if path.exists() else []
+
+
+def _backup_epoch(backup_dir):
+    """The epoch BackupAndRestore will resume at (0 when there is no backup)."""
+    path = Path(backup_dir) / "training_metadata.json"
+    return int(read_json(path)["epoch"]) if path.exists() else 0
+
+
+def _callbacks(config, run_dir, resumed_rows, chief):
+    import keras
+
+    class EpochHistory(keras.callbacks.Callback):
+        """history.csv/json rewritten atomically each epoch; rows of a resumed run continue the old ones."""
+
+        def __init__(self, rows):
+            super().__init__()
+            self.rows = list(rows)
+
+        def on_epoch_end(self, epoch, logs=None):
+            row = {"epoch": epoch, "learning_rate": float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))}
+            row.update({key: float(value) for key, value in (logs or {}).items() if key != "learning_rate"})
+            self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
+            write_json(Path(run_dir) / "history.json", self.rows)
+            columns = list(dict.fromkeys(key for r in self.rows for key in r))
+            temporary = Path(run_dir) / "history.csv.tmp"
+            with open(temporary, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, columns)
+                writer.writeheader()
+                writer.writerows(self.rows)
+            temporary.replace(Path(run_dir) / "history.csv")
+
+    class BestModel(keras.callbacks.ModelCheckpoint):
+        """ModelCheckpoint writing best.keras atomically, so a kill mid-save leaves the previous best."""
+
+        def __init__(self, target, **kwargs):
+            super().__init__(str(Path(target).with_name("best.partial.keras")), **kwargs)
+            self.target = Path(target)
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            partial = Path(self.filepath)
+            if partial.exists():
+                partial.replace(self.target)
+
+    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+        """EarlyStopping that starts from the best value and patience count of the epochs already run."""
+
+        def __init__(self, restored_best, restored_wait, **kwargs):
+            super().__init__(**kwargs)
+            self.restored_best, self.restored_wait = restored_best, restored_wait
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            if self.restored_best is not None:
+                self.best, self.wait = self.restored_best, self.restored_wait
+
+    train = config["train"]
+    monitor, mode = train["monitor"], monitor_mode(config)
+    pick = max if mode == "max" else min
+    seen = [row for row in resumed_rows if row.get(monitor) is not None]
+    best_row = pick(seen, key=lambda row: row[monitor]) if seen else None
+    best_value = best_row[monitor] if best_row else None
+    callbacks = [
+        # First, so that on resume the epoch is restored before any other callback starts.
+        keras.callbacks.BackupAndRestore(str(Path(run_dir) / "backup"), double_checkpoint=True),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.LearningRateScheduler(lambda epoch, lr: learning_rate_at(config, epoch))
+        if config["optimizer"]["schedule"] != "plateau" else
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=config["optimizer"]["decay_rate"],
+                                          patience=max(1, train["patience"] // 2),
+                                          min_lr=config["optimizer"]["min_lr"]),
+        BestModel(Path(run_dir) / "best.keras", monitor=monitor, mode=mode, save_best_only=True,
+                  initial_value_threshold=best_value),
+        EpochHistory(resumed_rows),
+    ]
+    if train["patience"]:
+        wait = (resumed_rows[-1]["epoch"] - best_row["epoch"]) if best_row else 0
+        callbacks.append(ResumableEarlyStopping(best_value, wait, monitor=monitor, mode=mode,
+                                                patience=train["patience"]))
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(str(Path(run_dir) / "logs"), write_graph=False,
+                                                     profile_batch=0))
+    return callbacks
+
+
+# --- training -----------------------------------------------------------------------------------
+
+def train(config, run_dir=None, strategy=None, *, split=None, callbacks=(), evaluate_after=True):
+    """Train the experiment ``config`` and write its run folder; returns the run folder.
+
+    Args:
+        config: an :class:`coughclf.config.ExperimentConfig` (``load_config``).
+        run_dir: the run folder; a folder of an unfinished run resumes it. Default
+            ``saved_models/{name}-{timestamp}``.
+        strategy: a ``tf.distribute.Strategy`` or its name (``"default"``, ``"mirrored"``,
+            ``"multiworker"``); the model is built and compiled in its scope and the
+            batch size is the global batch. Only the chief writes ``run_dir``.
+        split: ``{"train", "validation", "test"}`` clip ids (cross-validation); default [split].
+        callbacks: extra Keras callbacks, run after the run's own.
+        evaluate_after: evaluate the best model on the test split (metrics.json, plots).
+
+    Example::
+
+        from coughclf.config import load_config
+        from coughclf.train import train
+        run = train(load_config("experiments/kws_cnn.toml", ["train.epochs=3"]))
+    """
+    if config["task"] == "ctc":
+        from coughclf.speech import train_ctc
+
+        return train_ctc(config, run_dir, strategy)
+    import keras
+
+    if strategy is None or isinstance(strategy, str):
+        strategy = make_strategy(strategy)
+    chief = is_chief(strategy)
+    final_dir = Path(run_dir) if run_dir else new_run_dir(config)
+    work_dir = final_dir if chief else Path(tempfile.mkdtemp(prefix="coughclf-worker-"))
+    try:
+        fit_run(config, claim_run_dir(config, work_dir), strategy, split=split, callbacks=callbacks)
+    finally:
+        if not chief:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    keras.backend.clear_session()
+    if chief and evaluate_after:
+        from coughclf.evaluate import evaluate
+
+        evaluate(final_dir)
+    return final_dir
+
+
+def fit_run(config, run_dir, strategy, *, split=None, callbacks=()):
+    """The training of :func:`train` in an already claimed ``run_dir`` (skipped if it finished)."""
+    import keras
+    import tensorflow as tf
+
+    from coughclf.pipeline import class_weights
+
+    run_dir = Path(run_dir)
+    if (run_dir / "training.json").exists():
+        print(f"{run_dir} has finished training; evaluating only")
+        return read_json(run_dir / "training.json")
+    keras.utils.set_random_seed(config["train"]["seed"])
+    cache = open_data(config)
+    if split is None:
+        split_path = run_dir / "split.json"
+        split = read_json(split_path) if split_path.exists() else split_clips(config, cache)
+    write_json(run_dir / "split.json", split)
+    if not split["validation"] and config["train"]["monitor"].startswith("val_"):
+        raise CoughclfError(f"{config.source}: no validation clips (split.val = {config['split']['val']}) but "
+                            f"train.monitor = {config['train']['monitor']!r}; set split.val > 0 or monitor "
+                            "a training metric")
+    rows = {row["id"]: row for row in cache.manifest}
+    metadata = None
+    if config["data"]["metadata"]:
+        metadata = fit_metadata_encoding([rows[i] for i in split["train"]], config["data"]["metadata"])
+        write_json(run_dir / "metadata.json", metadata)
+
+    train_data = make_inputs(config, cache, split["train"], mode="train", metadata=metadata)
+    validation_data = (make_inputs(config, cache, split["validation"], mode="eval", metadata=metadata)
+                       if split["validation"] else None)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        options = tf.data.Options()
+        # Shard batches, not files: a small cache has fewer shard files than workers.
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train_data = train_data.with_options(options)
+        validation_data = validation_data.with_options(options) if validation_data else None
+    steps = config["train"]["steps_per_epoch"]
+    if steps:
+        train_data = train_data.repeat()
+
+    num_classes = len(cache.classes)
+    with strategy.scope():
+        model = build_model(config, num_classes, cache.sample_rate, metadata_width(metadata or []))
+        compile_model(model, config, num_classes)
+    weights = None
+    if config["balance"]["mode"] == "class_weight":
+        weights = class_weights([int(rows[i]["label_index"]) for i in split["train"]],
+                                config["balance"]["formula"])
+    backup_epoch = _backup_epoch(run_dir / "backup")
+    resumed_rows = [row for row in _history_rows(run_dir) if row["epoch"] < backup_epoch]
+    if backup_epoch:
+        print(f"resuming {run_dir} at epoch {backup_epoch + 1}")
+    started = time.time()
+    history = model.fit(train_data, validation_data=validation_data, epochs=config["train"]["epochs"],
+                        steps_per_epoch=steps, class_weight=weights, verbose="auto",
+                        callbacks=[*_callbacks(config, run_dir, resumed_rows, is_chief(strategy)),
+                                   *callbacks])
+    rows_run = _history_rows(run_dir)
+    monitor, mode = config["train"]["monitor"], monitor_mode(config)
+    seen = [row for row in rows_run if row.get(monitor) is not None]
+    best = (max if mode == "max" else min)(seen, key=lambda row: row[monitor]) if seen else None
+    summary = {
+        "epochs_run": len(rows_run),
+        "epochs_this_session": len(history.epoch),
+        "resumed_at_epoch": backup_epoch,
+        "stopped_early": len(rows_run) < config["train"]["epochs"],
+        "terminated_on_nan": any(math.isnan(v) for row in rows_run for k, v in row.items() if k == "loss"),
+        "monitor": monitor,
+        "best_epoch": best["epoch"] if best else None,
+        "best_value": best[monitor] if best else None,
+        "seconds_this_session": round(time.time() - started, 1),
+        "parameters": int(sum(math.prod(w.shape) for w in model.trainable_weights)),
+        "classes": cache.classes,
+        "cache": str(cache.root),
+    }
+    if not (run_dir / "best.keras").exists():
+        raise CoughclfError(f"training in {run_dir} never improved {monitor} (NaN loss?); lower "
+                            "optimizer.lr or check the data")
+    write_json(run_dir / "training.json", summary)
+    return summary
