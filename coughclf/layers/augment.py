@@ -1,0 +1,603 @@
+"""Data augmentation as Keras layers that run inside the model, batched and seeded.
+
+Waveform layers take ``[batch, samples]``; spectrogram layers take the
+front end's ``[batch, frames, n_mels]``. Every layer is the identity unless
+called with ``training=True``. Each draws its per-example parameters with
+``sample_parameters`` (from a ``keras.random.SeedGenerator``, so the same seed
+gives the same augmentations) and applies them with the deterministic
+``transform(inputs, parameters)``; the split lets tests and other backends
+replay exactly the same augmentation.
+
+``build_augmentation(config)`` turns the training config's ``augmentation``
+mapping into the two layer lists the model builders accept.
+"""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import ops
+
+from coughclf.errors import CoughclfError
+from coughclf.layers.frontend import add_constant, check_choice
+
+NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+TINY = 1e-12
+
+
+def gather_along_time(values, positions):
+    """Per-example gather on axis 1 with int ``positions`` [batch, time] (clamped to range).
+
+    Done as one row gather on the batch-flattened tensor, which is several
+    times faster on CPU than take_along_axis (a gather_nd over broadcast indices).
+    """
+    shape = ops.shape(values)
+    positions = ops.clip(positions, 0, shape[1] - 1)
+    rows = positions + ops.arange(shape[0], dtype="int32")[:, None] * shape[1]
+    return ops.take(ops.reshape(values, (-1, *shape[2:])), rows, axis=0)
+
+
+def interpolate_along_time(values, positions):
+    """Linear interpolation of ``values`` at fractional ``positions`` [batch, time] on axis 1.
+
+    Positions are clamped to the valid range; callers zero what lies outside.
+    """
+    lower = ops.floor(positions)
+    fraction = positions - lower
+    lower = ops.cast(lower, "int32")
+    if len(values.shape) > 2:
+        fraction = fraction[:, :, None]
+    below = gather_along_time(values, lower)
+    above = gather_along_time(values, lower + 1)
+    return below + fraction * (above - below)
+
+
+def mix_at_snr(signal, noise, snr_db, apply):
+    """``signal + noise`` with the noise scaled to ``snr_db`` (per example) where ``apply``.
+
+    SNR is the ratio of mean powers over the whole example; a silent signal
+    gets no noise (its SNR is undefined), which keeps padding silent.
+    """
+    signal_power = ops.mean(signal * signal, axis=1, keepdims=True)
+    noise_power = ops.mean(noise * noise, axis=1, keepdims=True)
+    target = noise_power * ops.power(10.0, snr_db[:, None] / 10.0)
+    scale = ops.sqrt(signal_power / ops.maximum(target, TINY))
+    return signal + ops.cast(apply[:, None], signal.dtype) * scale * noise
+
+
+def check_range(layer_name, option, low_high):
+    """Validate a ``(low, high)`` option and return it as two floats."""
+    try:
+        low, high = (float(value) for value in low_high)
+    except (TypeError, ValueError):
+        raise CoughclfError(f"{layer_name}: {option}={low_high!r} must be a pair (low, high)") from None
+    if low > high:
+        raise CoughclfError(f"{layer_name}: {option}={low_high!r} has low > high; swap them")
+    return low, high
+
+
+def check_probability(layer_name, probability):
+    probability = float(probability)
+    if not 0.0 <= probability <= 1.0:
+        raise CoughclfError(f"{layer_name}: probability={probability} must lie in [0, 1]")
+    return probability
+
+
+class RandomAugmentation(keras.layers.Layer):
+    """Base of the augmentation layers: identity unless ``training=True``.
+
+    Subclasses define ``sample_parameters(inputs) -> dict`` (random, per
+    example) and ``transform(inputs, parameters)`` (deterministic).
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def uniform(self, shape, low=0.0, high=1.0):
+        return keras.random.uniform(shape, minval=low, maxval=high, seed=self.seed_generator)
+
+    def chosen(self, batch, probability):
+        """Per-example booleans, True with ``probability``."""
+        return self.uniform((batch,)) < probability
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        return self.transform(inputs, self.sample_parameters(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(seed=self.seed)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class PitchShift(RandomAugmentation):
+    """Shift pitch by a random number of semitones in ``[-max_semitones, max_semitones]``.
+
+    Method: resampling. The waveform is read at ``2 ** (semitones / 12)``
+    times the original rate around its centre (linear interpolation), which
+    multiplies every frequency by that ratio; the result is cropped or
+    zero-padded to the original length. Duration changes with pitch (as in a
+    tape played faster), which is harmless for clip classification and keeps
+    the layer a cheap gather instead of a phase vocoder.
+    """
+
+    def __init__(self, max_semitones=2.0, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.max_semitones = float(max_semitones)
+
+    def sample_parameters(self, inputs):
+        batch = ops.shape(inputs)[0]
+        return {"semitones": self.uniform((batch,), -self.max_semitones, self.max_semitones)}
+
+    def transform(self, inputs, parameters):
+        rate = ops.power(2.0, parameters["semitones"] / 12.0)[:, None]
+        samples = ops.shape(inputs)[1]
+        time = ops.arange(samples, dtype="float32")[None, :]
+        centre = (ops.cast(samples, "float32") - 1.0) / 2.0
+        positions = centre + (time - centre) * rate
+        inside = ops.logical_and(positions >= 0.0, positions <= ops.cast(samples - 1, "float32"))
+        return ops.where(inside, interpolate_along_time(inputs, positions), 0.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(max_semitones=self.max_semitones)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class ColouredNoise(RandomAugmentation):
+    """Add white, pink or brown noise at a random SNR in ``snr_db`` (dB).
+
+    Gaussian white noise is shaped in the frequency domain so its power
+    spectral density falls as ``1 / f ** alpha`` (alpha 0 white, 1 pink,
+    2 brown; DC removed), then scaled to the drawn SNR against the example's
+    mean power. The colour is drawn uniformly from ``colours``; each example
+    is noised with ``probability``.
+    """
+
+    def __init__(self, colours=("white", "pink", "brown"), snr_db=(10.0, 30.0), probability=1.0, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        name = type(self).__name__
+        if isinstance(colours, str) or not colours:
+            raise CoughclfError(f"{name}: colours={colours!r} must be a non-empty list such as ['white', 'pink']")
+        for colour in colours:
+            check_choice(name, "colours", colour, tuple(NOISE_EXPONENTS))
+        self.colours = list(colours)
+        self.snr_db = check_range(name, "snr_db", snr_db)
+        self.probability = check_probability(name, probability)
+
+    def sample_parameters(self, inputs):
+        batch = ops.shape(inputs)[0]
+        exponents = ops.convert_to_tensor([NOISE_EXPONENTS[colour] for colour in self.colours], "float32")
+        choice = ops.cast(ops.floor(self.uniform((batch,)) * len(self.colours)), "int32")
+        return {
+            "white_noise": keras.random.normal(ops.shape(inputs), seed=self.seed_generator),
+            "exponent": ops.take(exponents, ops.minimum(choice, len(self.colours) - 1)),
+            "snr_db": self.uniform((batch,), *self.snr_db),
+            "apply": self.chosen(batch, self.probability),
+        }
+
+    def transform(self, inputs, parameters):
+        samples = ops.shape(inputs)[1]
+        real, imag = ops.rfft(parameters["white_noise"], samples)
+        frequency = ops.arange(ops.shape(real)[1], dtype="float32")[None, :]
+        gain = ops.power(ops.maximum(frequency, 1.0), -parameters["exponent"][:, None] / 2.0)
+        gain = ops.where(frequency > 0, gain, 0.0)
+        noise = ops.irfft((real * gain, imag * gain), samples)
+        return mix_at_snr(inputs, noise, parameters["snr_db"], parameters["apply"])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(colours=self.colours, snr_db=list(self.snr_db), probability=self.probability)
+        return config
+
+
+def audio_files(paths):
+    """Expand folders in ``paths`` into their audio files (sorted); keep files as given."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES))
+        else:
+            files.append(path)
+    return files
+
+
+def load_noise_bank(paths, sample_rate=16000, seconds=1.0):
+    """Noise bank ``[n, samples]`` float32 from audio files or folders of them.
+
+    Each file is mixed to mono, resampled to ``sample_rate`` (soxr) and cut into
+    consecutive ``seconds``-long excerpts (a shorter file is looped to one
+    excerpt), as Speech Commands' ``_background_noise_`` recordings are used.
+    """
+    import soundfile
+    import soxr
+
+    length = int(round(seconds * sample_rate))
+    files = audio_files(paths)
+    if not files or length <= 0:
+        raise CoughclfError(
+            f"load_noise_bank: no noise audio in {list(map(str, paths))} (seconds={seconds}); "
+            "give audio files or folders that contain them"
+        )
+    excerpts = []
+    for path in files:
+        try:
+            audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        except (OSError, RuntimeError, soundfile.LibsndfileError) as error:
+            raise CoughclfError(f"{path}: cannot read noise file ({error}); fix or remove it from the noise list") from None
+        audio = audio.mean(axis=1)
+        if audio.size == 0:
+            raise CoughclfError(f"{path}: noise file holds no audio; remove it from the noise list")
+        if rate != sample_rate:
+            audio = soxr.resample(audio, rate, sample_rate)
+        if audio.size < length:
+            audio = np.resize(audio, length)
+        usable = audio.size // length * length
+        excerpts.append(audio[:usable].reshape(-1, length))
+    return np.concatenate(excerpts).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class BackgroundNoise(RandomAugmentation):
+    """Mix a random excerpt of a random noise-bank row at a random SNR in ``snr_db``.
+
+    ``noise_bank`` is a float32 array ``[n, noise_samples]`` (see
+    :func:`load_noise_bank`); it is stored as a non-trainable weight, so it
+    travels with saved models but not in the config (the config keeps only its
+    shape). A bank row shorter than the clip is looped.
+    """
+
+    def __init__(self, noise_bank=None, snr_db=(0.0, 20.0), probability=1.0, bank_shape=None, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        name = type(self).__name__
+        if noise_bank is not None:
+            noise_bank = np.asarray(noise_bank, dtype=np.float32)
+            bank_shape = noise_bank.shape
+        if bank_shape is None or len(bank_shape) != 2 or min(bank_shape) < 1:
+            raise CoughclfError(
+                f"{name}: noise_bank must be a non-empty array [n, samples] "
+                "(build one with coughclf.layers.load_noise_bank)"
+            )
+        self.initial_bank = noise_bank
+        self.bank_shape = tuple(int(size) for size in bank_shape)
+        self.snr_db = check_range(name, "snr_db", snr_db)
+        self.probability = check_probability(name, probability)
+
+    def build(self, input_shape):
+        bank = self.initial_bank if self.initial_bank is not None else np.zeros(self.bank_shape, np.float32)
+        self.noise_bank = add_constant(self, "noise_bank", bank)
+        self.initial_bank = None
+
+    def sample_parameters(self, inputs):
+        batch = ops.shape(inputs)[0]
+        rows, bank_samples = self.bank_shape
+        spare = ops.maximum(bank_samples - ops.shape(inputs)[1], 0)
+        return {
+            "row": ops.minimum(ops.cast(self.uniform((batch,)) * rows, "int32"), rows - 1),
+            "start": ops.cast(self.uniform((batch,)) * ops.cast(spare + 1, "float32"), "int32"),
+            "snr_db": self.uniform((batch,), *self.snr_db),
+            "apply": self.chosen(batch, self.probability),
+        }
+
+    def transform(self, inputs, parameters):
+        bank_samples = self.bank_shape[1]
+        time = ops.arange(ops.shape(inputs)[1], dtype="int32")[None, :]
+        positions = (parameters["start"][:, None] + time) % bank_samples
+        excerpt = ops.take(ops.reshape(self.noise_bank, (-1,)), parameters["row"][:, None] * bank_samples + positions)
+        return mix_at_snr(inputs, excerpt, parameters["snr_db"], parameters["apply"])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(snr_db=list(self.snr_db), probability=self.probability, bank_shape=list(self.bank_shape))
+        return config
+
+
+class ProbabilisticAugmentation(RandomAugmentation):
+    """Base of the augmentations applied whole to each example with ``probability``."""
+
+    def __init__(self, probability=0.5, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.probability = check_probability(type(self).__name__, probability)
+
+    def sample_parameters(self, inputs):
+        return {"apply": self.chosen(ops.shape(inputs)[0], self.probability)}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(probability=self.probability)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class TimeInversion(ProbabilisticAugmentation):
+    """Play the example backwards, with ``probability`` per example."""
+
+    def transform(self, inputs, parameters):
+        return ops.where(parameters["apply"][:, None], ops.flip(inputs, axis=1), inputs)
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class PolarityInversion(ProbabilisticAugmentation):
+    """Negate the waveform, with ``probability`` per example."""
+
+    def transform(self, inputs, parameters):
+        return ops.where(parameters["apply"][:, None], -inputs, inputs)
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class RandomGain(RandomAugmentation):
+    """Multiply each example by a gain drawn uniformly in ``[min_db, max_db]`` dB."""
+
+    def __init__(self, min_db=-6.0, max_db=6.0, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.min_db, self.max_db = check_range(type(self).__name__, "(min_db, max_db)", (min_db, max_db))
+
+    def sample_parameters(self, inputs):
+        return {"gain_db": self.uniform((ops.shape(inputs)[0],), self.min_db, self.max_db)}
+
+    def transform(self, inputs, parameters):
+        return inputs * ops.power(10.0, parameters["gain_db"] / 20.0)[:, None]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(min_db=self.min_db, max_db=self.max_db)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class TimeShift(RandomAugmentation):
+    """Shift each example in time by a random whole number of samples.
+
+    The largest shift is ``max_seconds`` (at ``sample_rate``) or
+    ``max_fraction`` of the example length (give exactly one). ``fill="circular"``
+    wraps what falls off one end round to the other; ``fill="zero"`` leaves silence.
+    """
+
+    def __init__(self, max_seconds=None, max_fraction=None, sample_rate=16000, fill="circular", seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        name = type(self).__name__
+        if (max_seconds is None) == (max_fraction is None):
+            raise CoughclfError(f"{name}: give exactly one of max_seconds or max_fraction")
+        check_choice(name, "fill", fill, ("circular", "zero"))
+        self.max_seconds = None if max_seconds is None else float(max_seconds)
+        self.max_fraction = None if max_fraction is None else float(max_fraction)
+        self.sample_rate = int(sample_rate)
+        self.fill = fill
+
+    def sample_parameters(self, inputs):
+        batch, samples = ops.shape(inputs)[0], ops.shape(inputs)[1]
+        if self.max_seconds is not None:
+            largest = float(round(self.max_seconds * self.sample_rate))
+        else:
+            largest = ops.floor(self.max_fraction * ops.cast(samples, "float32"))
+        return {"shift": ops.cast(ops.round(self.uniform((batch,), -1.0, 1.0) * largest), "int32")}
+
+    def transform(self, inputs, parameters):
+        samples = ops.shape(inputs)[1]
+        source = ops.arange(samples, dtype="int32")[None, :] - parameters["shift"][:, None]
+        if self.fill == "circular":
+            return gather_along_time(inputs, source % samples)
+        inside = ops.logical_and(source >= 0, source < samples)
+        return ops.where(inside, gather_along_time(inputs, source), 0.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            max_seconds=self.max_seconds, max_fraction=self.max_fraction, sample_rate=self.sample_rate, fill=self.fill
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class TimeWarp(RandomAugmentation):
+    """SpecAugment time warping on ``[batch, frames, n_mels]``.
+
+    A random anchor frame ``c`` (at least ``max_warp`` frames from either end)
+    moves to ``c + w`` with ``w`` uniform in ``[-max_warp, max_warp]``; the
+    frames on each side are stretched linearly to follow (linear interpolation
+    between frames), so the first and last frames stay put. Shorter inputs
+    get a proportionally smaller warp.
+    """
+
+    def __init__(self, max_warp=5, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.max_warp = float(max_warp)
+
+    def sample_parameters(self, inputs):
+        batch = ops.shape(inputs)[0]
+        last = ops.cast(ops.shape(inputs)[1] - 1, "float32")
+        warp = ops.clip(last / 2.0 - 1.0, 0.0, self.max_warp)
+        anchor = warp + self.uniform((batch,)) * (last - 2.0 * warp)
+        return {"anchor": anchor, "warp": self.uniform((batch,), -1.0, 1.0) * warp}
+
+    def transform(self, inputs, parameters):
+        frames = ops.shape(inputs)[1]
+        last = ops.cast(frames - 1, "float32")
+        anchor = parameters["anchor"][:, None]
+        moved = anchor + parameters["warp"][:, None]
+        time = ops.arange(frames, dtype="float32")[None, :]
+        before = time * anchor / ops.maximum(moved, TINY)
+        after = anchor + (time - moved) * (last - anchor) / ops.maximum(last - moved, TINY)
+        return interpolate_along_time(inputs, ops.where(time <= moved, before, after))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(max_warp=self.max_warp)
+        return config
+
+
+class AxisMasking(RandomAugmentation):
+    """Base of SpecAugment's masks: ``num_masks`` bands of width 0..``max_width`` on one axis.
+
+    Masked cells take ``mask_value``: a number, or ``"mean"`` for the
+    example's mean (neutral for dB features, where 0 would be the loudest value).
+    """
+
+    axis = None
+
+    def __init__(self, num_masks=2, max_width=10, mask_value="mean", seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        if mask_value != "mean" and not isinstance(mask_value, (int, float)):
+            raise CoughclfError(f'{type(self).__name__}: mask_value={mask_value!r} must be "mean" or a number')
+        self.num_masks = int(num_masks)
+        self.max_width = int(max_width)
+        self.mask_value = mask_value
+
+    def sample_parameters(self, inputs):
+        batch, size = ops.shape(inputs)[0], ops.shape(inputs)[self.axis]
+        shape = (batch, self.num_masks)
+        width = ops.minimum(ops.floor(self.uniform(shape) * (self.max_width + 1)), ops.cast(size, "float32"))
+        start = ops.floor(self.uniform(shape) * (ops.cast(size, "float32") - width + 1.0))
+        return {"start": ops.cast(start, "int32"), "width": ops.cast(width, "int32")}
+
+    def transform(self, inputs, parameters):
+        position = ops.arange(ops.shape(inputs)[self.axis], dtype="int32")[None, None, :]
+        start = parameters["start"][:, :, None]
+        inside = ops.logical_and(position >= start, position < start + parameters["width"][:, :, None])
+        masked = ops.expand_dims(ops.any(inside, axis=1), 3 - self.axis)
+        if self.mask_value == "mean":
+            value = ops.mean(inputs, axis=(1, 2), keepdims=True)
+        else:
+            value = ops.cast(self.mask_value, inputs.dtype)
+        return ops.where(masked, value, inputs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_masks=self.num_masks, max_width=self.max_width, mask_value=self.mask_value)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class FrequencyMasking(AxisMasking):
+    """SpecAugment frequency masks on ``[batch, frames, n_mels]``: whole mel bands set to ``mask_value``."""
+
+    axis = 2
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class TimeMasking(AxisMasking):
+    """SpecAugment time masks on ``[batch, frames, n_mels]``: whole frames set to ``mask_value``."""
+
+    axis = 1
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class SpecAugment(keras.layers.Layer):
+    """SpecAugment (Park et al., 2019): time warp, then frequency masks, then time masks.
+
+    Input ``[batch, frames, n_mels]``. ``time_warp=0`` or a mask count of 0
+    disables that part. Identity unless ``training=True``.
+    """
+
+    def __init__(
+        self,
+        time_warp=5,
+        freq_masks=2,
+        freq_width=15,
+        time_masks=2,
+        time_width=20,
+        mask_value="mean",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.time_warp = float(time_warp)
+        self.freq_masks, self.freq_width = int(freq_masks), int(freq_width)
+        self.time_masks, self.time_width = int(time_masks), int(time_width)
+        self.mask_value = mask_value
+        self.seed = seed
+        part_seeds = [None if seed is None else seed + offset for offset in range(3)]
+        self.parts = []
+        if self.time_warp > 0:
+            self.parts.append(TimeWarp(self.time_warp, seed=part_seeds[0]))
+        if self.freq_masks > 0:
+            self.parts.append(FrequencyMasking(self.freq_masks, self.freq_width, mask_value, seed=part_seeds[1]))
+        if self.time_masks > 0:
+            self.parts.append(TimeMasking(self.time_masks, self.time_width, mask_value, seed=part_seeds[2]))
+
+    def call(self, inputs, training=None):
+        for part in self.parts:
+            inputs = part(inputs, training=training)
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            time_warp=self.time_warp,
+            freq_masks=self.freq_masks,
+            freq_width=self.freq_width,
+            time_masks=self.time_masks,
+            time_width=self.time_width,
+            mask_value=self.mask_value,
+            seed=self.seed,
+        )
+        return config
+
+
+def background_noise_from_files(paths=(), sample_rate=16000, seconds=1.0, **options):
+    """BackgroundNoise whose bank :func:`load_noise_bank` reads from ``paths``."""
+    return BackgroundNoise(load_noise_bank(paths, sample_rate, seconds), **options)
+
+
+WAVEFORM_AUGMENTATIONS = {
+    "pitch_shift": PitchShift,
+    "coloured_noise": ColouredNoise,
+    "background_noise": background_noise_from_files,
+    "time_inversion": TimeInversion,
+    "polarity_inversion": PolarityInversion,
+    "random_gain": RandomGain,
+    "time_shift": TimeShift,
+}
+SPECTROGRAM_AUGMENTATIONS = {
+    "spec_augment": SpecAugment,
+    "time_warp": TimeWarp,
+    "frequency_masking": FrequencyMasking,
+    "time_masking": TimeMasking,
+}
+
+
+def build_augmentation(config):
+    """Build ``(waveform_layers, spec_layers)`` from the training config's augmentation mapping.
+
+    Keys are layer names in snake case (``pitch_shift``, ``coloured_noise``,
+    ``background_noise``, ``time_inversion``, ``polarity_inversion``,
+    ``random_gain``, ``time_shift``, ``spec_augment``, ``time_warp``,
+    ``frequency_masking``, ``time_masking``), values their options (None or
+    false leaves one out). Layers apply in the mapping's order. ``background_noise``
+    takes ``paths`` (files or folders), ``seconds`` and ``sample_rate`` for
+    :func:`load_noise_bank`. An optional top-level ``seed`` seeds every layer
+    that has none (``seed + position``), so a run is reproducible.
+    """
+    config = dict(config or {})
+    base_seed = config.pop("seed", None)
+    waveform_layers, spec_layers = [], []
+    for position, (key, options) in enumerate(config.items()):
+        if options is None or options is False:
+            continue
+        options = {} if options is True else dict(options)
+        if base_seed is not None:
+            options.setdefault("seed", int(base_seed) + position)
+        if key in WAVEFORM_AUGMENTATIONS:
+            target, make = waveform_layers, WAVEFORM_AUGMENTATIONS[key]
+        elif key in SPECTROGRAM_AUGMENTATIONS:
+            target, make = spec_layers, SPECTROGRAM_AUGMENTATIONS[key]
+        else:
+            known = sorted(WAVEFORM_AUGMENTATIONS) + sorted(SPECTROGRAM_AUGMENTATIONS)
+            raise CoughclfError(f"augmentation: unknown key {key!r}; use one of {known}")
+        try:
+            target.append(make(**options))
+        except TypeError as error:
+            raise CoughclfError(f"augmentation {key}: bad options {options} ({error}); fix the config") from None
+    return waveform_layers, spec_layers

@@ -1,0 +1,431 @@
+"""Audio front end as Keras layers: librosa-exact log-mel, MFCC and frame features.
+
+The layers take raw waveforms ``[batch, samples]`` (float32) and run inside the
+model, so feature extraction happens wherever the model runs (CPU, GPU, TFLite)
+instead of clip by clip in Python. Every layer reproduces the matching librosa
+function (same padding, window, filterbank and dB conversion), so a model
+trained on librosa features can be fed by these layers and vice versa.
+
+Constants (window, DFT matrix, mel filterbank, DCT matrix) are computed with
+librosa/numpy in ``build`` and stored as non-trainable weights: the config stays
+small, and the numbers come from librosa itself rather than a re-derivation.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from coughclf.errors import CoughclfError
+
+STFT_MODES = ("fft", "matmul")
+MEL_SCALES = ("slaney", "htk")
+MEL_NORMS = ("slaney", None)
+CENTER_PAD_MODES = ("constant", "reflect")
+NORMALIZATIONS = (None, "per_example")
+
+
+def check_choice(layer_name, option, value, choices):
+    """Raise a one-line :class:`CoughclfError` when ``value`` is not among ``choices``."""
+    if value not in choices:
+        raise CoughclfError(
+            f"{layer_name}: {option}={value!r} is not supported; use one of {list(choices)} "
+            "in the layer options (or the training config that sets them)"
+        )
+
+
+def pad_signal(signal, left, right, mode):
+    """Pad ``[batch, samples]`` on the time axis with numpy-style ``mode``.
+
+    ``"edge"`` is built from concatenation because TensorFlow's pad has no edge
+    mode; ``"constant"`` pads zeros and ``"reflect"`` mirrors without the edge
+    sample, as numpy and librosa do.
+    """
+    if mode == "edge":
+        first = ops.repeat(signal[:, :1], left, axis=1)
+        last = ops.repeat(signal[:, -1:], right, axis=1)
+        return ops.concatenate([first, signal, last], axis=1)
+    return ops.pad(signal, [[0, 0], [left, right]], mode=mode)
+
+
+def frame_signal(signal, frame_length, hop_length):
+    """Cut ``[batch, samples]`` into overlapping frames ``[batch, frames, frame_length]``.
+
+    A gather with an index grid: one builtin op in TFLite, and the same on
+    every backend. Trailing samples that do not fill a frame are dropped, as in
+    ``librosa.util.frame``.
+    """
+    samples = ops.shape(signal)[1]
+    frames = 1 + (samples - frame_length) // hop_length
+    starts = ops.arange(frames, dtype="int32") * hop_length
+    indices = starts[:, None] + ops.arange(frame_length, dtype="int32")[None, :]
+    return ops.take(signal, indices, axis=1)
+
+
+def count_frames(samples, frame_length, hop_length, center):
+    """Number of frames librosa produces for ``samples`` (None stays None)."""
+    if samples is None:
+        return None
+    padded = samples + 2 * (frame_length // 2) if center else samples
+    return 1 + (padded - frame_length) // hop_length
+
+
+def add_constant(layer, name, array):
+    """Store a numpy constant on ``layer`` as a non-trainable float32 weight."""
+    array = np.asarray(array, dtype=np.float32)
+    return layer.add_weight(
+        name=name,
+        shape=array.shape,
+        dtype="float32",
+        trainable=False,
+        initializer=lambda shape, dtype=None: ops.convert_to_tensor(array, dtype="float32"),
+    )
+
+
+def stft_window(window, win_length, n_fft):
+    """librosa's analysis window: periodic, zero-padded centrally to ``n_fft``."""
+    import librosa
+
+    return librosa.util.pad_center(
+        librosa.filters.get_window(window, win_length, fftbins=True), size=n_fft
+    )
+
+
+def real_dft_matrix(window, n_fft):
+    """``[n_fft, 2 * bins]`` matrix: windowed frame @ matrix = [real | imaginary] of the rFFT.
+
+    Angles use ``(k * n) mod n_fft`` in int64 and float64 so the float32
+    matrix carries no phase error beyond its own rounding.
+    """
+    bins = n_fft // 2 + 1
+    phase = (np.arange(n_fft)[:, None] * np.arange(bins)[None, :]) % n_fft
+    angle = 2.0 * np.pi * phase / n_fft
+    window = np.asarray(window, dtype=np.float64)[:, None]
+    return np.concatenate([window * np.cos(angle), -window * np.sin(angle)], axis=1)
+
+
+class FrameFeature(keras.layers.Layer):
+    """Base of the per-frame waveform statistics (ZCR, RMS): framing like librosa."""
+
+    def __init__(self, frame_length=2048, hop_length=512, center=True, **kwargs):
+        super().__init__(**kwargs)
+        self.frame_length = int(frame_length)
+        self.hop_length = int(hop_length)
+        self.center = bool(center)
+
+    def frames(self, signal, pad_mode):
+        if self.center:
+            half = self.frame_length // 2
+            signal = pad_signal(signal, half, half, pad_mode)
+        return frame_signal(signal, self.frame_length, self.hop_length)
+
+    def compute_output_shape(self, input_shape):
+        frames = count_frames(input_shape[1], self.frame_length, self.hop_length, self.center)
+        return (input_shape[0], frames)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            frame_length=self.frame_length, hop_length=self.hop_length, center=self.center
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class ZeroCrossingRate(FrameFeature):
+    """``librosa.feature.zero_crossing_rate``: fraction of sign changes per frame.
+
+    Input ``[batch, samples]``, output ``[batch, frames]``. Centre padding
+    repeats the edge samples and samples within ±1e-10 of zero count as
+    positive, both as in librosa's defaults.
+    """
+
+    threshold = 1e-10
+
+    def call(self, inputs):
+        negative = ops.cast(self.frames(inputs, "edge") < -self.threshold, "int32")
+        changes = ops.not_equal(negative[:, :, 1:], negative[:, :, :-1])
+        return ops.sum(ops.cast(changes, "float32"), axis=-1) / self.frame_length
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class RMSEnergy(FrameFeature):
+    """``librosa.feature.rms`` on a waveform: root mean square per frame.
+
+    Input ``[batch, samples]``, output ``[batch, frames]``.
+    """
+
+    def __init__(self, frame_length=2048, hop_length=512, center=True, pad_mode="constant", **kwargs):
+        super().__init__(frame_length, hop_length, center, **kwargs)
+        check_choice(type(self).__name__, "pad_mode", pad_mode, CENTER_PAD_MODES)
+        self.pad_mode = pad_mode
+
+    def call(self, inputs):
+        frames = self.frames(inputs, self.pad_mode)
+        return ops.sqrt(ops.mean(frames * frames, axis=-1))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pad_mode=self.pad_mode)
+        return config
+
+
+class ShortTimeSpectrum(keras.layers.Layer):
+    """Base of the STFT layers: librosa's centred, windowed short-time spectrum.
+
+    ``stft="fft"`` uses ``keras.ops.stft`` (tf.signal.stft on TensorFlow, the
+    fastest path on CPU and GPU); ``stft="matmul"`` frames with a gather and
+    multiplies by a real DFT matrix, which TFLite runs with builtin ops only.
+    Both give the same numbers within float32 round-off.
+    """
+
+    def __init__(
+        self,
+        sample_rate=16000,
+        n_fft=1024,
+        hop_length=512,
+        win_length=None,
+        window="hann",
+        center=True,
+        pad_mode="constant",
+        stft="fft",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        check_choice(name, "stft", stft, STFT_MODES)
+        check_choice(name, "pad_mode", pad_mode, CENTER_PAD_MODES)
+        self.sample_rate = int(sample_rate)
+        self.n_fft = int(n_fft)
+        self.hop_length = int(hop_length)
+        self.win_length = None if win_length is None else int(win_length)
+        if (self.win_length or self.n_fft) > self.n_fft:
+            raise CoughclfError(
+                f"{name}: win_length={win_length} exceeds n_fft={n_fft}; set win_length <= n_fft"
+            )
+        self.window = window
+        self.center = bool(center)
+        self.pad_mode = pad_mode
+        self.stft = stft
+
+    @property
+    def num_bins(self):
+        return self.n_fft // 2 + 1
+
+    def build(self, input_shape):
+        window = stft_window(self.window, self.win_length or self.n_fft, self.n_fft)
+        if self.stft == "fft":
+            self.window_weight = add_constant(self, "window", window)
+        else:
+            self.dft_matrix = add_constant(self, "dft_matrix", real_dft_matrix(window, self.n_fft))
+
+    def power_spectrum(self, signal):
+        """``|STFT|^2`` as ``[batch, frames, n_fft // 2 + 1]``."""
+        if self.center:
+            half = self.n_fft // 2
+            signal = pad_signal(signal, half, half, self.pad_mode)
+        if self.stft == "fft":
+            real, imag = ops.stft(
+                signal, self.n_fft, self.hop_length, self.n_fft, window=self.window_weight, center=False
+            )
+        else:
+            spectrum = ops.matmul(frame_signal(signal, self.n_fft, self.hop_length), self.dft_matrix)
+            real, imag = spectrum[..., : self.num_bins], spectrum[..., self.num_bins :]
+        return real * real + imag * imag
+
+    def output_frames(self, input_shape):
+        return count_frames(input_shape[1], self.n_fft, self.hop_length, self.center)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            sample_rate=self.sample_rate,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=self.window,
+            center=self.center,
+            pad_mode=self.pad_mode,
+            stft=self.stft,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class LogMelSpectrogram(ShortTimeSpectrum):
+    """Log-mel spectrogram equal to ``librosa.power_to_db(librosa.feature.melspectrogram(...))``.
+
+    Input ``[batch, samples]`` float32, output ``[batch, frames, n_mels]`` in dB
+    (time-major). ``ref="max"`` references each example to its own maximum
+    (librosa's ``ref=np.max``), a float is a fixed reference; ``top_db`` clips
+    each example to that many dB below its maximum (None: no clipping).
+    ``normalize="per_example"`` then scales each example to zero mean and unit
+    variance. ``mel_scale``/``norm`` select librosa's ``htk`` flag and filter
+    normalisation ("slaney" or None).
+    """
+
+    def __init__(
+        self,
+        sample_rate=16000,
+        n_fft=1024,
+        hop_length=512,
+        win_length=None,
+        window="hann",
+        n_mels=128,
+        fmin=0.0,
+        fmax=None,
+        mel_scale="slaney",
+        norm="slaney",
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+        amin=1e-10,
+        top_db=80.0,
+        ref="max",
+        normalize=None,
+        stft="fft",
+        **kwargs,
+    ):
+        super().__init__(
+            sample_rate, n_fft, hop_length, win_length, window, center, pad_mode, stft, **kwargs
+        )
+        name = type(self).__name__
+        check_choice(name, "mel_scale", mel_scale, MEL_SCALES)
+        check_choice(name, "norm", norm, MEL_NORMS)
+        check_choice(name, "normalize", normalize, NORMALIZATIONS)
+        if ref != "max" and not isinstance(ref, (int, float)):
+            raise CoughclfError(f'{name}: ref={ref!r} must be "max" or a number')
+        self.n_mels = int(n_mels)
+        self.fmin = float(fmin)
+        self.fmax = None if fmax is None else float(fmax)
+        self.mel_scale = mel_scale
+        self.norm = norm
+        self.power = float(power)
+        self.amin = float(amin)
+        self.top_db = None if top_db is None else float(top_db)
+        self.ref = ref if ref == "max" else float(ref)
+        self.normalize = normalize
+
+    def build(self, input_shape):
+        import librosa
+
+        super().build(input_shape)
+        filterbank = librosa.filters.mel(
+            sr=self.sample_rate,
+            n_fft=self.n_fft,
+            n_mels=self.n_mels,
+            fmin=self.fmin,
+            fmax=self.fmax,
+            htk=self.mel_scale == "htk",
+            norm=self.norm,
+            dtype=np.float64,
+        )
+        self.mel_filterbank = add_constant(self, "mel_filterbank", filterbank.T)
+
+    def power_to_db(self, power):
+        """``librosa.power_to_db`` per example on ``[batch, frames, bins]``."""
+        db = 10.0 * ops.log10(ops.maximum(power, self.amin))
+        if self.ref == "max":
+            db = db - 10.0 * ops.log10(ops.maximum(ops.max(power, axis=(1, 2), keepdims=True), self.amin))
+        else:
+            db = db - 10.0 * math.log10(max(self.amin, self.ref))
+        if self.top_db is not None:
+            db = ops.maximum(db, ops.max(db, axis=(1, 2), keepdims=True) - self.top_db)
+        return db
+
+    def call(self, inputs):
+        spectrum = self.power_spectrum(inputs)
+        if self.power == 1.0:
+            spectrum = ops.sqrt(spectrum)
+        elif self.power != 2.0:
+            spectrum = ops.power(spectrum, self.power / 2.0)
+        features = self.power_to_db(ops.matmul(spectrum, self.mel_filterbank))
+        if self.normalize == "per_example":
+            mean = ops.mean(features, axis=(1, 2), keepdims=True)
+            std = ops.std(features, axis=(1, 2), keepdims=True)
+            features = (features - mean) / ops.maximum(std, 1e-6)
+        return features
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_frames(input_shape), self.n_mels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            n_mels=self.n_mels,
+            fmin=self.fmin,
+            fmax=self.fmax,
+            mel_scale=self.mel_scale,
+            norm=self.norm,
+            power=self.power,
+            amin=self.amin,
+            top_db=self.top_db,
+            ref=self.ref,
+            normalize=self.normalize,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class MFCC(LogMelSpectrogram):
+    """``librosa.feature.mfcc``: DCT-II (orthonormal) of the log-mel in dB.
+
+    Output ``[batch, frames, n_mfcc]``. Defaults follow librosa's mfcc, whose
+    ``power_to_db`` uses ``ref=1.0`` and ``top_db=80``; every log-mel option
+    is accepted. ``lifter > 0`` applies librosa's sinusoidal liftering.
+    """
+
+    def __init__(self, n_mfcc=20, lifter=0.0, ref=1.0, **kwargs):
+        super().__init__(ref=ref, **kwargs)
+        if int(n_mfcc) > self.n_mels:
+            raise CoughclfError(f"MFCC: n_mfcc={n_mfcc} exceeds n_mels={self.n_mels}; lower n_mfcc")
+        self.n_mfcc = int(n_mfcc)
+        self.lifter = float(lifter)
+
+    def build(self, input_shape):
+        import scipy.fft
+
+        super().build(input_shape)
+        dct = scipy.fft.dct(np.eye(self.n_mels), type=2, norm="ortho", axis=0)[: self.n_mfcc]
+        if self.lifter > 0:
+            lift = 1 + (self.lifter / 2) * np.sin(np.pi * np.arange(1, 1 + self.n_mfcc) / self.lifter)
+            dct = dct * lift[:, None]
+        self.dct_matrix = add_constant(self, "dct_matrix", dct.T)
+
+    def call(self, inputs):
+        return ops.matmul(super().call(inputs), self.dct_matrix)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_frames(input_shape), self.n_mfcc)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(n_mfcc=self.n_mfcc, lifter=self.lifter)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="coughclf")
+class SpectralCentroid(ShortTimeSpectrum):
+    """``librosa.feature.spectral_centroid``: magnitude-weighted mean frequency (Hz) per frame.
+
+    Input ``[batch, samples]``, output ``[batch, frames]``. Silent frames give 0,
+    as in librosa (whose L1 normalisation leaves near-zero frames unscaled).
+    """
+
+    def __init__(self, sample_rate=16000, n_fft=2048, hop_length=512, **kwargs):
+        super().__init__(sample_rate, n_fft, hop_length, **kwargs)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        frequencies = np.linspace(0, self.sample_rate / 2, self.num_bins)
+        self.bin_frequencies = add_constant(self, "bin_frequencies", frequencies)
+
+    def call(self, inputs):
+        magnitude = ops.sqrt(self.power_spectrum(inputs))
+        total = ops.sum(magnitude, axis=-1)
+        total = ops.where(total < np.finfo(np.float32).tiny, 1.0, total)
+        return ops.sum(magnitude * self.bin_frequencies, axis=-1) / total
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_frames(input_shape))
