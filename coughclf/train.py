@@ -583,7 +583,7 @@ def fit_run(config, run_dir, strategy, *, split=None, callbacks=()):
         print(f"resuming {run_dir} at epoch {backup_epoch + 1}")
     started = time.time()
     history = model.fit(train_data, validation_data=validation_data, epochs=config["train"]["epochs"],
-                        steps_per_epoch=steps, class_weight=weights, verbose="auto",
+                        steps_per_epoch=steps, class_weight=weights, verbose="auto", shuffle=False,
                         callbacks=[*_callbacks(config, run_dir, resumed_rows, is_chief(strategy)),
                                    *callbacks])
     rows_run = _history_rows(run_dir)

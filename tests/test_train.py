@@ -1,0 +1,173 @@
+"""coughclf train / evaluate on a tiny cache: the run folder, resume after SIGKILL, class weights, CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train_data import write_config, write_tone_cache
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tone_cache(tmp_path_factory):
+    return write_tone_cache(tmp_path_factory.mktemp("cache") / "tones")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tone_cache, tmp_path_factory):
+    """One run trained to the end (3 epochs) with metrics grouped by a metadata column."""
+    from coughclf.config import load_config
+    from coughclf.train import train
+
+    folder = tmp_path_factory.mktemp("run")
+    config = write_config(folder / "tones.toml", tone_cache, extra='group_by = ["meta_source"]')
+    return train(load_config(config), folder / "run")
+
+
+def test_run_folder_holds_config_model_history_metrics_and_plots(finished_run):
+    from coughclf.config import load_config
+
+    for name in ("config.toml", "best.keras", "history.csv", "history.json", "split.json", "training.json",
+                 "metrics.json", "predictions.npz"):
+        assert (finished_run / name).is_file(), name
+    for plot in ("learning_curves", "roc", "confusion_matrix", "spectrograms"):
+        assert (finished_run / "plots" / f"{plot}.png").stat().st_size > 10_000, plot
+    assert list((finished_run / "logs" / "train").glob("events.out.tfevents.*"))
+    assert not (finished_run / "backup").exists()  # BackupAndRestore cleans up after a finished fit
+    used = load_config(finished_run / "config.toml")
+    assert used["train"]["epochs"] == 3 and used["optimizer"]["lr"] == pytest.approx(3e-3)
+    history = json.loads((finished_run / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    assert history[-1]["loss"] < history[0]["loss"]  # it learns
+
+
+def test_metrics_json_agrees_with_the_saved_predictions(finished_run):
+    from coughclf import metrics
+
+    results = json.loads((finished_run / "metrics.json").read_text())
+    split = json.loads((finished_run / "split.json").read_text())
+    saved = np.load(finished_run / "predictions.npz")
+    assert sorted(saved["ids"]) == sorted(split["test"]) and results["clips"] == len(split["test"])
+    assert results["accuracy"] == pytest.approx(metrics.accuracy(saved["labels"], saved["probabilities"]))
+    assert results["auc"] == pytest.approx(metrics.macro_auc(saved["labels"], saved["probabilities"]))
+    groups = results["groups"]["meta_source"]
+    assert set(groups) == {"app", "phone"}
+    assert sum(group["n"] for group in groups.values()) == results["n"]
+    assert set(split["train"]).isdisjoint(split["test"]) and set(split["validation"]).isdisjoint(split["test"])
+
+
+def test_evaluate_another_split_writes_its_own_files(finished_run):
+    from coughclf.evaluate import evaluate
+
+    results = evaluate(finished_run, split="validation", make_plots=False)
+    split = json.loads((finished_run / "split.json").read_text())
+    assert results["clips"] == len(split["validation"])
+    assert (finished_run / "metrics-validation.json").exists()
+
+
+def test_a_run_killed_with_sigkill_resumes_at_its_last_epoch(tone_cache, tmp_path):
+    """A real SIGKILL after epoch 2 of 4; the second start runs epochs 3 and 4 only."""
+    config = write_config(tmp_path / "tones.toml", tone_cache, epochs=4)
+    run_dir = tmp_path / "run"
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(REPO / "tests")!r})
+import keras
+from coughclf.config import load_config
+from coughclf.train import train
+
+class KillAfterSecondEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+train(load_config({str(config)!r}), {str(run_dir)!r}, callbacks=[KillAfterSecondEpoch()])
+"""
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    before = json.loads((run_dir / "history.json").read_text())
+    assert [row["epoch"] for row in before] == [0, 1]
+    assert (run_dir / "backup").exists() and not (run_dir / "training.json").exists()
+
+    import keras
+
+    from coughclf.config import load_config
+    from coughclf.train import train
+
+    class EpochsSeen(keras.callbacks.Callback):
+        seen = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.seen.append(epoch)
+
+    train(load_config(config), run_dir, callbacks=[EpochsSeen()], evaluate_after=False)
+    assert EpochsSeen.seen == [2, 3]
+    after = json.loads((run_dir / "history.json").read_text())
+    assert [row["epoch"] for row in after] == [0, 1, 2, 3]
+    assert after[:2] == before  # the killed run's epochs are kept, not re-run
+    summary = json.loads((run_dir / "training.json").read_text())
+    assert summary["epochs_run"] == 4 and summary["resumed_at_epoch"] == 2
+    assert (run_dir / "best.keras").exists() and not (run_dir / "backup").exists()
+
+
+def test_resuming_with_a_different_config_is_refused(finished_run):
+    from coughclf.config import load_config
+    from coughclf.errors import CoughclfError
+    from coughclf.train import train
+
+    config = load_config(finished_run / "config.toml", ["train.epochs=9"])
+    with pytest.raises(CoughclfError, match="different config"):
+        train(config, finished_run)
+
+
+def test_class_weights_follow_the_balance_formula(tone_cache, tmp_path):
+    """balance.mode = class_weight passes the report's weights to fit (checked on an unbalanced split)."""
+    import keras
+
+    from coughclf.config import load_config
+    from coughclf.pipeline import class_weights
+    from coughclf.train import claim_run_dir, fit_run, make_strategy
+
+    config = load_config(write_config(tmp_path / "c.toml", tone_cache, epochs=1,
+                                      extra='[balance]\nmode = "class_weight"\nformula = "inverse"'))
+    split = {"train": [f"low-{i:03d}" for i in range(12)] + [f"high-{i:03d}" for i in range(4)],
+             "validation": ["low-012", "high-012"], "test": []}
+    captured = {}
+    original_fit = keras.Model.fit
+
+    def recording_fit(self, *args, **kwargs):
+        captured.update(kwargs)
+        return original_fit(self, *args, **kwargs)
+
+    keras.Model.fit = recording_fit
+    try:
+        fit_run(config, claim_run_dir(config, tmp_path / "run"), make_strategy(None), split=split)
+    finally:
+        keras.Model.fit = original_fit
+    assert captured["class_weight"] == pytest.approx(class_weights([0] * 12 + [1] * 4, "inverse"))
+    assert captured["class_weight"][1] == pytest.approx(2.0)
+
+
+def test_cli_train_reports_a_bad_config_key_in_one_line(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[data]\ndataset = "folder"\n[model]\nname = "kws_cnn"\n[train]\nepoch = 3\n')
+    result = subprocess.run([sys.executable, "-m", "coughclf", "train", str(config)], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 2
+    assert "train.epoch" in result.stderr and "did you mean 'epochs'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_evaluate_prints_json(finished_run):
+    result = subprocess.run([sys.executable, "-m", "coughclf", "evaluate", str(finished_run), "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = json.loads(result.stdout)
+    assert printed["accuracy"] == pytest.approx(json.loads((finished_run / "metrics.json").read_text())["accuracy"])
