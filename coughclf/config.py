@@ -8,7 +8,8 @@ A config has these tables (every key optional unless marked required; defaults i
 
     [data]      dataset (required), data_dir, cache, options {loader options}, sample_rate,
                 clip_seconds, windows, window_seconds, shuffle_buffer, metadata (manifest
-                columns fed to a model's metadata input, e.g. ["meta_age", "meta_gender"])
+                columns fed to a model's metadata input, e.g. ["meta_age", "meta_gender"]), prepare
+                {trim_silence, segment, drop_conflicts, shard_size: options of coughclf.prepare}
     [split]     method (random|official|fold|kfold), val, test, k, seed, stratify, fold,
                 train_folds, val_folds, test_folds
     [model]     name (required), input_mode, then any option of the model's builder
@@ -65,6 +66,7 @@ SCHEMA = {
         "window_seconds": Key(float, None),
         "shuffle_buffer": Key(int, 1024),
         "metadata": Key(list, []),
+        "prepare": Key(dict, {}),
     },
     "split": {
         "method": Key(str, "random", ("random", "official", "fold", "kfold")),
@@ -121,6 +123,8 @@ SCHEMA = {
     "ctc": FREE,
 }
 
+# Options of coughclf.prepare.prepare that [data].prepare may set.
+PREPARE_OPTIONS = ("trim_silence", "segment", "drop_conflicts", "shard_size")
 # Tables whose known keys are checked but which also carry options of another component.
 OPEN_TABLES = {"model"}
 
@@ -241,8 +245,6 @@ def apply_override(raw, assignment, path="--set"):
 
 def _validate_references(config, path):
     """Names that must exist: the dataset, the model and the model's options."""
-    import inspect
-
     from coughclf import datasets, models
 
     if config["data"]["dataset"] not in datasets.available():
@@ -258,12 +260,21 @@ def _validate_references(config, path):
     elif config["task"] != spec.task:
         raise CoughclfError(f"{path}: task = {config['task']!r} but model {model_name!r} is a "
                             f"{spec.task!r} model; remove 'task' or pick a {config['task']} model")
-    parameters = inspect.signature(spec.builder).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    accepted = accepted_model_options(model_name)
     for option in model_options(config):
-        if not takes_any and option not in parameters:
-            _unknown_key(option, f"model.{option}", [*SCHEMA["model"], *parameters], path)
+        if option not in accepted:
+            _unknown_key(option, f"model.{option}", [*SCHEMA["model"], *accepted], path)
+    if config["augment"]:
+        from coughclf.layers.augment import SPECTROGRAM_AUGMENTATIONS, WAVEFORM_AUGMENTATIONS
+
+        known = {"seed", *WAVEFORM_AUGMENTATIONS, *SPECTROGRAM_AUGMENTATIONS}
+        for key in config["augment"]:
+            if key not in known:
+                _unknown_key(key, f"augment.{key}", known, path)
     data = config["data"]
+    for key in data["prepare"]:
+        if key not in PREPARE_OPTIONS:
+            _unknown_key(key, f"data.prepare.{key}", PREPARE_OPTIONS, path)
     if data["windows"] is not None and data["window_seconds"] is None:
         raise CoughclfError(f"{path}: data.windows is set but data.window_seconds is not; "
                             "give both (e.g. windows = 9, window_seconds = 1.0)")
@@ -272,6 +283,24 @@ def _validate_references(config, path):
             raise CoughclfError(f"{path}: split.{fraction} must be a fraction in [0, 1)")
     if not 0.5 <= config["metrics"]["specificity"] < 1.0:
         raise CoughclfError(f"{path}: metrics.specificity must be in [0.5, 1)")
+
+
+def accepted_model_options(model_name):
+    """Names of the options the model's builder takes.
+
+    A builder with ``**input_options`` passes them to
+    :func:`coughclf.models.common.classifier_inputs`, so those are accepted too.
+    """
+    import inspect
+
+    from coughclf import models
+    from coughclf.models.common import classifier_inputs
+
+    parameters = inspect.signature(models.spec(model_name).builder).parameters
+    named = {name for name, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        named |= set(inspect.signature(classifier_inputs).parameters) - {"input_mode", "name"}
+    return named
 
 
 def model_options(config):

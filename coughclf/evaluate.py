@@ -14,7 +14,7 @@ import numpy as np
 from coughclf import metrics as metric_functions
 from coughclf import plots
 from coughclf.errors import CoughclfError
-from coughclf.train import json_ready, make_inputs, open_data, read_json, write_json
+from coughclf.train import input_seconds, json_ready, make_inputs, open_data, read_json, write_json
 
 SPLITS = ("train", "validation", "test", "all")
 
@@ -117,8 +117,9 @@ def evaluate(run_dir, data=None, split="test", *, make_plots=True):
     ids = _selected_ids(run_dir, cache, split, external=data is not None)
     metadata_path = run_dir / "metadata.json"
     metadata = read_json(metadata_path) if metadata_path.exists() else None
-    dataset = make_inputs(config, cache, ids, mode="eval", metadata=metadata, with_ids=True)
     model = keras.saving.load_model(run_dir / "best.keras", compile=False, safe_mode=True)
+    dataset = make_inputs(config, cache, ids, mode="eval", seconds=input_seconds(model, cache.sample_rate),
+                          metadata=metadata, with_ids=True)
     window_ids, window_labels, window_probabilities = predict(model, dataset)
     clip_ids, labels, probabilities = metric_functions.aggregate_by_clip(window_ids, window_labels,
                                                                         window_probabilities)

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from coughclf.config import check_data, dump_config, dumps_config, model_options
+from coughclf.config import accepted_model_options, check_data, dump_config, dumps_config, model_options
 from coughclf.errors import CoughclfError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -78,8 +78,8 @@ def default_cache_path(config):
     import hashlib
 
     data = config["data"]
-    key = json.dumps([str(Path(data["data_dir"]).resolve()), data["options"], data["sample_rate"]],
-                     sort_keys=True)
+    key = json.dumps([str(Path(data["data_dir"]).resolve()), data["options"], data["sample_rate"],
+                      data["prepare"]], sort_keys=True)
     return PREPARED_ROOT / f"{data['dataset']}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
 
@@ -95,7 +95,7 @@ def open_data(config):
 
         print(f"preparing {data['dataset']} from {data['data_dir']} into {cache_path} (once)")
         prepare(data["dataset"], data["data_dir"], cache_path, sample_rate=data["sample_rate"],
-                options=data["options"])
+                options=data["options"], **data["prepare"])
     cache = open_cache(cache_path)
     if cache.sample_rate != data["sample_rate"]:
         raise CoughclfError(f"{config.source}: data.sample_rate = {data['sample_rate']} but the cache "
@@ -164,13 +164,18 @@ def with_validation(config, cache, train_ids, test_ids):
 
 
 def model_clip_seconds(config):
-    """The model's input length in seconds: one window when windowing, else the clip length."""
-    from coughclf import models
+    """The clip length to build the model for: one window when windowing, else [data].clip_seconds.
 
+    None lets the model keep its report's input length.
+    """
     data = config["data"]
-    if data["windows"]:
-        return data["window_seconds"]
-    return data["clip_seconds"] or models.spec(config["model"]["name"]).defaults.get("clip_seconds")
+    return data["window_seconds"] if data["windows"] else data["clip_seconds"]
+
+
+def input_seconds(model, sample_rate):
+    """Seconds of audio the model's ``audio`` input takes (what the pipeline cuts clips or windows to)."""
+    audio = next(tensor for tensor in model.inputs if tensor.name.split(":")[0] != "metadata")
+    return audio.shape[1] / sample_rate
 
 
 def fit_metadata_encoding(rows, columns):
@@ -212,8 +217,11 @@ def metadata_width(encoding):
     return sum(1 if e["kind"] == "numeric" else len(e["categories"]) for e in encoding)
 
 
-def make_inputs(config, cache, ids, *, mode, metadata=None, with_ids=False, batch_size=None):
+def make_inputs(config, cache, ids, *, mode, seconds, metadata=None, with_ids=False, batch_size=None):
     """The tf.data pipeline of a run: ``(inputs, one-hot label)`` batches.
+
+    ``seconds`` is the model's input length (:func:`input_seconds`): each clip is cut to
+    it, or, when windowing, cut to [data].clip_seconds and then into windows of it.
 
     ``inputs`` is the waveform batch, or a dict ``{"audio", "metadata"[, "id"]}`` when the
     model has a metadata input or ids are asked for.
@@ -225,9 +233,10 @@ def make_inputs(config, cache, ids, *, mode, metadata=None, with_ids=False, batc
     data, balance = config["data"], config["balance"]
     training = mode == "train"
     resample = balance["mode"] if training and balance["mode"] in ("oversample", "undersample") else None
+    windows = data["windows"]
     dataset = make_dataset(
-        cache, ids, mode=mode, clip_seconds=data["clip_seconds"], windows=data["windows"],
-        window_seconds=data["window_seconds"], batch_size=batch_size or config["train"]["batch_size"],
+        cache, ids, mode=mode, clip_seconds=data["clip_seconds"] if windows else seconds, windows=windows,
+        window_seconds=seconds if windows else None, batch_size=batch_size or config["train"]["batch_size"],
         balance=resample, balance_target=balance["target"] if resample else None,
         max_repeats=balance["max_repeats"] if resample == "oversample" else None,
         seed=config["train"]["seed"], with_ids=True, shuffle_buffer=data["shuffle_buffer"])
@@ -256,8 +265,6 @@ def make_inputs(config, cache, ids, *, mode, metadata=None, with_ids=False, batc
 
 def build_model(config, num_classes, sample_rate, metadata_dim=0):
     """The configured model, with its front end and augmentation inside (waveform input)."""
-    import inspect
-
     from coughclf import models
 
     model_name = config["model"]["name"]
@@ -267,8 +274,10 @@ def build_model(config, num_classes, sample_rate, metadata_dim=0):
     if input_mode == "features" and default_frontend is not None:
         raise CoughclfError(f"{config.source}: model.input_mode = 'features' but training feeds raw audio "
                             f"to {model_name}; use input_mode = 'waveform' (log-mel inside the model)")
-    options = {"input_mode": input_mode, "num_classes": num_classes, "clip_seconds": model_clip_seconds(config),
-               "sample_rate": sample_rate, **model_options(config)}
+    options = {"input_mode": input_mode, "num_classes": num_classes, "sample_rate": sample_rate,
+               **model_options(config)}
+    if model_clip_seconds(config) is not None:
+        options["clip_seconds"] = model_clip_seconds(config)
     if config["frontend"]:
         if default_frontend is None:
             raise CoughclfError(f"{config.source}: [frontend] is set but {model_name} reads the raw "
@@ -284,13 +293,12 @@ def build_model(config, num_classes, sample_rate, metadata_dim=0):
             options["spec_augmentation"] = spec_layers
     if metadata_dim:
         options["metadata_dim"] = metadata_dim
-    parameters = inspect.signature(spec.builder).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    rejected = [key for key in options if not takes_any and key not in parameters]
+    accepted = accepted_model_options(model_name)
+    rejected = [key for key in options if key not in accepted]
     if "metadata_dim" in rejected:
         raise CoughclfError(f"{config.source}: data.metadata is set but {model_name} has no metadata input; "
                             "remove data.metadata or use resnet18/resnet34/ast")
-    if "clip_seconds" in rejected and options["clip_seconds"] is not None:
+    if "clip_seconds" in rejected:
         raise CoughclfError(f"{config.source}: {model_name} has a fixed input length; remove "
                             "data.clip_seconds / data.window_seconds")
     return models.build(model_name, **{k: v for k, v in options.items() if k not in rejected})
@@ -556,9 +564,14 @@ def fit_run(config, run_dir, strategy, *, split=None, callbacks=()):
         metadata = fit_metadata_encoding([rows[i] for i in split["train"]], config["data"]["metadata"])
         write_json(run_dir / "metadata.json", metadata)
 
-    train_data = make_inputs(config, cache, split["train"], mode="train", metadata=metadata)
-    validation_data = (make_inputs(config, cache, split["validation"], mode="eval", metadata=metadata)
-                       if split["validation"] else None)
+    num_classes = len(cache.classes)
+    with strategy.scope():
+        model = build_model(config, num_classes, cache.sample_rate, metadata_width(metadata or []))
+        compile_model(model, config, num_classes)
+    seconds = input_seconds(model, cache.sample_rate)
+    train_data = make_inputs(config, cache, split["train"], mode="train", seconds=seconds, metadata=metadata)
+    validation_data = (make_inputs(config, cache, split["validation"], mode="eval", seconds=seconds,
+                                   metadata=metadata) if split["validation"] else None)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         options = tf.data.Options()
         # Shard batches, not files: a small cache has fewer shard files than workers.
@@ -568,11 +581,6 @@ def fit_run(config, run_dir, strategy, *, split=None, callbacks=()):
     steps = config["train"]["steps_per_epoch"]
     if steps:
         train_data = train_data.repeat()
-
-    num_classes = len(cache.classes)
-    with strategy.scope():
-        model = build_model(config, num_classes, cache.sample_rate, metadata_width(metadata or []))
-        compile_model(model, config, num_classes)
     weights = None
     if config["balance"]["mode"] == "class_weight":
         weights = class_weights([int(rows[i]["label_index"]) for i in split["train"]],

@@ -1,0 +1,120 @@
+"""Experiment configs: schema, errors naming the key and file, --set overrides, TOML round trips."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from coughclf.config import apply_override, check_data, dumps_config, load_config
+from coughclf.errors import CoughclfError
+
+EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.toml"))
+
+MINIMAL = '[data]\ndataset = "fsdd"\n[model]\nname = "kws_cnn"\n'
+
+
+def write(tmp_path, text, name="exp.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_every_experiment_loads_validates_and_round_trips(path, tmp_path):
+    config = load_config(path)
+    assert config["name"] and config["task"] in ("classification", "ctc")
+    copy = write(tmp_path, dumps_config(config))
+    assert load_config(copy) == config
+
+
+def test_the_experiments_cover_every_report_model():
+    models = {load_config(path)["model"]["name"] for path in EXPERIMENTS}
+    assert {"cough_small_cnn", "cough_large_cnn", "cough_crnn", "cough_crnn_attention", "kws_cnn", "kws_crnn",
+            "kws_parallel_cnn_lstm", "resnet18", "resnet34", "ast", "esc_cnn1d", "esc_conv_transformer"} <= models
+    heads = {load_config(path)["model"].get("num_heads") for path in EXPERIMENTS if "esc_conv" in path.stem}
+    assert heads == {1, 2, 4}
+
+
+def test_defaults_are_filled_in_and_name_comes_from_the_file(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL, "my_run.toml"))
+    assert config["name"] == "my_run"
+    assert config["task"] == "classification"  # from the model's registry entry
+    assert config["train"]["epochs"] == 30 and config["optimizer"]["lr"] == 1e-3
+    assert config["split"]["method"] == "random" and config["balance"]["mode"] == "none"
+
+
+@pytest.mark.parametrize("text, message", [
+    (MINIMAL + "[train]\nepoch = 3\n", r"unknown key 'train\.epoch' \(did you mean 'epochs'\?\)"),
+    (MINIMAL + "[trian]\nepochs = 3\n", r"unknown key 'trian' \(did you mean 'train'\?\)"),
+    (MINIMAL + '[train]\nepochs = "ten"\n', r"train\.epochs must be an integer, got 'ten'"),
+    (MINIMAL + "[train]\nepochs = true\n", r"train\.epochs must be an integer"),
+    (MINIMAL + "[optimizer]\nlr = [1]\n", r"optimizer\.lr must be a number"),
+    (MINIMAL + '[split]\nmethod = "bogus"\n', r"split\.method = 'bogus' is not one of"),
+    (MINIMAL + "[model]\n", r"not valid TOML"),
+    ('[model]\nname = "kws_cnn"\n', r"required key 'data\.dataset' is missing"),
+    ('[data]\ndataset = "nope"\n[model]\nname = "kws_cnn"\n', r"data\.dataset = 'nope' is not a known dataset"),
+    ('[data]\ndataset = "fsdd"\n[model]\nname = "kws_cnnn"\n', r"model\.name = 'kws_cnnn' is not a known model"),
+    ('[data]\ndataset = "fsdd"\n[model]\nname = "kws_cnn"\ndropot = 0.1\n', r"unknown key 'model\.dropot'"),
+    (MINIMAL + "[augment]\npitch_shfit = { max_semitones = 2 }\n", r"unknown key 'augment\.pitch_shfit'"),
+    (MINIMAL.replace('"fsdd"', '"fsdd"\nwindows = 9'), r"data\.windows is set but data\.window_seconds is not"),
+    (MINIMAL + "[split]\ntest = 1.5\n", r"split\.test must be a fraction"),
+])
+def test_invalid_configs_name_the_key_and_the_file(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(CoughclfError, match=message) as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+
+
+def test_overrides_are_read_as_toml_and_coerced_to_the_schema(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    config = load_config(path, ["optimizer.lr=1e-4", "train.epochs=5", "optimizer.weight_decay=0",
+                                "data.options.esc10=true", "split.test_folds=[1, 2]", "model.name=kws_crnn",
+                                "augment.time_inversion.probability=0.5", "metrics.group_by=meta_source",
+                                "data.cache=prepared/1e4"])
+    assert config["optimizer"]["lr"] == pytest.approx(1e-4)
+    assert config["train"]["epochs"] == 5
+    assert config["optimizer"]["weight_decay"] == 0.0 and isinstance(config["optimizer"]["weight_decay"], float)
+    assert config["data"]["options"] == {"esc10": True}
+    assert config["split"]["test_folds"] == [1, 2]
+    assert config["model"]["name"] == "kws_crnn"
+    assert config["augment"] == {"time_inversion": {"probability": 0.5}}
+    assert config["metrics"]["group_by"] == ["meta_source"]
+    assert config["data"]["cache"] == "prepared/1e4"
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("optimizer.lr", "section.key=value"),
+    ("train.epochs=five", r"train\.epochs must be an integer, got 'five'"),
+    ("train.epochs.deep=1", "'epochs' is a value, not a table"),
+])
+def test_bad_overrides_are_refused(tmp_path, assignment, message):
+    with pytest.raises(CoughclfError, match=message):
+        load_config(write(tmp_path, MINIMAL + "[train]\nepochs = 3\n"), [assignment])
+
+
+def test_apply_override_creates_nested_tables():
+    raw = {}
+    apply_override(raw, "augment.spec_augment.freq_masks=2")
+    assert raw == {"augment": {"spec_augment": {"freq_masks": 2}}}
+
+
+def test_dump_writes_valid_toml_for_awkward_values(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL), ['description="a \\"quoted\\" name, ünïcode"',
+                                                    "data.options.weird-key=1.5e-7",
+                                                    "augment.coloured_noise.snr_db=[10.0, 30.0]"])
+    text = dumps_config(config)
+    assert tomllib.loads(text)["description"] == 'a "quoted" name, ünïcode'
+    assert load_config(write(tmp_path, text, "again.toml")) == config
+
+
+def test_check_data_explains_what_is_missing(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL))
+    with pytest.raises(CoughclfError, match=r"no data\.cache and data\.data_dir is not set"):
+        check_data(config)
+    config = load_config(write(tmp_path, MINIMAL), [f"data.cache={tmp_path / 'nowhere'}"])
+    with pytest.raises(CoughclfError, match="is not a complete prepared cache"):
+        check_data(config)
+    config = load_config(write(tmp_path, MINIMAL), [f"data.data_dir={tmp_path / 'absent'}"])
+    with pytest.raises(CoughclfError, match=r"data\.data_dir = .* is not a folder"):
+        check_data(config)
