@@ -22,9 +22,31 @@ def assert_output_shapes(model, expected):
     assert actual == {layer: tuple(shape) for layer, shape in expected.items()}
 
 
+# Options that shrink the big models so that every-model tests stay fast; other models use the
+# report's defaults. Waveform mode may need its own (the input length follows from the clip length).
+SMALL_OPTIONS = {
+    "ast": {"frames": 48, "n_mels": 32, "depth": 1, "width": 48, "num_heads": 4},
+    "resnet18": {"frames": 32, "n_mels": 32},
+    "resnet34": {"frames": 32, "n_mels": 32},
+    "deepspeech2_lite": {"num_features": 16, "conv_filters": 16, "rnn_units": 16, "rnn_layers": 2},
+}
+SMALL_WAVEFORM_OPTIONS = {
+    "ast": {"frames": 48, "n_mels": 32, "depth": 1, "width": 48, "num_heads": 4},
+    "resnet18": {"n_mels": 32, "clip_seconds": 1.0},
+    "resnet34": {"n_mels": 32, "clip_seconds": 1.0},
+}
+
+
 def random_inputs(model, batch=2, seed=0, unknown_length=40):
-    """Random float inputs matching ``model.inputs`` (unknown dimensions get ``unknown_length``)."""
+    """Random inputs matching ``model.inputs``: unknown dimensions get ``unknown_length`` and
+    integer inputs (sequence lengths) are ``unknown_length``, i.e. full length. Several inputs
+    come as a dict keyed by input name."""
     rng = np.random.default_rng(seed)
-    arrays = [rng.standard_normal((batch, *(unknown_length if d is None else d for d in x.shape[1:])))
-              .astype(x.dtype) for x in model.inputs]
-    return arrays[0] if len(arrays) == 1 else arrays
+    arrays = {}
+    for tensor in model.inputs:
+        shape = (batch, *(unknown_length if d is None else d for d in tensor.shape[1:]))
+        if "int" in str(tensor.dtype):
+            arrays[tensor.name] = np.full(shape, unknown_length, dtype=tensor.dtype)
+        else:
+            arrays[tensor.name] = rng.standard_normal(shape).astype(tensor.dtype)
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
