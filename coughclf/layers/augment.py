@@ -524,6 +524,10 @@ class SpecAugment(keras.layers.Layer):
         if self.time_masks > 0:
             self.parts.append(TimeMasking(self.time_masks, self.time_width, mask_value, seed=part_seeds[2]))
 
+    def build(self, input_shape):
+        for part in self.parts:
+            part.build(input_shape)
+
     def call(self, inputs, training=None):
         for part in self.parts:
             inputs = part(inputs, training=training)
@@ -598,6 +602,6 @@ def build_augmentation(config):
             raise CoughclfError(f"augmentation: unknown key {key!r}; use one of {known}")
         try:
             target.append(make(**options))
-        except TypeError as error:
+        except (TypeError, ValueError) as error:
             raise CoughclfError(f"augmentation {key}: bad options {options} ({error}); fix the config") from None
     return waveform_layers, spec_layers
