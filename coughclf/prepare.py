@@ -1,0 +1,453 @@
+"""``coughclf prepare``: decode a dataset once into the prepared-data cache.
+
+The cache format is defined in :mod:`coughclf.cache`. Clips are sorted by id and
+cut into shards of ``shard_size`` clips (shard ``i`` holds clips
+``[i * shard_size, (i + 1) * shard_size)``), so a re-run assigns every clip to
+the same shard. Worker processes decode while this process writes one shard at a
+time: memory holds at most two shards of audio, whatever the dataset's size.
+
+Crash safety: a shard is written as ``shard-NNNNN.tfrecord.tmp``, then its part
+file (``parts/shard-NNNNN.json``: its manifest and skipped rows) is renamed into
+place, and the shard is renamed last. A shard with its final name is complete and
+is not decoded again; ``manifest.csv`` is written after everything else, so its
+presence marks a complete cache.
+
+After the shards, identical audio (same SHA-1 of the stored PCM) is reported in
+``duplicates.csv``; the copies are moved into one split group and, with
+``drop_conflicts``, copies that carry contradicting labels are removed.
+"""
+
+import collections
+import csv
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from coughclf import segment as segmentation
+from coughclf.audio import load_audio, to_pcm16
+from coughclf.cache import FORMAT_VERSION, MANIFEST_COLUMNS, METADATA_PREFIX, SHARD_PATTERN, encode_example
+from coughclf.errors import AudioDecodeError, CoughclfError
+
+PART_PATTERN = "parts/shard-{index:05d}.json"
+SKIPPED_COLUMNS = ("path", "reason")
+DUPLICATE_COLUMNS = ("sha1", "id", "label", "conflict")
+# cache.json keys that must match for a run to reuse an existing cache folder.
+SETTING_KEYS = ("dataset", "data_dir", "options", "sample_rate", "shard_size", "trim_silence", "segment",
+                "drop_conflicts")
+SEGMENT_ID = "{id}#{index:03d}"
+
+
+def prepare(dataset, data_dir, out, *, options=None, sample_rate=16000, shard_size=256, workers=None,
+            trim_silence=None, segment=None, drop_conflicts=False, progress=True):
+    """Prepare the registered ``dataset`` found in ``data_dir`` into the cache folder ``out``.
+
+    ``options`` are the dataset loader's keyword options. ``trim_silence`` and
+    ``segment`` are None/False (off), True (defaults of :mod:`coughclf.segment`) or
+    a dict of its keyword arguments; with ``segment`` every cough event becomes a
+    clip ``{id}#{k:03d}`` with the recording's label and group. Returns the
+    summary dict that :func:`format_summary` prints.
+    """
+    from coughclf import datasets
+
+    spec = datasets.get(dataset)
+    data_dir = Path(data_dir).resolve()
+    if not data_dir.is_dir():
+        raise CoughclfError(f"data folder {data_dir} does not exist; pass the folder that holds the "
+                            f"{dataset} files with --data-dir (or fetch it: coughclf download {dataset})")
+    settings = _settings(dataset, data_dir, options, sample_rate, shard_size, trim_silence, segment, drop_conflicts)
+    complete = _existing_cache_summary(Path(out), settings)
+    if complete:
+        return complete
+    clips = list(spec.list_clips(data_dir, **(options or {})))
+    return _prepare(clips, Path(out), settings, spec.task, workers, progress)
+
+
+def prepare_clips(clips, out, *, dataset_name="custom", data_dir=None, task="classification", options=None,
+                  sample_rate=16000, shard_size=256, workers=None, trim_silence=None, segment=None,
+                  drop_conflicts=False, progress=True):
+    """Prepare any list of :class:`coughclf.datasets.Clip` into ``out`` (see :func:`prepare`).
+
+    Manifest paths are relative to ``data_dir`` (default: the folder all clips share).
+    """
+    clips = list(clips)
+    if not clips:
+        raise CoughclfError(f"no clips to prepare into {out}: the dataset listed none")
+    if data_dir is None:
+        data_dir = os.path.commonpath([str(Path(clip.path).resolve().parent) for clip in clips])
+    settings = _settings(dataset_name, Path(data_dir).resolve(), options, sample_rate, shard_size, trim_silence,
+                         segment, drop_conflicts)
+    return _existing_cache_summary(Path(out), settings) or _prepare(clips, Path(out), settings, task, workers,
+                                                                   progress)
+
+
+def format_summary(summary):
+    """The lines ``coughclf prepare`` prints for a summary returned by :func:`prepare`."""
+    root = summary["cache"]
+    if summary["status"] == "complete":
+        return f"cache {root} is complete: {summary['clips']} clips, nothing to do"
+    duplicates = summary["duplicates"]
+    lines = [
+        f"prepared {summary['dataset']} into {root}: {summary['clips']} clips in {summary['shards']} shards "
+        f"({summary['seconds']:.1f} s, {summary['clips_per_second']:.1f} clips/s)",
+        "classes: " + (", ".join(f"{name} {count}" for name, count in summary["counts"].items()) or "none"),
+        f"skipped: {summary['skipped']}" + (f" (reasons in {root}/skipped.csv)" if summary["skipped"] else ""),
+        f"duplicates: {duplicates['groups']} duplicate groups ({duplicates['clips']} clips), "
+        f"{duplicates['conflicting']} with contradicting labels"
+        + (f" (listed in {root}/duplicates.csv)" if duplicates["groups"] else ""),
+    ]
+    if duplicates["dropped"]:
+        lines.append(f"dropped {duplicates['dropped']} clips whose identical copies carry contradicting labels")
+    return "\n".join(lines)
+
+
+def _settings(dataset, data_dir, options, sample_rate, shard_size, trim_silence, segment, drop_conflicts):
+    if int(shard_size) < 1:
+        raise CoughclfError(f"shard size must be at least 1, got {shard_size}")
+    settings = {
+        "dataset": dataset,
+        "data_dir": str(data_dir),
+        "options": dict(options or {}),
+        "sample_rate": int(sample_rate),
+        "shard_size": int(shard_size),
+        "trim_silence": _resolved(trim_silence, segmentation.TRIM_DEFAULTS, "trim_silence"),
+        "segment": _resolved(segment, segmentation.SEGMENT_DEFAULTS, "segment"),
+        "drop_conflicts": bool(drop_conflicts),
+    }
+    return json.loads(json.dumps(settings))  # the form it takes in cache.json, so comparisons are exact
+
+
+def _resolved(choice, defaults, name):
+    if not choice:
+        return None
+    if choice is True:
+        return dict(defaults)
+    unknown = sorted(set(choice) - set(defaults))
+    if unknown:
+        raise CoughclfError(f"unknown {name} setting(s) {unknown}; valid: {', '.join(defaults)}")
+    return {**defaults, **choice}
+
+
+def _existing_cache_summary(root, settings):
+    """The summary of a complete cache made with ``settings``; None when work remains; an error
+    when ``root`` holds a cache made with other settings."""
+    info_path = root / "cache.json"
+    if not info_path.exists():
+        return None
+    info = json.loads(info_path.read_text())
+    changed = [f"{key}: {info.get(key)!r} -> {settings[key]!r}" for key in SETTING_KEYS
+               if info.get(key) != settings[key]]
+    if changed:
+        raise CoughclfError(f"{root} holds a cache prepared with other settings ({'; '.join(changed)}); "
+                            f"choose a new --out folder, or delete {root} to prepare it again")
+    if not (root / "manifest.csv").exists():
+        return None
+    return _summary(root, info, status="complete")
+
+
+def _prepare(clips, root, settings, task, workers, progress):
+    started = time.monotonic()
+    clips = sorted(clips, key=lambda clip: clip.id)
+    _check_unique_ids(clips)
+    classes = sorted({clip.label for clip in clips if clip.label is not None})
+    label_indices = {name: index for index, name in enumerate(classes)}
+    shard_size = settings["shard_size"]
+    shards = [clips[start:start + shard_size] for start in range(0, len(clips), shard_size)]
+
+    (root / "shards").mkdir(parents=True, exist_ok=True)
+    (root / "parts").mkdir(exist_ok=True)
+    info = {"format": FORMAT_VERSION, **settings, "task": task, "classes": classes}
+    _write_json(root / "cache.json", info)
+    _remove_leftovers(root, len(shards))
+
+    pending = [index for index, shard in enumerate(shards) if not _shard_complete(root, index, shard)]
+    pending_clips = sum(len(shards[index]) for index in pending)
+    writer = _ShardWriter(root, settings, label_indices)
+    decode_settings = (settings["sample_rate"], settings["trim_silence"], settings["segment"])
+    with _decoder(workers, pending_clips) as decode_map, _progress_bar(len(clips), len(clips) - pending_clips,
+                                                                        progress) as bar:
+        for index, decoded in _decoded_shards(decode_map, pending, shards, decode_settings):
+            writer.write(index, shards[index], decoded, bar)
+
+    rows, skipped = _collected_parts(root, len(shards))
+    duplicates = _duplicate_sets(rows + skipped)
+    _join_duplicate_groups(rows, duplicates)
+    conflicting = {sha1 for sha1, members in duplicates.items() if len({row["label"] for row in members}) > 1}
+    dropped = []
+    if settings["drop_conflicts"]:
+        dropped = [row for sha1 in conflicting for row in duplicates[sha1] if "shard" in row]
+        _drop_from_shards(root, dropped)
+        dropped_ids = {row["id"] for row in dropped}
+        rows = [row for row in rows if row["id"] not in dropped_ids]
+
+    counts = collections.Counter(row["label"] for row in rows)
+    _write_csv(root / "skipped.csv", SKIPPED_COLUMNS, skipped)
+    _write_csv(root / "duplicates.csv", DUPLICATE_COLUMNS,
+               [{"sha1": sha1, "id": row["id"], "label": row["label"], "conflict": sha1 in conflicting}
+                for sha1, members in sorted(duplicates.items()) for row in members])
+    info.update({
+        "clips": len(rows),
+        "counts": {name: counts.get(name, 0) for name in classes},
+        "skipped": len(skipped),
+        "shards": len(shards),
+        "duplicates": {"groups": len(duplicates), "clips": sum(len(members) for members in duplicates.values()),
+                       "conflicting": len(conflicting), "dropped": len(dropped)},
+    })
+    _write_json(root / "cache.json", info)
+    metadata_columns = sorted({key for row in rows for key in row if key.startswith(METADATA_PREFIX)})
+    _write_csv(root / "manifest.csv", MANIFEST_COLUMNS + tuple(metadata_columns), rows)
+    shutil.rmtree(root / "parts", ignore_errors=True)
+    elapsed = time.monotonic() - started
+    return {**_summary(root, info, status="prepared"), "seconds": elapsed,
+            "clips_per_second": pending_clips / elapsed if elapsed > 0 else 0.0}
+
+
+def _summary(root, info, status):
+    return {"cache": str(root), "status": status, "dataset": info["dataset"], "clips": info["clips"],
+            "classes": info["classes"], "counts": info["counts"], "skipped": info["skipped"],
+            "shards": info["shards"], "duplicates": info["duplicates"]}
+
+
+def _check_unique_ids(clips):
+    repeated = [a.id for a, b in zip(clips, clips[1:]) if a.id == b.id]
+    if repeated:
+        raise CoughclfError(f"the dataset lists {len(repeated)} clip id(s) twice (e.g. {repeated[0]!r}); "
+                            "clip ids must be unique — check the loader's options or the data folder")
+
+
+def _remove_leftovers(root, shard_count):
+    """Delete half-written files of a killed run and shards beyond the current clip list."""
+    for leftover in (root / "shards").glob("*.tmp"):
+        leftover.unlink()
+    for leftover in (root / "parts").glob("*.tmp"):
+        leftover.unlink()
+    for pattern in ("shards/shard-*.tfrecord", "parts/shard-*.json"):
+        for path in root.glob(pattern):
+            if int(path.name.split(".")[0].split("-")[1]) >= shard_count:
+                path.unlink()
+
+
+def _shard_complete(root, index, shard):
+    part_path = root / PART_PATTERN.format(index=index)
+    if not (root / SHARD_PATTERN.format(index=index)).exists() or not part_path.exists():
+        return False
+    # The clip list may have changed since the shard was written (files added or removed).
+    return json.loads(part_path.read_text())["clip_ids"] == [clip.id for clip in shard]
+
+
+def _decode_clip(job):
+    """Worker: one clip -> ([(record id, int16 PCM, sha1), ...], None, None), or for a file that
+    cannot be used (None, skip reason, sha1 of its bytes)."""
+    clip_id, path, sample_rate, trim, segment = job
+    try:
+        audio = load_audio(path, sample_rate)
+    except AudioDecodeError as error:
+        return None, error.reason, _file_sha1(path)
+    if trim:
+        audio = segmentation.trim_silence(audio, sample_rate, **trim)
+    if segment:
+        events = segmentation.segment_events(audio, sample_rate, **segment)
+        if not events:
+            return None, "no sound event long and loud enough for the segmentation settings", _file_sha1(path)
+        pieces = [(SEGMENT_ID.format(id=clip_id, index=k), audio[start:end]) for k, (start, end) in enumerate(events)]
+    else:
+        pieces = [(clip_id, audio)]
+    records = []
+    for record_id, piece in pieces:
+        pcm = to_pcm16(piece)
+        records.append((record_id, pcm, hashlib.sha1(pcm.tobytes()).hexdigest()))
+    return records, None, None
+
+
+def _file_sha1(path):
+    """Content hash of a file that could not be decoded: byte-identical broken files are duplicates too."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha1").hexdigest()
+    except OSError:
+        return ""
+
+
+def _silence_worker_stderr():
+    # libmpg123 and libsndfile print warnings straight to fd 2 from C; in workers they would
+    # tear through the progress bar, and every real problem reaches skipped.csv anyway.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+@contextmanager
+def _decoder(workers, clip_count):
+    """A ``map(function, items, chunksize)`` running in ``workers`` processes (default: all CPUs)."""
+    workers = min(workers or os.cpu_count() or 1, max(clip_count, 1))
+    if workers <= 1:
+        yield lambda function, items, chunksize: map(function, items)
+        return
+    # fork where it is safe (Linux): workers start at once and need no importable __main__;
+    # they only run numpy/soundfile/soxr, never TensorFlow, even if this process loaded it.
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
+    with context.Pool(workers, initializer=_silence_worker_stderr) as pool:
+        yield lambda function, items, chunksize: pool.imap(function, items, chunksize)
+
+
+def _decoded_shards(decode_map, pending, shards, decode_settings):
+    """(index, iterator of decode results) per pending shard, in order.
+
+    The next shard is already decoding while the caller writes the current one, so
+    workers do not wait on the writer and at most two shards' audio is in memory.
+    """
+    in_flight = collections.deque()
+    for index in pending:
+        jobs = [(clip.id, str(clip.path), *decode_settings) for clip in shards[index]]
+        chunksize = max(1, len(jobs) // (8 * (os.cpu_count() or 1)))
+        in_flight.append((index, decode_map(_decode_clip, jobs, chunksize)))
+        if len(in_flight) == 2:
+            yield in_flight.popleft()
+    yield from in_flight
+
+
+class _ShardWriter:
+    """Writes one shard's records, then its part file, then renames the shard into place."""
+
+    def __init__(self, root, settings, label_indices):
+        self.root = root
+        self.data_dir = Path(settings["data_dir"])
+        self.sample_rate = settings["sample_rate"]
+        self.label_indices = label_indices
+
+    def write(self, index, shard, decoded, bar):
+        import tensorflow as tf
+
+        shard_path = self.root / SHARD_PATTERN.format(index=index)
+        temporary = shard_path.with_name(shard_path.name + ".tmp")
+        rows, skipped = [], []
+        with tf.io.TFRecordWriter(str(temporary)) as records:
+            for clip, (pieces, reason, file_sha1) in zip(shard, decoded):
+                path = self._relative(clip.path)
+                if reason:
+                    skipped.append({"path": path, "reason": reason, "id": clip.id, "label": clip.label or "",
+                                    "sha1": file_sha1})
+                for record_id, pcm, sha1 in pieces or ():
+                    label_index = self.label_indices.get(clip.label, -1)
+                    records.write(encode_example(record_id, pcm, label_index, clip.transcript))
+                    rows.append(self._row(clip, record_id, path, label_index, len(pcm), sha1, index))
+                bar.update(1)
+        _write_json(self.root / PART_PATTERN.format(index=index),
+                    {"clip_ids": [clip.id for clip in shard], "rows": rows, "skipped": skipped})
+        os.replace(temporary, shard_path)
+
+    def _relative(self, path):
+        return Path(os.path.relpath(Path(path).resolve(), self.data_dir)).as_posix()
+
+    def _row(self, clip, record_id, path, label_index, num_samples, sha1, shard_index):
+        row = {
+            "id": record_id, "path": path, "label": clip.label or "", "label_index": label_index,
+            # An unnamed group is the recording itself, so its cough segments stay together.
+            "group": clip.group or clip.id,
+            "fold": "" if clip.fold is None else clip.fold, "split": clip.split or "",
+            "duration": round(num_samples / self.sample_rate, 6), "num_samples": num_samples,
+            "transcript": clip.transcript or "", "sha1": sha1, "shard": shard_index,
+        }
+        row.update({METADATA_PREFIX + key: "" if value is None else value for key, value in clip.metadata.items()})
+        return row
+
+
+def _progress_bar(total, done, enabled):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, unit="clip", desc="prepare", disable=not enabled, file=sys.stderr)
+
+
+def _collected_parts(root, shard_count):
+    rows, skipped = [], []
+    for index in range(shard_count):
+        part = json.loads((root / PART_PATTERN.format(index=index)).read_text())
+        rows.extend(part["rows"])
+        skipped.extend(part["skipped"])
+    return rows, skipped
+
+
+def _duplicate_sets(rows):
+    """{sha1: [rows]} for every content that occurs more than once.
+
+    Manifest rows carry the hash of their decoded PCM, skipped rows the hash of the
+    file's bytes (byte-identical files that decode are PCM-identical too).
+    """
+    by_hash = collections.defaultdict(list)
+    for row in rows:
+        if row["sha1"]:
+            by_hash[row["sha1"]].append(row)
+    return {sha1: members for sha1, members in by_hash.items() if len(members) > 1}
+
+
+def _join_duplicate_groups(rows, duplicates):
+    """Give copies of one recording one split group.
+
+    Groups linked by a shared recording are merged (union-find), so a speaker's
+    other clips stay with the copies too. A merged group is named after a
+    recording it holds: ``dup-<sha1 prefix>``. Skipped files (no group) take no part.
+    """
+    linked = {sha1: [row for row in members if "group" in row] for sha1, members in duplicates.items()}
+    linked = {sha1: members for sha1, members in linked.items() if len(members) > 1}
+    parent = {}
+
+    def representative(group):
+        parent.setdefault(group, group)
+        while parent[group] != group:
+            parent[group] = parent[parent[group]]
+            group = parent[group]
+        return group
+
+    for members in linked.values():
+        first = representative(members[0]["group"])
+        for row in members[1:]:
+            other = representative(row["group"])
+            if other != first:
+                parent[other] = first
+    merged_sizes = collections.Counter(representative(group) for group in list(parent))
+    names = {}
+    for sha1, members in sorted(linked.items()):
+        names.setdefault(representative(members[0]["group"]), f"dup-{sha1[:12]}")
+    for row in rows:
+        if row["group"] in parent:
+            component = representative(row["group"])
+            if merged_sizes[component] > 1:
+                row["group"] = names[component]
+
+
+def _drop_from_shards(root, dropped_rows):
+    """Rewrite the shards that hold ``dropped_rows`` without those records."""
+    import tensorflow as tf
+
+    by_shard = collections.defaultdict(set)
+    for row in dropped_rows:
+        by_shard[row["shard"]].add(row["id"].encode())
+    for index, dropped_ids in sorted(by_shard.items()):
+        shard_path = root / SHARD_PATTERN.format(index=index)
+        temporary = shard_path.with_name(shard_path.name + ".tmp")
+        with tf.io.TFRecordWriter(str(temporary)) as records:
+            for record in tf.data.TFRecordDataset(str(shard_path)).as_numpy_iterator():
+                record_id = tf.train.Example.FromString(record).features.feature["id"].bytes_list.value[0]
+                if record_id not in dropped_ids:
+                    records.write(record)
+        os.replace(temporary, shard_path)
+
+
+def _write_json(path, value):
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(value, indent=1))
+    os.replace(temporary, path)
+
+
+def _write_csv(path, columns, rows):
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
