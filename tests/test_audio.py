@@ -1,0 +1,113 @@
+"""Decoding: every container, any channel count and rate, and every way a file can be unusable."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import tone, write_audio
+
+from coughclf import audio
+from coughclf.audio import load_audio, to_pcm16
+from coughclf.errors import AudioDecodeError
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+
+
+def dominant_frequency(signal, sample_rate):
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
+    return np.fft.rfftfreq(len(signal), 1 / sample_rate)[np.argmax(spectrum)]
+
+
+@pytest.mark.parametrize("suffix", ["wav", "flac", "ogg", "mp3"])
+def test_soundfile_formats_decode_to_the_written_tone(tmp_path, suffix):
+    if suffix.upper() not in soundfile.available_formats():
+        pytest.skip(f"this libsndfile cannot write {suffix}")
+    written = tone(seconds=1.0, frequency=440.0)
+    decoded = load_audio(write_audio(tmp_path / f"clip.{suffix}", written), 16000)
+    assert decoded.dtype == np.float32 and decoded.ndim == 1
+    # Lossy codecs pad a few frames; the content must be the same tone at the same level.
+    assert abs(len(decoded) - len(written)) <= 0.1 * len(written)
+    assert dominant_frequency(decoded, 16000) == pytest.approx(440.0, abs=2.0)
+    assert np.sqrt(np.mean(decoded ** 2)) == pytest.approx(np.sqrt(np.mean(written ** 2)), rel=0.1)
+    if suffix in ("wav", "flac"):
+        np.testing.assert_allclose(decoded, written, atol=1 / 32768)
+
+
+@needs_ffmpeg
+def test_webm_goes_through_ffmpeg(tmp_path):
+    source = write_audio(tmp_path / "clip.wav", tone(seconds=1.0, sample_rate=48000, frequency=660.0), 48000)
+    webm = tmp_path / "clip.webm"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(source), "-c:a", "libopus", str(webm)], check=True)
+    decoded = load_audio(webm, 16000)
+    assert abs(len(decoded) - 16000) < 800
+    assert dominant_frequency(decoded, 16000) == pytest.approx(660.0, abs=2.0)
+
+
+def test_missing_ffmpeg_is_named_with_how_to_install(tmp_path, monkeypatch):
+    webm = tmp_path / "clip.webm"
+    webm.write_bytes(b"\x1aE\xdf\xa3" + bytes(100))
+    monkeypatch.setattr(audio.shutil, "which", lambda program: None)
+    with pytest.raises(AudioDecodeError) as raised:
+        load_audio(webm)
+    assert "ffmpeg" in raised.value.reason and "apt-get install ffmpeg" in raised.value.reason
+
+
+def test_stereo_is_averaged_to_mono(tmp_path):
+    left, right = tone(frequency=440.0, seed=1), 0.5 * tone(frequency=1000.0, seed=2)
+    path = write_audio(tmp_path / "stereo.wav", np.stack([left, right], axis=1), 16000, subtype="FLOAT")
+    np.testing.assert_allclose(load_audio(path), (left + right) / 2, atol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [8000, 44100])
+def test_resampling_keeps_length_and_pitch(tmp_path, rate):
+    path = write_audio(tmp_path / f"tone{rate}.wav", tone(seconds=1.0, sample_rate=rate, frequency=1000.0, noise=0),
+                       rate, subtype="FLOAT")
+    decoded = load_audio(path, 16000)
+    assert len(decoded) == 16000
+    assert dominant_frequency(decoded, 16000) == pytest.approx(1000.0, abs=1.0)
+    # Away from the edges the resampled signal is the same sine sampled at 16 kHz.
+    ideal = tone(seconds=1.0, sample_rate=16000, frequency=1000.0, noise=0)
+    np.testing.assert_allclose(decoded[800:-800], ideal[800:-800], atol=2e-3)
+
+
+def _write_bytes(path, content):
+    path.write_bytes(content)
+    return path
+
+
+def _wav_bytes(tmp_path):
+    return write_audio(tmp_path / "whole.wav", tone(seconds=1.0), 16000, subtype="PCM_16").read_bytes()
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("empty", "empty file"),
+    ("missing", "not found"),
+    ("header_only", "truncated"),
+    ("cut_in_half", "truncated"),
+    ("silent", "silent"),
+    ("garbage", "corrupt"),
+])
+def test_unusable_files_raise_a_short_reason(tmp_path, case, expected):
+    if case == "garbage" and shutil.which("ffmpeg") is None:
+        pytest.skip("what libsndfile refuses goes on to ffmpeg, which is not installed")
+    whole = _wav_bytes(tmp_path)
+    path = {
+        "empty": lambda: _write_bytes(tmp_path / "empty.wav", b""),
+        "missing": lambda: tmp_path / "absent.wav",
+        "header_only": lambda: _write_bytes(tmp_path / "header.wav", whole[:44]),
+        "cut_in_half": lambda: _write_bytes(tmp_path / "half.wav", whole[:len(whole) // 2]),
+        "silent": lambda: write_audio(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000),
+        "garbage": lambda: _write_bytes(tmp_path / "garbage.flac", np.random.default_rng(0).bytes(4000)),
+    }[case]()
+    with pytest.raises(AudioDecodeError) as raised:
+        load_audio(path)
+    assert expected in raised.value.reason
+    assert raised.value.path == str(path)
+
+
+def test_to_pcm16_rounds_and_clips():
+    pcm = to_pcm16(np.array([0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -2.0, 1.4 / 32768], np.float32))
+    assert pcm.dtype == np.int16
+    assert pcm.tolist() == [0, 16384, -16384, 32767, -32768, 32767, -32768, 1]
