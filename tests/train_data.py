@@ -49,8 +49,12 @@ def write_tone_cache(root, *, clips_per_class=16, speakers=8, folds=4, seconds=1
     return root
 
 
-def write_config(path, cache, *, epochs=3, extra=""):
-    """A config training cough_small_cnn on ``cache`` for a few epochs, then ``extra`` TOML lines."""
+RANDOM_SPLIT = 'method = "random"\nval = 0.25\ntest = 0.25'
+
+
+def write_config(path, cache, *, epochs=3, split=RANDOM_SPLIT, extra=""):
+    """A config training cough_small_cnn on ``cache`` for a few epochs; ``split``: the [split] body;
+    ``extra``: TOML lines appended to [metrics]."""
     path = Path(path)
     path.write_text(f'''
 name = "tones"
@@ -61,9 +65,7 @@ cache = "{cache}"
 clip_seconds = 1.0
 
 [split]
-method = "random"
-val = 0.25
-test = 0.25
+{split}
 
 [model]
 name = "cough_small_cnn"
