@@ -7,7 +7,8 @@ EXAMPLE = ("coughclf prepare covid19_cough --data-dir ../shared/data/covid19_cou
            "  coughclf prepare speech_commands --data-dir DIR --out prepared/digits "
            "--option words=zero,one,two --segment-coughs --segment-option threshold_db=-35")
 
-_BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+# Only true/false: "yes" and "no" are words a loader may be asked for (--option words=yes,no).
+_BOOLEANS = {"true": True, "false": False}
 
 
 def add_arguments(parser):
@@ -15,8 +16,8 @@ def add_arguments(parser):
     parser.add_argument("--data-dir", required=True, metavar="DIR", help="folder holding the dataset's files")
     parser.add_argument("--out", required=True, metavar="CACHE", help="cache folder to write (resumed if unfinished)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="a dataset loader option (repeatable); values become int, float, true/false "
-                             "or comma-separated lists, e.g. --option words=yes,no")
+                        help="a dataset loader option (repeatable); numbers and true/false are converted, "
+                             "anything else (comma-separated lists too) stays text, e.g. --option words=yes,no")
     parser.add_argument("--sample-rate", type=int, default=16000, help="target sample rate in Hz (default 16000)")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: all CPUs)")
     parser.add_argument("--shard-size", type=int, default=256, help="clips per shard (default 256)")
@@ -36,7 +37,7 @@ def add_arguments(parser):
 
 
 def parse_options(pairs, flag="--option"):
-    """``["key=value", ...]`` -> dict; values coerced to int, float, bool or a comma-separated list."""
+    """``["key=value", ...]`` -> dict of values coerced by :func:`coerce_value`."""
     options = {}
     for pair in pairs:
         key, separator, value = pair.partition("=")
@@ -47,9 +48,11 @@ def parse_options(pairs, flag="--option"):
 
 
 def coerce_value(text):
-    """``"3"`` -> 3, ``"0.8"`` -> 0.8, ``"true"`` -> True, ``"a,b"`` -> ["a", "b"], else the text."""
-    if "," in text:
-        return [coerce_value(item.strip()) for item in text.split(",") if item.strip()]
+    """``"3"`` -> 3, ``"0.8"`` -> 0.8, ``"true"`` -> True, else the text itself.
+
+    Comma-separated lists stay text: the loaders take them so (``words="yes,no"``), as in
+    the config's ``[data] options``, so the CLI and a config name the same cache settings.
+    """
     if text.lower() in _BOOLEANS:
         return _BOOLEANS[text.lower()]
     for number_type in (int, float):

@@ -1,0 +1,281 @@
+"""The prepare writer: cache round trip, skipped files, duplicates, resume after SIGKILL, CLI and info."""
+
+import collections
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tone, write_audio
+
+from coughclf.audio import load_audio
+from coughclf.cache import MANIFEST_COLUMNS, SHARD_PATTERN, open_cache, parse_example, read_csv
+from coughclf.cli import main
+from coughclf.commands.info import describe_cache
+from coughclf.commands.prepare import coerce_value, parse_options
+from coughclf.datasets import Clip
+from coughclf.errors import CoughclfError
+from coughclf.prepare import format_summary, prepare, prepare_clips
+
+
+def records(cache_dir):
+    """{id: parsed record} of every record in the cache's shards, failing on a repeated id."""
+    import tensorflow as tf
+
+    shards = sorted(str(path) for path in Path(cache_dir, "shards").glob("shard-*.tfrecord"))
+    found = {}
+    for record in tf.data.TFRecordDataset(shards).map(parse_example).as_numpy_iterator():
+        clip_id = record["id"].decode()
+        assert clip_id not in found, f"{clip_id} stored twice"
+        found[clip_id] = record
+    return found
+
+
+def shard_ids(cache_dir, index):
+    import tensorflow as tf
+
+    path = str(Path(cache_dir) / SHARD_PATTERN.format(index=index))
+    return [record["id"].decode() for record in tf.data.TFRecordDataset(path).map(parse_example).as_numpy_iterator()]
+
+
+def mixed_clips(folder):
+    """Six clips in four formats, three rates, mono and stereo, two classes and three speakers."""
+    specs = [("c0.wav", 8000, 1), ("c1.flac", 44100, 2), ("c2.ogg", 16000, 1), ("c3.wav", 16000, 2),
+             ("c4.flac", 22050, 1), ("c5.wav", 48000, 1)]
+    clips = []
+    for index, (name, rate, channels) in enumerate(specs):
+        signal = tone(seconds=0.3 + 0.1 * index, sample_rate=rate, frequency=300.0 + 100 * index, seed=index)
+        if channels == 2:
+            signal = np.stack([signal, 0.5 * signal], axis=1)
+        label = "wet" if index % 2 else "dry"
+        path = write_audio(folder / label / name, signal, rate)
+        clips.append(Clip(id=f"clip{index}", path=path, label=label, group=f"speaker{index % 3}",
+                          transcript="hello" if index == 0 else None, metadata={"age": 20 + index}))
+    return clips
+
+
+def test_cache_round_trip(tmp_path):
+    clips = mixed_clips(tmp_path / "data")
+    summary = prepare_clips(clips, tmp_path / "cache", dataset_name="mixed", data_dir=tmp_path / "data",
+                            shard_size=4, workers=1, progress=False)
+    assert summary["status"] == "prepared" and summary["clips"] == 6 and summary["shards"] == 2
+    cache = open_cache(tmp_path / "cache")
+    assert cache.classes == ["dry", "wet"]
+    assert cache.info["counts"] == {"dry": 3, "wet": 3} and cache.info["sample_rate"] == 16000
+    assert list(cache.manifest[0]) == list(MANIFEST_COLUMNS) + ["meta_age"]
+    stored = records(tmp_path / "cache")
+    for clip, row in zip(clips, cache.manifest):
+        assert row["id"] == clip.id and row["path"] == f"{clip.label}/{clip.path.name}"
+        assert int(row["label_index"]) == cache.classes.index(clip.label) == stored[clip.id]["label"]
+        assert row["meta_age"] == str(clip.metadata["age"]) and row["group"] == clip.group
+        decoded = load_audio(clip.path, 16000)
+        np.testing.assert_allclose(stored[clip.id]["audio"], decoded, atol=1 / 32768)
+        assert int(row["num_samples"]) == len(decoded) == stored[clip.id]["num_samples"]
+        assert float(row["duration"]) == pytest.approx(len(decoded) / 16000)
+    assert stored["clip0"]["transcript"] == b"hello"
+    # Shard i holds the id-sorted clips [i * shard_size, (i + 1) * shard_size).
+    assert shard_ids(tmp_path / "cache", 0) == ["clip0", "clip1", "clip2", "clip3"]
+    assert shard_ids(tmp_path / "cache", 1) == ["clip4", "clip5"]
+    assert {row["shard"] for row in cache.manifest if row["id"] == "clip5"} == {"1"}
+    assert not list((tmp_path / "cache").rglob("*.tmp")) and not (tmp_path / "cache" / "parts").exists()
+
+
+def test_unusable_files_are_skipped_and_the_run_goes_on(tmp_path):
+    data = tmp_path / "data"
+    clips = mixed_clips(data)
+    good = write_audio(data / "dry" / "whole.wav", tone(seconds=1.0), 16000).read_bytes()
+    broken = {"empty.wav": b"", "cut.wav": good[:len(good) // 2], "noise.flac": np.random.default_rng(1).bytes(3000)}
+    for name, content in broken.items():
+        (data / "dry" / name).write_bytes(content)
+    write_audio(data / "dry" / "silent.wav", np.zeros(8000, np.float32), 16000)
+    for name in [*broken, "silent.wav"]:
+        clips.append(Clip(id=name, path=data / "dry" / name, label="dry"))
+    summary = prepare_clips(clips, tmp_path / "cache", data_dir=data, shard_size=3, workers=2, progress=False)
+    assert summary["clips"] == 6 and summary["skipped"] == 4
+    reasons = {row["path"]: row["reason"] for row in read_csv(tmp_path / "cache" / "skipped.csv")}
+    assert set(reasons) == {f"dry/{name}" for name in [*broken, "silent.wav"]}
+    assert "empty" in reasons["dry/empty.wav"] and "truncated" in reasons["dry/cut.wav"]
+    assert "silent" in reasons["dry/silent.wav"] and reasons["dry/noise.flac"]
+    assert "skipped: 4" in format_summary(summary)
+    assert set(records(tmp_path / "cache")) == {f"clip{index}" for index in range(6)}
+
+
+def duplicate_clips(folder):
+    """Two sets of identical audio: one whose copies disagree on the label, one whose copies agree."""
+    cough = write_audio(folder / "a.wav", tone(frequency=500.0, seed=10), 16000, subtype="PCM_16")
+    (folder / "b.wav").write_bytes(cough.read_bytes())  # byte-identical copy
+    write_audio(folder / "c.flac", load_audio(cough), 16000, subtype="PCM_16")  # sample-identical, other format
+    speech = write_audio(folder / "e.wav", tone(frequency=900.0, seed=11), 16000, subtype="PCM_16")
+    (folder / "f.wav").write_bytes(speech.read_bytes())
+    write_audio(folder / "g.wav", tone(frequency=1300.0, seed=12), 16000)
+    write_audio(folder / "h.wav", tone(frequency=1700.0, seed=13), 16000)
+    return [Clip("a", folder / "a.wav", "positive", "p1"), Clip("b", folder / "b.wav", "negative", "p2"),
+            Clip("c", folder / "c.flac", "positive", "p3"), Clip("e", folder / "e.wav", "positive", "p4"),
+            Clip("f", folder / "f.wav", "positive", "p5"), Clip("g", folder / "g.wav", "negative", "p4"),
+            Clip("h", folder / "h.wav", "negative", "p6")]
+
+
+def test_duplicates_share_a_group_and_conflicts_are_reported(tmp_path):
+    summary = prepare_clips(duplicate_clips(tmp_path / "data"), tmp_path / "cache", workers=1, progress=False)
+    assert summary["duplicates"] == {"groups": 2, "clips": 5, "conflicting": 1, "dropped": 0}
+    assert "2 duplicate groups (5 clips), 1 with contradicting labels" in format_summary(summary)
+    listed = read_csv(tmp_path / "cache" / "duplicates.csv")
+    assert {row["id"]: row["conflict"] for row in listed} == {"a": "True", "b": "True", "c": "True",
+                                                               "e": "False", "f": "False"}
+    group = {row["id"]: row["group"] for row in open_cache(tmp_path / "cache").manifest}
+    assert group["a"] == group["b"] == group["c"]
+    assert group["e"] == group["f"] == group["g"]  # g shares speaker p4 with e, so it joins e's copy
+    assert len({group["a"], group["e"], group["h"]}) == 3 and group["h"] == "p6"
+
+
+def test_drop_conflicts_removes_every_contradicting_copy(tmp_path):
+    summary = prepare_clips(duplicate_clips(tmp_path / "data"), tmp_path / "cache", workers=1, progress=False,
+                            drop_conflicts=True)
+    assert summary["clips"] == 4 and summary["duplicates"]["dropped"] == 3
+    assert "dropped 3 clips" in format_summary(summary)
+    kept = ["e", "f", "g", "h"]
+    assert [row["id"] for row in open_cache(tmp_path / "cache").manifest] == kept
+    assert sorted(records(tmp_path / "cache")) == kept
+
+
+def test_complete_cache_is_reused_and_other_settings_are_refused(tmp_path):
+    clips = mixed_clips(tmp_path / "data")
+    prepare_clips(clips, tmp_path / "cache", workers=1, progress=False)
+    again = prepare_clips(clips, tmp_path / "cache", workers=1, progress=False)
+    assert again["status"] == "complete"
+    assert format_summary(again) == f"cache {tmp_path / 'cache'} is complete: 6 clips, nothing to do"
+    with pytest.raises(CoughclfError, match=r"sample_rate: 16000 -> 8000.*new --out"):
+        prepare_clips(clips, tmp_path / "cache", sample_rate=8000, workers=1, progress=False)
+
+
+def test_cough_segments_become_clips_of_their_recording(tmp_path):
+    rng = np.random.default_rng(0)
+    audio = 1e-3 * rng.standard_normal(3 * 16000)
+    for start in (0.5, 2.0):
+        audio[int(start * 16000):int((start + 0.3) * 16000)] += 0.5 * rng.standard_normal(int(0.3 * 16000))
+    path = write_audio(tmp_path / "data" / "two_coughs.wav", audio.astype(np.float32), 16000)
+    summary = prepare_clips([Clip("rec", path, "positive", "patient7")], tmp_path / "cache", workers=1,
+                            progress=False, trim_silence=True, segment={"threshold_db": -25.0})
+    manifest = open_cache(tmp_path / "cache").manifest
+    assert summary["clips"] == 2 and [row["id"] for row in manifest] == ["rec#000", "rec#001"]
+    assert {(row["label"], row["group"], row["path"]) for row in manifest} == {("positive", "patient7",
+                                                                                 "two_coughs.wav")}
+    assert all(0.3 <= float(row["duration"]) < 0.6 for row in manifest)
+    assert open_cache(tmp_path / "cache").info["segment"]["threshold_db"] == -25.0
+
+
+RUN_IN_CHILD = """
+import sys
+from pathlib import Path
+from coughclf.datasets import Clip
+from coughclf.prepare import prepare_clips
+folder, out = Path(sys.argv[1]), sys.argv[2]
+clips = [Clip(id=path.stem, path=path, label=path.stem[-1]) for path in sorted(folder.glob("*.wav"))]
+prepare_clips(clips, out, shard_size=4, workers=1, progress=False)
+"""
+
+
+def test_resume_after_sigkill_stores_every_clip_exactly_once(tmp_path):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    for index in range(48):
+        write_audio(data / f"clip{index:02d}_{index % 3}.wav",
+                    np.stack([tone(2.0, 44100, 200.0 + 20 * index, seed=index)] * 2, axis=1), 44100)
+    child = subprocess.Popen([sys.executable, "-c", RUN_IN_CHILD, str(data), str(cache)], start_new_session=True)
+    first_shard = cache / SHARD_PATTERN.format(index=0)
+    deadline = time.monotonic() + 180
+    while not first_shard.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    assert first_shard.exists() and not (cache / "manifest.csv").exists(), "the run was not cut half-way"
+    finished = {path: path.stat().st_mtime_ns for path in (cache / "shards").glob("shard-*.tfrecord")}
+    assert 1 <= len(finished) < 12
+
+    clips = [Clip(id=path.stem, path=path, label=path.stem[-1]) for path in sorted(data.glob("*.wav"))]
+    resumed = prepare_clips(clips, cache, shard_size=4, workers=1, progress=False)
+    assert resumed["status"] == "prepared" and resumed["clips"] == 48
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in finished.items())  # not decoded again
+    ids = [row["id"] for row in open_cache(cache).manifest]
+    assert ids == sorted(clip.id for clip in clips)
+    assert sorted(records(cache)) == ids
+    third = prepare_clips(clips, cache, shard_size=4, workers=1, progress=False)
+    assert "nothing to do" in format_summary(third)
+
+
+def test_prepare_and_info_commands(tmp_path, capsys):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    lengths = {"cough/ann_1.wav": 0.4, "cough/bob_1.wav": 0.6, "cough/bob_2.flac": 1.0, "speech/ann_2.wav": 0.8,
+               "speech/cid_1.wav": 0.5}
+    for index, (name, seconds) in enumerate(lengths.items()):
+        write_audio(data / name, tone(seconds=seconds, frequency=300.0 + 150 * index, seed=index), 16000)
+    (data / "speech" / "cid_2.wav").write_bytes(b"RIFF")
+    arguments = ["prepare", "folder", "--data-dir", str(data), "--out", str(cache), "--workers", "1",
+                 "--no-progress", "--option", "group_pattern=^([a-z]+)_"]
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "5 clips" in printed and "classes: cough 3, speech 2" in printed and "skipped: 1" in printed
+    assert main(["info", str(cache), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["clips"] == 5 and info["groups"] == 3 and info["skipped"] == 1
+    assert info["classes"] == {"cough": 3, "speech": 2}
+    assert info["duration_seconds"]["min"] == pytest.approx(0.4)
+    assert info["duration_seconds"]["median"] == pytest.approx(0.6)
+    assert info["duration_seconds"]["max"] == pytest.approx(1.0)
+    assert info["duration_seconds"]["total"] == pytest.approx(sum(lengths.values()))
+    assert main(["info", str(cache)]) == 0
+    assert "clips: 5 from 3 groups" in capsys.readouterr().out
+    assert main(arguments) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert main(["info", str(tmp_path / "nothing")]) == 2
+    assert "not a complete prepared cache" in capsys.readouterr().err
+
+
+def test_option_values_are_coerced():
+    assert parse_options(["k=5", "ratio=0.8", "strict=true", "words=yes,no", "name=abc", "off=False"]) == {
+        "k": 5, "ratio": 0.8, "strict": True, "words": "yes,no", "name": "abc", "off": False}
+    assert coerce_value("yes") == "yes" and coerce_value("1e-3") == 0.001
+    with pytest.raises(CoughclfError, match="KEY=VALUE"):
+        parse_options(["novalue"])
+
+
+REAL = {
+    # dataset: (folder, clips, skipped, (duplicate groups, clips in them, conflicting groups))
+    "covid19_cough": ("covid19_cough", 1322, 2, (115, 238, 112)),
+    "fsdd": ("fsdd", 3000, 0, None),
+    "speech_commands": ("speech_commands_sample", 300, 0, None),
+    "yesno": ("yesno", 60, 0, None),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", sorted(REAL))
+def test_real_datasets_prepare_completely(shared_data, tmp_path, dataset):
+    folder, clips, skipped, duplicates = REAL[dataset]
+    summary = prepare(dataset, shared_data / folder, tmp_path / "cache", progress=False)
+    assert summary["clips"] == clips and summary["skipped"] == skipped
+    if duplicates:
+        groups, members, conflicting = duplicates
+        assert summary["duplicates"]["groups"] == groups
+        assert summary["duplicates"]["clips"] == members
+        assert summary["duplicates"]["conflicting"] == conflicting
+        assert f"{groups} duplicate groups ({members} clips), {conflicting} with contradicting labels" in \
+            format_summary(summary)
+    info = describe_cache(tmp_path / "cache")
+    assert info["clips"] == clips and sum(info["classes"].values()) == (clips if info["classes"] else 0)
+    if dataset == "covid19_cough":
+        with open(tmp_path / "cache" / "skipped.csv", newline="") as handle:
+            skipped_paths = sorted(row["path"] for row in csv.DictReader(handle))
+        assert [os.path.getsize(shared_data / folder / path) for path in skipped_paths] == [261, 261]
+        manifest = open_cache(tmp_path / "cache").manifest
+        conflicting_rows = [row for row in read_csv(tmp_path / "cache" / "duplicates.csv") if row["conflict"] == "True"]
+        by_sha = collections.defaultdict(set)
+        for row in manifest:
+            by_sha[row["sha1"]].add(row["group"])
+        assert all(len(groups) == 1 for groups in by_sha.values())  # copies never straddle two groups
+        assert len({row["sha1"] for row in conflicting_rows}) == 112
