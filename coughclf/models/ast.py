@@ -148,8 +148,12 @@ def transfer_weights(source, target, mode="original"):
             continue
         if isinstance(layer, PatchPositionalEmbedding) and isinstance(source_layer, PatchPositionalEmbedding):
             layer.set_from(keras.ops.convert_to_numpy(source_layer.embedding), source_layer.grid, mode=mode)
-        elif source_layer is not None and [w.shape for w in source_layer.weights] == [w.shape for w in layer.weights]:
+        elif source_layer is not None and _weight_shapes(source_layer) == _weight_shapes(layer):
             layer.set_weights(source_layer.get_weights())
         else:
             not_copied.append(layer.name)
     return not_copied
+
+
+def _weight_shapes(layer):
+    return [tuple(weight.shape) for weight in layer.weights]
