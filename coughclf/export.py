@@ -1,0 +1,453 @@
+"""Edge and server export: TFLite with built-in ops only, SavedModel for TensorFlow Serving.
+
+A trained model (a run folder's ``best.keras``, or any coughclf ``keras.Model``) is
+rebuilt for inference before conversion:
+
+* every STFT front end gets an STFT that TFLite runs with builtins (:func:`export_stft`):
+  a power-of-two ``n_fft`` keeps ``stft="fft"`` (builtin ``RFFT2D``), any other size — or
+  ``stft="matmul"`` on request, for runtimes without ``RFFT2D`` — frames with a gather
+  and multiplies by a DFT matrix (``GATHER`` and ``FULLY_CONNECTED``); the trained
+  weights of every other layer are copied over by name;
+* recurrent layers are unrolled over their fixed sequence length (plain builtin ops,
+  which int8 quantisation handles, instead of a ``WHILE`` loop);
+* the input is one clip of raw 16 kHz waveform, batch 1, and the output the class
+  probabilities (the speech model: per-frame log-probabilities, see
+  :func:`coughclf.models.deepspeech.inference_model`).
+
+Conversion goes through Keras 3's ``model.export(..., format="tf_saved_model")`` and
+``tf.lite.TFLiteConverter.from_saved_model`` with ``TFLITE_BUILTINS`` only, and the
+flatbuffer's operator codes are checked afterwards (:func:`flatbuffer_operators`): a
+custom or Flex op is an error, never a silent fallback.
+
+Quantisation (``quantize=``):
+
+* ``"float16"`` — weights stored as float16, computed in float32;
+* ``"dynamic"`` — int8 weights, activations quantised on the fly;
+* ``"int8"`` — full-integer body calibrated on a representative set (by default a few
+  hundred windows of the run's training split) while the front end stays float:
+  the power spectrum spans ~100 dB, far beyond int8's 48 dB, so every op of the
+  log-mel / frame-feature layers up to and including the dB conversion runs in
+  float32 and quantisation starts at the dB image, whose 80 dB range int8 resolves
+  in 0.3 dB steps.
+
+Next to each exported file a sidecar JSON (:func:`sidecar_path`) records the labels,
+sample rate, clip length, front-end parameters, task, model name, quantisation and
+input/output details, so :mod:`coughclf.predict` needs nothing else.
+
+Example::
+
+    from coughclf.export import export_tflite
+    path = export_tflite("saved_models/kws_cnn-20250101-120000", "kws_cnn.tflite", quantize="int8")
+"""
+
+import json
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from coughclf import __version__
+from coughclf.errors import CoughclfError
+
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+STFT_CHOICES = ("auto", "fft", "matmul")
+FORMATS = ("tflite", "savedmodel")
+METADATA_FORMAT = 1
+REPRESENTATIVE_WINDOWS = 200
+SAVEDMODEL_METADATA = "coughclf.json"
+# TFLite marks custom operators with this builtin code; Flex ops are custom ops named "Flex...".
+_CUSTOM_CODE = 32
+
+
+def sidecar_path(model_path):
+    """Where the metadata of ``model_path`` lives: ``X.tflite`` → ``X.tflite.json``; a SavedModel
+    folder keeps it inside as ``coughclf.json``."""
+    model_path = Path(model_path)
+    if model_path.is_dir():
+        return model_path / SAVEDMODEL_METADATA
+    return model_path.with_name(model_path.name + ".json")
+
+
+def write_json_atomic(path, data):
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
+    return path
+
+
+# --- the model to export -------------------------------------------------------------------------
+
+def load_trained(source):
+    """``(model, run_dir or None)`` from a run folder, a ``.keras`` file or a ``keras.Model``."""
+    import keras
+
+    if isinstance(source, keras.Model):
+        return source, None
+    source = Path(source)
+    run_dir = source if source.is_dir() else None
+    model_path = source / "best.keras" if run_dir else source
+    if not model_path.exists():
+        where = f"{source} has no best.keras" if run_dir else f"{source} does not exist"
+        raise CoughclfError(f"{where}; give a run folder written by 'coughclf train' or a .keras file")
+    _register_custom_objects()
+    return keras.saving.load_model(model_path, safe_mode=True), run_dir
+
+
+def _register_custom_objects():
+    """Import every module that registers a serialisable layer, so ``load_model`` finds them."""
+    import coughclf.ctc  # noqa: F401
+    import coughclf.layers  # noqa: F401
+    from coughclf import models
+
+    models.available()
+
+
+def export_stft(n_fft, stft="auto"):
+    """The STFT mode that converts to TFLite builtins for ``n_fft``.
+
+    ``"auto"``: ``"fft"`` when ``n_fft`` is a power of two (TFLite's builtin ``RFFT2D``:
+    no DFT matrix in the file, ~5x smaller for kws_cnn), else ``"matmul"``. Force
+    ``"matmul"`` for runtimes without ``RFFT2D`` (e.g. TFLite Micro).
+    """
+    if stft not in STFT_CHOICES:
+        raise CoughclfError(f"unknown STFT mode {stft!r} for export; choose one of {', '.join(STFT_CHOICES)}")
+    if stft != "auto":
+        return stft
+    return "fft" if n_fft & (n_fft - 1) == 0 else "matmul"
+
+
+def _inference_config(config, stft):
+    """A layer config with a convertible STFT and recurrent layers unrolled (nested configs too)."""
+    if isinstance(config, dict):
+        config = {key: _inference_config(value, stft) for key, value in config.items()}
+        if "stft" in config:
+            config["stft"] = export_stft(int(config["n_fft"]), stft)
+        if "unroll" in config:
+            config["unroll"] = True
+        return config
+    if isinstance(config, list):
+        return [_inference_config(value, stft) for value in config]
+    return config
+
+
+def _is_front_end(layer):
+    from coughclf.layers.frontend import FrameFeature, ShortTimeSpectrum
+
+    return isinstance(layer, (ShortTimeSpectrum, FrameFeature))
+
+
+def inference_model(model, input_length=None, stft="auto"):
+    """The convertible inference build of ``model`` with its trained weights.
+
+    Front-end layers are rebuilt with the STFT of :func:`export_stft` (their weights
+    are constants computed from the config), recurrent layers with ``unroll=True``; every other
+    layer gets ``model``'s weights. A CTC model becomes its fixed-length, mask-free
+    inference model first (``input_length`` samples; required for it).
+    """
+    import keras
+
+    from coughclf.ctc import CTCModel
+
+    if isinstance(model, CTCModel):
+        from coughclf.models.deepspeech import inference_model as ctc_inference_model
+
+        if input_length is None:
+            raise CoughclfError("exporting a speech (CTC) model needs its fixed input length in samples")
+        model = ctc_inference_model(model, input_length)
+
+    def rebuild(layer):
+        return layer.__class__.from_config(_inference_config(layer.get_config(), stft))
+
+    clone = keras.models.clone_model(model, clone_function=rebuild)
+    trained = {layer.name: layer for layer in model.layers}
+    for layer in clone.layers:
+        if layer.weights and not _is_front_end(layer):
+            layer.set_weights(trained[layer.name].get_weights())
+    return clone
+
+
+def _signature(model, batch_size):
+    """``tf.TensorSpec``s of ``model``'s inputs, in its input structure, with a fixed batch."""
+    import tensorflow as tf
+    from keras import tree
+
+    def spec(tensor):
+        name = tensor.name.split(":")[0]
+        return tf.TensorSpec((batch_size, *tensor.shape[1:]), tensor.dtype, name=name)
+
+    return [tree.map_structure(spec, model._inputs_struct)]
+
+
+def _export_saved_model(model, directory, batch_size):
+    model.export(str(directory), format="tf_saved_model", input_signature=_signature(model, batch_size),
+                 verbose=False)
+
+
+def describe(model, run_dir=None, labels=None, quantize="none", task=None):
+    """The sidecar metadata of ``model`` (the inference build) as a dict."""
+    config = _run_config(run_dir)
+    front_end = next((layer for layer in model.layers if _is_front_end(layer)), None)
+    inputs = model.inputs
+    signal = inputs[0]
+    if len(signal.shape) != 2 or signal.shape[1] is None:
+        raise CoughclfError(f"{model.name} takes input {tuple(signal.shape)}; export needs a raw-waveform "
+                            "model of fixed length (input_mode='waveform', as 'coughclf train' builds)")
+    if task is None:
+        task = "ctc" if "log_probs" in {layer.name for layer in model.layers} else "classification"
+    outputs = model.outputs
+    if labels is None and task == "classification":
+        labels = _run_labels(run_dir) or [str(index) for index in range(outputs[0].shape[-1])]
+    sample_rate = int(front_end.sample_rate) if front_end is not None else int(
+        (config or {}).get("data", {}).get("sample_rate", 16000))
+    frontend_config = None
+    if front_end is not None:
+        frontend_config = {key: value for key, value in front_end.get_config().items()
+                           if key not in ("name", "trainable", "dtype")}
+        frontend_config["layer"] = type(front_end).__name__
+    metadata = {
+        "format": METADATA_FORMAT,
+        "coughclf_version": __version__,
+        "model": (config or {}).get("model", {}).get("name") or model.name.removesuffix("_inference"),
+        "task": task,
+        "labels": labels,
+        "sample_rate": sample_rate,
+        "clip_samples": int(signal.shape[1]),
+        "clip_seconds": int(signal.shape[1]) / sample_rate,
+        "frontend": frontend_config,
+        "quantization": quantize,
+        "inputs": [{"name": tensor.name.split(":")[0], "shape": [1, *tensor.shape[1:]], "dtype": str(tensor.dtype)}
+                   for tensor in inputs],
+        "outputs": [{"shape": [1, *tensor.shape[1:]], "dtype": "float32",
+                     "meaning": "log_probs" if task == "ctc" else "probabilities"} for tensor in outputs],
+        "source": str(run_dir) if run_dir else None,
+    }
+    if task == "ctc":
+        from coughclf.text import CHARACTERS
+
+        metadata["characters"] = CHARACTERS
+    return metadata
+
+
+def _run_config(run_dir):
+    if run_dir is None or not (Path(run_dir) / "config.toml").exists():
+        return None
+    import tomllib
+
+    return tomllib.loads((Path(run_dir) / "config.toml").read_text(encoding="utf-8"))
+
+
+def _run_labels(run_dir):
+    if run_dir is None:
+        return None
+    training = Path(run_dir) / "training.json"
+    if training.exists():
+        return json.loads(training.read_text(encoding="utf-8")).get("classes")
+    return None
+
+
+# --- TFLite --------------------------------------------------------------------------------------
+
+def flatbuffer_operators(model_content):
+    """Operator names of a ``.tflite`` flatbuffer, read from its operator-code table.
+
+    Builtins appear under their schema name (``"CONV_2D"``); custom operators as
+    ``"CUSTOM:name"`` (Flex ops are ``"CUSTOM:Flex..."``).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    model = schema.Model.GetRootAsModel(bytearray(model_content), 0)
+    operators = []
+    for index in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(index)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == _CUSTOM_CODE:
+            operators.append(f"CUSTOM:{code.CustomCode().decode()}")
+        else:
+            operators.append(names.get(builtin, f"BUILTIN_{builtin}"))
+    return sorted(set(operators))
+
+
+def check_builtin_only(model_content, what):
+    """Raise if the flatbuffer needs any custom or Flex operator."""
+    custom = [name for name in flatbuffer_operators(model_content) if name.startswith("CUSTOM:")]
+    if custom:
+        raise CoughclfError(f"{what} needs non-builtin TFLite ops {custom}; it would need the Flex delegate. "
+                            "Report the model and options that produced it")
+
+
+def front_end_nodes(model_content, model):
+    """Names of the op outputs that belong to ``model``'s front-end layers in a float flatbuffer."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    layer_names = [layer.name for layer in model.layers if _is_front_end(layer)]
+    if not layer_names:
+        return []
+    pattern = re.compile(r"(^|/)(" + "|".join(map(re.escape, layer_names)) + r")(_\d+)?/")
+    interpreter = Interpreter(model_content=model_content)
+    nodes = []
+    for operator in interpreter._get_ops_details():
+        for index in operator["outputs"]:
+            name = interpreter._get_tensor_details(index, 0)["name"]
+            if any(pattern.search(part) for part in name.split(";")):
+                nodes.append(name)
+    return nodes
+
+
+def representative_from_run(run_dir, count=REPRESENTATIVE_WINDOWS, seed=0):
+    """Up to ``count`` model inputs (batch 1) from the run's training split, clips drawn at random.
+
+    Returns a list of input lists in the model's input order (audio, then metadata if any).
+    """
+    from coughclf.config import load_config
+    from coughclf.train import fit_metadata_encoding, make_inputs, open_data, read_json
+
+    run_dir = Path(run_dir)
+    config = load_config(run_dir / "config.toml")
+    cache = open_data(config)
+    train_ids = read_json(run_dir / "split.json")["train"]
+    windows = config["data"]["windows"] or 1
+    rng = np.random.default_rng(seed)
+    chosen = list(rng.permutation(train_ids)[: max(1, -(-count // windows))])
+    metadata = None
+    if config["data"]["metadata"]:
+        metadata_path = run_dir / "metadata.json"
+        rows = {row["id"]: row for row in cache.manifest}
+        metadata = (read_json(metadata_path) if metadata_path.exists() else
+                    fit_metadata_encoding([rows[i] for i in train_ids], config["data"]["metadata"]))
+    samples = []
+    for inputs, _ in make_inputs(config, cache, chosen, mode="eval", metadata=metadata, batch_size=1):
+        if isinstance(inputs, dict):
+            samples.append([inputs["audio"].numpy()] + ([inputs["metadata"].numpy()] if metadata else []))
+        else:
+            samples.append([inputs.numpy()])
+        if len(samples) >= count:
+            break
+    return samples
+
+
+def _representative_dataset(representative):
+    """A converter ``representative_dataset`` callable from arrays or lists of input lists."""
+    samples = [[np.asarray(part, np.float32) for part in (sample if isinstance(sample, (list, tuple))
+                                                          else [sample])] for sample in representative]
+    samples = [[part[None] if part.ndim == 1 else part for part in sample] for sample in samples]
+
+    def generate():
+        yield from samples
+
+    return generate
+
+
+def convert_tflite(model, quantize="none", representative=None):
+    """Flatbuffer bytes of the inference build ``model`` (builtins only, batch 1)."""
+    import tensorflow as tf
+
+    if quantize not in QUANTIZATIONS:
+        raise CoughclfError(f"unknown quantisation {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
+    with tempfile.TemporaryDirectory(prefix="coughclf-export-") as directory:
+        _export_saved_model(model, directory, batch_size=1)
+
+        def converter():
+            result = tf.lite.TFLiteConverter.from_saved_model(directory)
+            result.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            return result
+
+        plain = converter()
+        if quantize == "float16":
+            plain.optimizations = [tf.lite.Optimize.DEFAULT]
+            plain.target_spec.supported_types = [tf.float16]
+        elif quantize == "dynamic":
+            plain.optimizations = [tf.lite.Optimize.DEFAULT]
+        content = plain.convert()
+        if quantize == "int8":
+            content = _quantize_int8(converter(), content, model, representative)
+    check_builtin_only(content, f"{model.name} ({quantize})")
+    return content
+
+
+def _quantize_int8(converter, float_content, model, representative):
+    """Full-integer body, float front end: calibrate, then quantise with the front end denylisted."""
+    import tensorflow as tf
+
+    if representative is None:
+        raise CoughclfError("int8 quantisation needs representative inputs: export a run folder (its "
+                            "training split is used) or pass representative=[arrays of one clip]")
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = _representative_dataset(representative)
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=front_end_nodes(float_content, model) or None)
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_options=options)
+    return debugger.get_nondebug_quantized_model()
+
+
+def export_tflite(source, out, quantize="none", representative=None, *, labels=None, input_length=None,
+                  stft="auto"):
+    """Export a run folder, ``.keras`` file or model to a builtin-only ``.tflite`` plus its sidecar JSON.
+
+    Args:
+        source: a run folder (``best.keras`` and ``config.toml``), a ``.keras`` file or a
+            ``keras.Model`` with a raw-waveform input.
+        out: the ``.tflite`` path to write (folders are created).
+        quantize: ``"none"``, ``"float16"``, ``"dynamic"`` or ``"int8"``.
+        representative: int8 only — model inputs to calibrate on (arrays of one clip or
+            lists of per-input arrays); default: windows of the run's training split.
+        labels: class names for the sidecar (default: the run's classes, else indices).
+        input_length: samples of the speech model's fixed input (default: the run's
+            ``data.clip_seconds``, else 10 s).
+        stft: ``"auto"``, ``"fft"`` or ``"matmul"`` (see :func:`export_stft`).
+
+    Returns:
+        the path of the ``.tflite`` file.
+    """
+    model, run_dir = load_trained(source)
+    input_length = input_length or _speech_input_length(model, run_dir)
+    export = inference_model(model, input_length, stft)
+    if quantize == "int8" and representative is None and run_dir is not None:
+        representative = representative_from_run(run_dir)
+    content = convert_tflite(export, quantize, representative)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(out.name + ".tmp")
+    temporary.write_bytes(content)
+    temporary.replace(out)
+    write_json_atomic(sidecar_path(out), describe(export, run_dir, labels, quantize))
+    return out
+
+
+def _speech_input_length(model, run_dir, default_seconds=10.0):
+    """Samples of a CTC model's export input: the run's clip length, else ``default_seconds``."""
+    from coughclf.ctc import CTCModel
+
+    if not isinstance(model, CTCModel):
+        return None
+    data = (_run_config(run_dir) or {}).get("data", {})
+    return int(round((data.get("clip_seconds") or default_seconds) * data.get("sample_rate", 16000)))
+
+
+# --- SavedModel ----------------------------------------------------------------------------------
+
+def export_savedmodel(source, out, *, labels=None, input_length=None):
+    """Export to a SavedModel folder for TensorFlow Serving (signature ``serve``, any batch size).
+
+    The model keeps its training-time front end (any TensorFlow op is fine on a server);
+    the metadata goes to ``coughclf.json`` inside the folder. Returns the folder.
+    """
+    from coughclf.ctc import CTCModel
+
+    model, run_dir = load_trained(source)
+    if isinstance(model, CTCModel):
+        from coughclf.models.deepspeech import inference_model as ctc_inference_model
+
+        model = ctc_inference_model(model, input_length or _speech_input_length(model, run_dir))
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise CoughclfError(f"{out} exists and is not empty; choose a new folder for the SavedModel")
+    partial = out.with_name(out.name + ".partial")
+    _export_saved_model(model, partial, batch_size=None)
+    write_json_atomic(partial / SAVEDMODEL_METADATA, describe(model, run_dir, labels, "none"))
+    if out.exists():
+        out.rmdir()
+    partial.replace(out)
+    return out
