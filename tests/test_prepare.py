@@ -279,3 +279,17 @@ def test_real_datasets_prepare_completely(shared_data, tmp_path, dataset):
             by_sha[row["sha1"]].add(row["group"])
         assert all(len(groups) == 1 for groups in by_sha.values())  # copies never straddle two groups
         assert len({row["sha1"] for row in conflicting_rows}) == 112
+
+
+@pytest.mark.slow
+def test_bench_prepare_reports_flat_memory(tmp_path):
+    from miniatures import write_fsdd
+
+    from coughclf.bench import prepare as bench_prepare
+
+    data = write_fsdd(tmp_path / "fsdd", speakers=("ann", "bob"), digits=range(5), takes=range(4))
+    arguments = type("Arguments", (), {"data_dir": data, "dataset": "fsdd", "multiples": [1, 3], "workers": 2})
+    results = bench_prepare.run(arguments)
+    assert [run["prepared"] for run in results["runs"].values()] == [40, 120]
+    assert results["under_limit"] and results["peak_memory_mib"] < 1024
+    assert results["peak_growth"] < 1.2
