@@ -5,6 +5,7 @@ import importlib
 import os
 import pkgutil
 import sys
+import tempfile
 import traceback
 
 from coughclf import __version__, commands
@@ -40,20 +41,50 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def import_tensorflow_quietly():
+    """Import TensorFlow with its native start-up chatter hidden.
+
+    TensorFlow >= 2.20 logs through absl before absl is initialised, which ignores
+    ``TF_CPP_MIN_LOG_LEVEL`` (oneDNN notices, "could not find cuda drivers"). The import's
+    stderr is captured at the file-descriptor level and shown only if the import fails.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except Exception:
+            os.dup2(saved_fd, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+
+
+def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     try:
+        if getattr(sys.modules[args._run.__module__], "NEEDS_TENSORFLOW", True):
+            import_tensorflow_quietly()
         return args._run(args) or 0
     except CoughclfError as error:
         if args.debug:
             traceback.print_exc()
         print(f"coughclf {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"coughclf {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -2,6 +2,7 @@
 
 import json
 
+NEEDS_TENSORFLOW = False
 HELP = "list the datasets coughclf can read, with options, citation, licence and download support"
 EXAMPLE = "coughclf datasets --json"
 

@@ -1,5 +1,6 @@
 """``coughclf download``: fetch and extract a dataset's public archive."""
 
+NEEDS_TENSORFLOW = False
 HELP = "download and extract a public dataset archive (resumable, checksum-verified)"
 EXAMPLE = "coughclf download fsdd --out data/"
 

@@ -2,6 +2,7 @@
 
 import json
 
+NEEDS_TENSORFLOW = False
 HELP = "summarise a prepared cache: clips, classes, durations, groups, skipped files, duplicates"
 EXAMPLE = "coughclf info prepared/covid19_cough --json"
 

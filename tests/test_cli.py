@@ -1,0 +1,76 @@
+"""The command line: discoverable subcommands, examples in every --help, one-line errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from coughclf import cli
+
+EXPECTED_COMMANDS = {"demo", "datasets", "prepare", "info", "download", "models", "train", "cv", "evaluate",
+                     "bench"}
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "coughclf", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_the_subcommands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    listed = {name for name in EXPECTED_COMMANDS if f"    {name}" in result.stdout}
+    assert listed == EXPECTED_COMMANDS
+
+
+def test_every_subcommand_help_has_an_example(capsys):
+    parser = cli.build_parser()
+    subparsers = next(action for action in parser._actions if action.dest == "command")
+    assert EXPECTED_COMMANDS <= set(subparsers.choices)
+    for name, sub in subparsers.choices.items():
+        text = sub.format_help()
+        assert "example:" in text and f"coughclf {name}" in text.split("example:")[1], name
+
+
+def test_user_error_is_one_line_naming_the_file_with_nonzero_exit(tmp_path):
+    missing = tmp_path / "no_cache_here"
+    result = run_cli("info", str(missing))
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert str(missing) in lines[0] and "coughclf prepare" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    result = run_cli("--debug", "info", str(tmp_path / "nothing"))
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_unknown_dataset_error_lists_the_choices(capsys):
+    assert cli.main(["datasets", "no_such_dataset"]) != 0
+    error = capsys.readouterr().err
+    assert "no_such_dataset" in error and "fsdd" in error
+
+
+@pytest.mark.parametrize("failure", ["import", "ok"])
+def test_quiet_tensorflow_import_restores_stderr(failure, capfd, monkeypatch):
+    """Whatever happens during the import, file descriptor 2 is usable afterwards."""
+    if failure == "import":
+        monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+        monkeypatch.setattr("builtins.__import__", _failing_import(__import__))
+        with pytest.raises(ImportError):
+            cli.import_tensorflow_quietly()
+    else:
+        cli.import_tensorflow_quietly()
+    print("still here", file=sys.stderr)
+    assert "still here" in capfd.readouterr().err
+
+
+def _failing_import(real_import):
+    def failing(name, *args, **kwargs):
+        if name == "tensorflow":
+            raise ImportError("simulated broken TensorFlow")
+        return real_import(name, *args, **kwargs)
+
+    return failing
