@@ -296,13 +296,13 @@ def front_end_nodes(model_content, model):
     return nodes
 
 
-def representative_from_run(run_dir, count=REPRESENTATIVE_WINDOWS, seed=0):
-    """Up to ``count`` model inputs (batch 1) from the run's training split, clips drawn at random.
+def representative_from_run(run_dir, model, count=REPRESENTATIVE_WINDOWS, seed=0):
+    """Up to ``count`` inputs of ``model`` (batch 1) from the run's training split, clips drawn at random.
 
     Returns a list of input lists in the model's input order (audio, then metadata if any).
     """
     from coughclf.config import load_config
-    from coughclf.train import fit_metadata_encoding, make_inputs, open_data, read_json
+    from coughclf.train import fit_metadata_encoding, input_seconds, make_inputs, open_data, read_json
 
     run_dir = Path(run_dir)
     config = load_config(run_dir / "config.toml")
@@ -318,7 +318,9 @@ def representative_from_run(run_dir, count=REPRESENTATIVE_WINDOWS, seed=0):
         metadata = (read_json(metadata_path) if metadata_path.exists() else
                     fit_metadata_encoding([rows[i] for i in train_ids], config["data"]["metadata"]))
     samples = []
-    for inputs, _ in make_inputs(config, cache, chosen, mode="eval", metadata=metadata, batch_size=1):
+    seconds = input_seconds(model, cache.sample_rate)
+    for inputs, _ in make_inputs(config, cache, chosen, mode="eval", seconds=seconds, metadata=metadata,
+                                 batch_size=1):
         if isinstance(inputs, dict):
             samples.append([inputs["audio"].numpy()] + ([inputs["metadata"].numpy()] if metadata else []))
         else:
@@ -405,7 +407,7 @@ def export_tflite(source, out, quantize="none", representative=None, *, labels=N
     input_length = input_length or _speech_input_length(model, run_dir)
     export = inference_model(model, input_length, stft)
     if quantize == "int8" and representative is None and run_dir is not None:
-        representative = representative_from_run(run_dir)
+        representative = representative_from_run(run_dir, model)
     content = convert_tflite(export, quantize, representative)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

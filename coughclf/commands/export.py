@@ -35,7 +35,8 @@ def default_output(run, export_format, quantize):
 
 def run(args):
     from coughclf.errors import CoughclfError
-    from coughclf.export import export_savedmodel, export_tflite, representative_from_run, sidecar_path
+    from coughclf.export import (export_savedmodel, export_tflite, load_trained, representative_from_run,
+                                 sidecar_path)
 
     out = Path(args.out) if args.out else default_output(args.run, args.format, args.quantize)
     if args.format == "savedmodel":
@@ -48,7 +49,7 @@ def run(args):
             if not Path(args.run).is_dir():
                 raise CoughclfError("--representative needs a run folder (its training split); give the run "
                                     "folder rather than the .keras file")
-            representative = representative_from_run(args.run, args.representative)
+            representative = representative_from_run(args.run, load_trained(args.run)[0], args.representative)
         path = export_tflite(args.run, out, args.quantize, representative, stft=args.stft)
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
     print(f"wrote {path} ({size / 1e6:.2f} MB) and {sidecar_path(path)}")
