@@ -83,24 +83,29 @@ class SharedInputBiRNN(keras.layers.Layer):
         else:
             valid = ops.cast(mask, "bool")
             lengths = ops.sum(ops.cast(valid, "int32"), axis=1)
-        # [steps, batch, direction, units]: the backward direction reads its sequence reversed.
-        both = ops.stack([projected, reverse_within_lengths(projected, lengths)], axis=2)
-        both = ops.transpose(both, (1, 0, 2, 3))
-        valid = ops.transpose(valid, (1, 0))[:, :, None, None]
+        # [steps, batch, 2·units + 1]: forward inputs, the sequence reversed within its length for
+        # the backward direction, and a last channel that says whether the step is valid. One
+        # scanned tensor, because Keras' TensorFlow scan fails on several inputs of unknown length.
+        valid = ops.cast(valid[:, :, None], projected.dtype)
+        scanned = ops.concatenate([projected, reverse_within_lengths(projected, lengths), valid], axis=-1)
+        scanned = ops.transpose(scanned, (1, 0, 2))
+        # Both directions advance in one matmul with the block-diagonal [[U→, 0], [0, U←]]:
+        # fewer, larger ops per step is what makes a recurrent loop fast.
+        zeros = ops.zeros((self.units, self.units), dtype=projected.dtype)
+        recurrent = ops.concatenate([
+            ops.concatenate([self.recurrent_kernel_forward, zeros], axis=1),
+            ops.concatenate([zeros, self.recurrent_kernel_backward], axis=1)], axis=0)
 
         def step(state, inputs_t):
-            projected_t, valid_t = inputs_t
-            recurrent = ops.stack([ops.matmul(state[:, 0], self.recurrent_kernel_forward),
-                                   ops.matmul(state[:, 1], self.recurrent_kernel_backward)], axis=1)
-            candidate = self.activation(projected_t + recurrent)
             # Past an example's length state and output stay zero: padded frames output nothing.
-            state = ops.where(valid_t, candidate, ops.zeros_like(candidate))
+            state = self.activation(inputs_t[:, :-1] + ops.matmul(state, recurrent)) * inputs_t[:, -1:]
             return state, state
 
-        initial = ops.zeros((batch, 2, self.units), dtype=projected.dtype)
-        _, outputs = ops.scan(step, initial, (both, valid))
-        outputs = ops.transpose(outputs, (1, 0, 2, 3))
-        return outputs[:, :, 0] + reverse_within_lengths(outputs[:, :, 1], lengths)
+        initial = ops.zeros((batch, 2 * self.units), dtype=projected.dtype)
+        _, outputs = ops.scan(step, initial, scanned)
+        outputs = ops.transpose(outputs, (1, 0, 2))
+        forward, backward = outputs[..., :self.units], outputs[..., self.units:]
+        return forward + reverse_within_lengths(backward, lengths)
 
     def compute_mask(self, inputs, mask=None):
         return mask

@@ -1,0 +1,392 @@
+"""Training and evaluation of CTC speech recognisers (configs with ``task = "ctc"``).
+
+``coughclf train`` and ``coughclf evaluate`` hand ``ctc`` configs to :func:`train_ctc`
+and :func:`evaluate_ctc`. The run folder is the classifiers' (config.toml,
+split.json, best.keras, history.json/csv, backup/, training.json, metrics.json) plus
+``examples.csv``: every evaluated utterance with its reference and decoded texts.
+
+Batches are whole utterances zero-padded to the longest in the batch, with their
+lengths (``make_dataset(variable_length=True)``); transcripts are normalised
+(:func:`coughclf.text.normalize`) and encoded in the tf.data graph as blank-padded
+label rows. Each epoch a callback decodes the validation split greedily, adds
+``val_cer`` / ``val_wer`` to the logs, prints a few reference/hypothesis pairs and
+keeps the model of the lowest CER as ``best.keras`` (without a validation split: the
+lowest training loss). Utterances too short for their transcript (CTC needs at least
+one frame per character, plus one between repeated characters) are left out of
+training and reported.
+
+The ``[ctc]`` table (all optional)::
+
+    [ctc]
+    numbers_as_words = true     # "42" -> "forty two" before encoding
+    decoder = "beam_search"     # the decoder whose CER/WER metrics.json reports first
+    beam_width = 32
+    examples = 3                # transcriptions printed per epoch
+    bucket_boundaries = []      # utterance durations (s) that split batches into buckets
+"""
+
+import csv
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from coughclf.config import model_options
+from coughclf.errors import CoughclfError
+from coughclf.text import BLANK, CHARACTERS, decode, encode, normalize
+
+CTC_DEFAULTS = {"numbers_as_words": True, "decoder": "beam_search", "beam_width": 32, "examples": 3,
+                "bucket_boundaries": []}
+
+
+def ctc_settings(config):
+    """The ``[ctc]`` table over :data:`CTC_DEFAULTS`, checked (unknown keys and wrong types fail)."""
+    from coughclf.ctc import DECODERS
+
+    settings = dict(CTC_DEFAULTS)
+    for key, value in config.get("ctc", {}).items():
+        if key not in CTC_DEFAULTS:
+            raise CoughclfError(f"{config.source}: unknown key 'ctc.{key}'; valid keys: {', '.join(CTC_DEFAULTS)}")
+        expected = type(CTC_DEFAULTS[key])
+        if expected is int and isinstance(value, bool) or not isinstance(value, expected):
+            raise CoughclfError(f"{config.source}: ctc.{key} must be a {expected.__name__} like "
+                                f"{CTC_DEFAULTS[key]!r}, got {value!r}")
+        settings[key] = value
+    if settings["decoder"] not in DECODERS:
+        raise CoughclfError(f"{config.source}: ctc.decoder = {settings['decoder']!r}; choose one of "
+                            f"{', '.join(DECODERS)}")
+    if settings["beam_width"] < 1:
+        raise CoughclfError(f"{config.source}: ctc.beam_width must be at least 1")
+    return settings
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def normalized_transcripts(cache, ids, numbers_as_words=True):
+    """``{id: normalised transcript}`` for ``ids``; a clip without a transcript is an error."""
+    rows = {row["id"]: row for row in cache.manifest}
+    missing = [clip_id for clip_id in ids if not rows[clip_id].get("transcript")]
+    if missing:
+        raise CoughclfError(f"{cache.root}: {len(missing)} clips have no transcript (e.g. {missing[0]}); "
+                            "CTC training needs a speech corpus with transcripts")
+    return {clip_id: normalize(rows[clip_id]["transcript"], numbers_as_words) for clip_id in ids}
+
+
+def required_frames(text):
+    """The fewest CTC frames that can emit ``text``: one per character, one more per repeated pair."""
+    return len(text) + sum(a == b for a, b in zip(text, text[1:]))
+
+
+def feasible_ids(cache, ids, texts, model):
+    """``(kept, dropped)``: ids whose logit frames in ``model`` can hold their transcript, and the others."""
+    samples = {row["id"]: int(row["num_samples"]) for row in cache.manifest}
+    frames = logit_frames(model, [samples[clip_id] for clip_id in ids])
+    fits = {clip_id: count >= required_frames(texts[clip_id]) for clip_id, count in zip(ids, frames)}
+    return [i for i in ids if fits[i]], [i for i in ids if not fits[i]]
+
+
+def make_ctc_dataset(cache, ids, texts, *, mode, batch_size, seed=0, shuffle_buffer=1024,
+                     bucket_boundaries=None, with_ids=False):
+    """``({"audio" [B, T], "length" [B]}, labels [B, L] blank-padded)`` batches of ``ids``.
+
+    ``texts`` maps each id to its normalised transcript; the labels are encoded in the
+    graph (no Python per batch). With ``with_ids`` the inputs also carry ``"id"``.
+    """
+    import tensorflow as tf
+
+    from coughclf.pipeline import make_dataset
+
+    dataset = make_dataset(cache, ids, mode=mode, batch_size=batch_size, seed=seed, variable_length=True,
+                           bucket_boundaries=bucket_boundaries or None, shuffle_buffer=shuffle_buffer,
+                           with_ids=True)
+    encoded = [encode(texts[clip_id]) for clip_id in ids]
+    flat = tf.constant(np.concatenate(encoded) if encoded else np.zeros(0, np.int32), tf.int32)
+    label_rows = tf.RaggedTensor.from_row_lengths(flat, [len(row) for row in encoded])
+    row_of = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(list(ids)), tf.range(len(ids), dtype=tf.int64)), -1)
+
+    def arrange(inputs, _label):
+        labels = tf.gather(label_rows, row_of.lookup(inputs["id"])).to_tensor(default_value=BLANK)
+        features = {"audio": inputs["audio"], "length": inputs["length"]}
+        if with_ids:
+            features["id"] = inputs["id"]
+        return features, labels
+
+    return dataset.map(arrange, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+def build_ctc_model(config, sample_rate):
+    """The configured CTC model, waveform input (log-mel and augmentation inside)."""
+    from coughclf import models
+
+    name = config["model"]["name"]
+    spec = models.spec(name)
+    if config["model"]["input_mode"] != "waveform":
+        raise CoughclfError(f"{config.source}: model.input_mode = {config['model']['input_mode']!r}, but CTC "
+                            "training feeds raw audio; use input_mode = 'waveform'")
+    options = model_options(config)
+    if options.get("vocab_size", len(CHARACTERS)) != len(CHARACTERS):
+        raise CoughclfError(f"{config.source}: model.vocab_size must be {len(CHARACTERS)} (the characters of "
+                            "coughclf.text); remove it from [model]")
+    options = {**options, "input_mode": "waveform", "sample_rate": sample_rate,
+               "frontend": {**spec.defaults.get("frontend", {}), **config["frontend"]}}
+    if config["augment"]:
+        from coughclf.layers.augment import build_augmentation
+
+        waveform_layers, spec_layers = build_augmentation(config["augment"])
+        options.update(waveform_augmentation=waveform_layers or None, spec_augmentation=spec_layers or None)
+    return models.build(name, **options)
+
+
+def logit_frames(model, samples):
+    """The model's logit frames for clips of ``samples`` samples, through its own length layers."""
+    lengths = np.asarray(samples, np.int32)
+    return np.asarray(model.get_layer("logit_length")(model.get_layer("frame_length")(lengths)))
+
+
+def transcribe(model, batches, strategies=("greedy",), beam_width=32):
+    """Run ``model`` over ``(inputs, labels)`` batches: references, decoded texts per strategy, ids.
+
+    Returns ``(references, {strategy: hypotheses}, ids)``; ids are empty unless the
+    inputs carry ``"id"``.
+    """
+    from coughclf.ctc import decode_batch
+
+    references, hypotheses, ids = [], {strategy: [] for strategy in strategies}, []
+    for inputs, labels in batches:
+        inputs = dict(inputs)
+        if "id" in inputs:
+            ids += [value.decode() for value in np.asarray(inputs.pop("id"))]
+        outputs = model.predict_on_batch(inputs)
+        references += [decode(row) for row in np.asarray(labels)]
+        for strategy in strategies:
+            hypotheses[strategy] += decode_batch(outputs["log_probs"], outputs["logit_length"], strategy,
+                                                 beam_width)
+    return references, hypotheses, ids
+
+
+def _print_examples(references, hypotheses, count):
+    for reference, hypothesis in list(zip(references, hypotheses))[:count]:
+        print(f"    ref: {reference}\n    hyp: {hypothesis}")
+
+
+def _transcription_callback(run_dir, validation, examples, best_value, resumed_rows):
+    """The per-epoch CER/WER, history and best-checkpoint callback (a closure over keras)."""
+    import keras
+
+    from coughclf.ctc import error_rate
+    from coughclf.train import write_json
+
+    class TranscriptionMetrics(keras.callbacks.Callback):
+        """Validation CER/WER into the logs, example transcriptions, history.json, best.keras by CER."""
+
+        def __init__(self):
+            super().__init__()
+            self.best, self.rows = best_value, list(resumed_rows)
+            self.monitor = "val_cer" if validation is not None else "loss"
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            if validation is not None:
+                references, hypotheses, _ = transcribe(self.model, validation)
+                logs["val_cer"] = error_rate(references, hypotheses["greedy"], "char")[0]
+                logs["val_wer"] = error_rate(references, hypotheses["greedy"], "word")[0]
+                print(f"\nepoch {epoch + 1}: validation CER {logs['val_cer']:.2%}, WER {logs['val_wer']:.2%}")
+                _print_examples(references, hypotheses["greedy"], examples)
+            value = logs.get(self.monitor)
+            if value is not None and not math.isnan(value) and (self.best is None or value < self.best):
+                self.best = value
+                partial = Path(run_dir) / "best.partial.keras"
+                self.model.save(partial)
+                partial.replace(Path(run_dir) / "best.keras")
+            row = {"epoch": epoch, "learning_rate": float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate)), **{k: float(v) for k, v in logs.items()
+                                                         if k != "learning_rate"}}
+            self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
+            write_json(Path(run_dir) / "history.json", self.rows)
+            _write_csv(Path(run_dir) / "history.csv", self.rows)
+
+    return TranscriptionMetrics()
+
+
+def _write_csv(path, rows):
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    temporary.replace(path)
+
+
+# --- training -----------------------------------------------------------------------------------
+
+def train_ctc(config, run_dir=None, strategy=None):
+    """Train the ``task = "ctc"`` experiment ``config``; evaluate the best model on the test split.
+
+    Args:
+        config: an :class:`coughclf.config.ExperimentConfig`.
+        run_dir: the run folder (a folder of an unfinished run resumes it from its last
+            epoch); default ``saved_models/{name}-{timestamp}``.
+        strategy: a ``tf.distribute.Strategy`` or its name, as for :func:`coughclf.train.train`.
+
+    Returns:
+        the run folder.
+
+    Example::
+
+        from coughclf.config import load_config
+        from coughclf.speech import train_ctc
+        run = train_ctc(load_config("experiments/speech_yesno.toml"))
+    """
+    import shutil
+    import tempfile
+
+    import keras
+
+    from coughclf.train import claim_run_dir, is_chief, make_strategy, new_run_dir, read_json
+
+    if strategy is None or isinstance(strategy, str):
+        strategy = make_strategy(strategy)
+    chief = is_chief(strategy)
+    final_dir = Path(run_dir) if run_dir else new_run_dir(config)
+    work_dir = final_dir if chief else Path(tempfile.mkdtemp(prefix="coughclf-worker-"))
+    try:
+        claim_run_dir(config, work_dir)
+        if not (work_dir / "training.json").exists():
+            _fit(config, work_dir, strategy)
+    finally:
+        if not chief:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    keras.backend.clear_session()
+    if chief and read_json(final_dir / "split.json")["test"]:
+        evaluate_ctc(final_dir)
+    return final_dir
+
+
+def _fit(config, run_dir, strategy):
+    import keras
+
+    from coughclf.train import (_backup_epoch, learning_rate_at, make_optimizer, open_data, read_json,
+                                split_clips, write_json)
+
+    settings, train = ctc_settings(config), config["train"]
+    keras.utils.set_random_seed(train["seed"])
+    cache = open_data(config)
+    split_path = run_dir / "split.json"
+    split = read_json(split_path) if split_path.exists() else split_clips(config, cache)
+    write_json(split_path, split)
+    with strategy.scope():
+        model = build_ctc_model(config, cache.sample_rate)
+        model.compile(optimizer=make_optimizer(config))
+    texts = normalized_transcripts(cache, split["train"] + split["validation"], settings["numbers_as_words"])
+    train_ids, dropped = feasible_ids(cache, split["train"], texts, model)
+    if dropped:
+        print(f"left out {len(dropped)} training utterances too short for their transcript (e.g. {dropped[0]})")
+    batches = {"batch_size": train["batch_size"], "seed": train["seed"],
+               "bucket_boundaries": settings["bucket_boundaries"]}
+    train_data = make_ctc_dataset(cache, train_ids, texts, mode="train",
+                                  shuffle_buffer=config["data"]["shuffle_buffer"], **batches)
+    validation = (make_ctc_dataset(cache, split["validation"], texts, mode="eval", **batches)
+                  if split["validation"] else None)
+    if train["steps_per_epoch"]:
+        train_data = train_data.repeat()
+
+    backup_epoch = _backup_epoch(run_dir / "backup")
+    history_path = run_dir / "history.json"
+    resumed_rows = [row for row in (read_json(history_path) if history_path.exists() else [])
+                    if row["epoch"] < backup_epoch]
+    monitor = "val_cer" if validation is not None else "loss"
+    seen = [row[monitor] for row in resumed_rows if row.get(monitor) is not None]
+    metrics_callback = _transcription_callback(run_dir, validation, settings["examples"],
+                                               min(seen) if seen else None, resumed_rows)
+    callbacks = [keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+                 keras.callbacks.TerminateOnNaN(), metrics_callback]
+    if config["optimizer"]["schedule"] == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, mode="min", factor=config["optimizer"]["decay_rate"],
+            patience=max(1, train["patience"] // 2), min_lr=config["optimizer"]["min_lr"]))
+    else:
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: learning_rate_at(config, epoch)))
+    if train["patience"]:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=train["patience"]))
+    if backup_epoch:
+        print(f"resuming {run_dir} at epoch {backup_epoch + 1}")
+    started = time.time()
+    history = model.fit(train_data, validation_data=validation, epochs=train["epochs"],
+                        steps_per_epoch=train["steps_per_epoch"], callbacks=callbacks, verbose=2)
+    rows = metrics_callback.rows
+    best = min((row for row in rows if row.get(monitor) is not None), key=lambda row: row[monitor], default=None)
+    if not (run_dir / "best.keras").exists():
+        raise CoughclfError(f"training in {run_dir} never produced a finite {monitor} (NaN loss?); lower "
+                            "optimizer.lr or set optimizer.clipnorm")
+    summary = {"epochs_run": len(rows), "epochs_this_session": len(history.epoch), "resumed_at_epoch": backup_epoch,
+               "monitor": monitor, "best_epoch": best["epoch"] if best else None,
+               "best_value": best[monitor] if best else None,
+               "seconds_this_session": round(time.time() - started, 1),
+               "parameters": int(sum(math.prod(w.shape) for w in model.trainable_weights)),
+               "train_utterances": len(train_ids), "left_out_too_short": dropped, "cache": str(cache.root)}
+    write_json(run_dir / "training.json", summary)
+    return summary
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+def evaluate_ctc(run_dir, data=None, split="test"):
+    """CER and WER of the run's ``best.keras`` on ``split`` (greedy and beam search); writes metrics.json.
+
+    ``data`` is another prepared cache to evaluate on (default: the run's own). Writes
+    ``metrics.json`` and ``examples.csv`` for the run's own test split,
+    ``metrics-{split}[-{cache}].json`` / ``examples-...csv`` otherwise. Returns the metrics.
+
+    Example::
+
+        from coughclf.speech import evaluate_ctc
+        print(evaluate_ctc("saved_models/speech_yesno-20250101-120000")["wer"])
+    """
+    import keras
+
+    from coughclf import models
+    from coughclf.cache import open_cache
+    from coughclf.config import load_config
+    from coughclf.ctc import error_rate
+    from coughclf.evaluate import _selected_ids
+    from coughclf.train import open_data, write_json
+
+    run_dir = Path(run_dir)
+    config = load_config(run_dir / "config.toml")
+    if not (run_dir / "best.keras").exists():
+        raise CoughclfError(f"{run_dir} has no best.keras: its training has not finished an epoch; resume it "
+                            "with 'coughclf train CONFIG --run-dir RUN'")
+    settings = ctc_settings(config)
+    cache = open_cache(data) if data else open_data(config)
+    ids = _selected_ids(run_dir, cache, split, external=data is not None)
+    texts = normalized_transcripts(cache, ids, settings["numbers_as_words"])
+    models.available()  # registers every custom layer before loading
+    model = keras.saving.load_model(run_dir / "best.keras", compile=False, safe_mode=True)
+    batches = make_ctc_dataset(cache, ids, texts, mode="eval", batch_size=config["train"]["batch_size"],
+                               with_ids=True)
+    references, hypotheses, clip_ids = transcribe(model, batches, ("greedy", "beam_search"),
+                                                  settings["beam_width"])
+    results = {"run": str(run_dir), "model": config["model"]["name"], "split": split, "cache": str(cache.root),
+               "utterances": len(references), "decoder": settings["decoder"]}
+    for strategy, texts_out in hypotheses.items():
+        cer, char_edits, chars = error_rate(references, texts_out, "char")
+        wer, word_edits, words = error_rate(references, texts_out, "word")
+        results[strategy] = {"cer": cer, "wer": wer, "char_edits": char_edits, "chars": chars,
+                             "word_edits": word_edits, "words": words,
+                             "sentence_accuracy": float(np.mean([r == h for r, h in zip(references, texts_out)]))}
+    results["beam_search"]["beam_width"] = settings["beam_width"]
+    results["cer"], results["wer"] = results[settings["decoder"]]["cer"], results[settings["decoder"]]["wer"]
+    tag = "" if split == "test" and data is None else f"-{split}" + (f"-{Path(data).name}" if data else "")
+    write_json(run_dir / f"metrics{tag}.json", results)
+    _write_csv(run_dir / f"examples{tag}.csv",
+               [{"id": i, "reference": r, "greedy": g, "beam_search": b}
+                for i, r, g, b in zip(clip_ids, references, hypotheses["greedy"], hypotheses["beam_search"])])
+    print(f"{run_dir} {split}: {len(references)} utterances, CER {results['cer']:.2%}, WER {results['wer']:.2%} "
+          f"({settings['decoder']}; greedy CER {results['greedy']['cer']:.2%}, WER {results['greedy']['wer']:.2%})")
+    _print_examples(references, hypotheses[settings["decoder"]], settings["examples"])
+    return results
