@@ -155,46 +155,56 @@ def _prepare(clips, root, settings, task, workers, progress):
     clips = sorted(clips, key=lambda clip: clip.id)
     _check_unique_ids(clips)
     classes = sorted({clip.label for clip in clips if clip.label is not None})
-    label_indices = {name: index for index, name in enumerate(classes)}
     shard_size = settings["shard_size"]
     shards = [clips[start:start + shard_size] for start in range(0, len(clips), shard_size)]
-
     (root / "shards").mkdir(parents=True, exist_ok=True)
     (root / "parts").mkdir(exist_ok=True)
     info = {"format": FORMAT_VERSION, **settings, "task": task, "classes": classes}
     _write_json(root / "cache.json", info)
     _remove_leftovers(root, len(shards))
+    decoded = _write_missing_shards(root, shards, settings, classes, workers, progress)
+    _finish(root, info, len(shards))
+    elapsed = time.monotonic() - started
+    return {**_summary(root, info, status="prepared"), "seconds": elapsed,
+            "clips_per_second": decoded / elapsed if elapsed > 0 else 0.0}
 
+
+def _write_missing_shards(root, shards, settings, classes, workers, progress):
+    """Decode and write every shard not complete yet; returns how many clips that took."""
     pending = [index for index, shard in enumerate(shards) if not _shard_complete(root, index, shard)]
     pending_clips = sum(len(shards[index]) for index in pending)
-    writer = _ShardWriter(root, settings, label_indices)
+    total = sum(len(shard) for shard in shards)
+    writer = _ShardWriter(root, settings, {name: index for index, name in enumerate(classes)})
     decode_settings = (settings["sample_rate"], settings["trim_silence"], settings["segment"])
-    with _decoder(workers, pending_clips) as decode_map, _progress_bar(len(clips), len(clips) - pending_clips,
-                                                                        progress) as bar:
+    with _decoder(workers, pending_clips) as decode_map, \
+            _progress_bar(total, total - pending_clips, progress) as bar:
         for index, decoded in _decoded_shards(decode_map, pending, shards, decode_settings):
             writer.write(index, shards[index], decoded, bar)
+    return pending_clips
 
-    rows, skipped = _collected_parts(root, len(shards))
+
+def _finish(root, info, shard_count):
+    """Merge the shards' part files into skipped.csv, duplicates.csv, cache.json and, last, manifest.csv."""
+    rows, skipped = _collected_parts(root, shard_count)
     duplicates = _duplicate_sets(rows + skipped)
     _join_duplicate_groups(rows, duplicates)
     conflicting = {sha1 for sha1, members in duplicates.items() if len({row["label"] for row in members}) > 1}
     dropped = []
-    if settings["drop_conflicts"]:
+    if info["drop_conflicts"]:
         dropped = [row for sha1 in conflicting for row in duplicates[sha1] if "shard" in row]
         _drop_from_shards(root, dropped)
         dropped_ids = {row["id"] for row in dropped}
         rows = [row for row in rows if row["id"] not in dropped_ids]
-
-    counts = collections.Counter(row["label"] for row in rows)
     _write_csv(root / "skipped.csv", SKIPPED_COLUMNS, skipped)
     _write_csv(root / "duplicates.csv", DUPLICATE_COLUMNS,
                [{"sha1": sha1, "id": row["id"], "label": row["label"], "conflict": sha1 in conflicting}
                 for sha1, members in sorted(duplicates.items()) for row in members])
+    counts = collections.Counter(row["label"] for row in rows)
     info.update({
         "clips": len(rows),
-        "counts": {name: counts.get(name, 0) for name in classes},
+        "counts": {name: counts.get(name, 0) for name in info["classes"]},
         "skipped": len(skipped),
-        "shards": len(shards),
+        "shards": shard_count,
         "duplicates": {"groups": len(duplicates), "clips": sum(len(members) for members in duplicates.values()),
                        "conflicting": len(conflicting), "dropped": len(dropped)},
     })
@@ -202,9 +212,6 @@ def _prepare(clips, root, settings, task, workers, progress):
     metadata_columns = sorted({key for row in rows for key in row if key.startswith(METADATA_PREFIX)})
     _write_csv(root / "manifest.csv", MANIFEST_COLUMNS + tuple(metadata_columns), rows)
     shutil.rmtree(root / "parts", ignore_errors=True)
-    elapsed = time.monotonic() - started
-    return {**_summary(root, info, status="prepared"), "seconds": elapsed,
-            "clips_per_second": pending_clips / elapsed if elapsed > 0 else 0.0}
 
 
 def _summary(root, info, status):
