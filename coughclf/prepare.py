@@ -93,7 +93,8 @@ def format_summary(summary):
         return f"cache {root} is complete: {summary['clips']} clips, nothing to do"
     duplicates = summary["duplicates"]
     lines = [
-        f"prepared {summary['dataset']} into {root}: {summary['clips']} clips in {summary['shards']} shards "
+        f"prepared {summary['dataset']} into {root}: {summary['clips']} clips in {summary['shards']} "
+        f"shard{'s' if summary['shards'] != 1 else ''} "
         f"({summary['seconds']:.1f} s, {summary['clips_per_second']:.1f} clips/s)",
         "classes: " + (", ".join(f"{name} {count}" for name, count in summary["counts"].items()) or "none"),
         f"skipped: {summary['skipped']}" + (f" (reasons in {root}/skipped.csv)" if summary["skipped"] else ""),
@@ -151,6 +152,9 @@ def _existing_cache_summary(root, settings):
 
 
 def _prepare(clips, root, settings, task, workers, progress):
+    if settings["segment"] and task == "ctc":
+        raise CoughclfError(f"cough segmentation cuts recordings apart, but the transcripts of "
+                            f"{settings['dataset']} cover whole recordings; prepare it without --segment-coughs")
     started = time.monotonic()
     clips = sorted(clips, key=lambda clip: clip.id)
     _check_unique_ids(clips)

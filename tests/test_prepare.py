@@ -170,6 +170,13 @@ def test_cough_segments_become_clips_of_their_recording(tmp_path):
     assert open_cache(tmp_path / "cache").info["segment"]["threshold_db"] == -25.0
 
 
+def test_segmentation_is_refused_for_transcribed_speech(tmp_path):
+    path = write_audio(tmp_path / "data" / "utterance.wav", tone(), 16000)
+    with pytest.raises(CoughclfError, match="transcripts"):
+        prepare_clips([Clip("u", path, transcript="yes no")], tmp_path / "cache", task="ctc", segment=True,
+                      workers=1, progress=False)
+
+
 RUN_IN_CHILD = """
 import sys
 from pathlib import Path
