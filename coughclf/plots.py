@@ -174,7 +174,7 @@ def cross_validation_bars(summary, names, path, *, title="Metrics per fold"):
     axis.bar(positions + folds * width, [summary[name]["mean"] for name in names], width,
              yerr=[summary[name]["std"] for name in names], capsize=4, color="black", alpha=0.8,
              label="mean ± std")
-    axis.set_xticks(positions + folds * width / 2, names)
+    axis.set_xticks(positions + folds * width / 2, [name.replace("_", " ").replace(".", "\n") for name in names])
     axis.set_ylabel("value")
     axis.set_ylim(0, 1.05)
     axis.set_title(title)

@@ -363,8 +363,33 @@ def make_strategy(name):
             raise CoughclfError("--strategy multiworker needs TF_CONFIG describing the cluster, e.g. "
                                 "TF_CONFIG='{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
                                 "\"task\": {\"type\": \"worker\", \"index\": 0}}' on the first machine")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker_strategy()
     raise CoughclfError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def _multi_worker_strategy():
+    """MultiWorkerMirroredStrategy mended for the two ways Keras 3's fit calls ``strategy.reduce``.
+
+    ``Model.fit`` reduces a whole ``(inputs, labels)`` batch in one call (to build the
+    model symbolically) and reduces the scalar metrics of each step with ``axis=0``;
+    MultiWorkerMirroredStrategy reduces one tensor at a time and has no axis 0 on a
+    scalar (keras-team/keras#20585). Reducing per tensor, scalars over replicas only,
+    is what both calls mean.
+    """
+    import tensorflow as tf
+
+    class NestedReduceStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            parent = super()
+
+            def reduce_one(tensor):
+                local = (self.experimental_local_results(tensor)[0]
+                         if isinstance(tensor, tf.distribute.DistributedValues) else tensor)
+                return parent.reduce(reduce_op, tensor, axis if local.shape.rank else None)
+
+            return tf.nest.map_structure(reduce_one, value)
+
+    return NestedReduceStrategy()
 
 
 def is_chief(strategy):
