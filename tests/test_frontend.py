@@ -226,3 +226,17 @@ def test_tflite_export_uses_builtin_ops_only_and_matches(tmp_path, stft):
     interpreter.invoke()
     exported = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     np.testing.assert_allclose(exported, np.asarray(model(clip)), atol=1e-3)
+
+
+def test_front_end_computes_in_float32_under_mixed_precision():
+    clip = tone(seconds=0.5)[None]
+    expected = run_layer(LogMelSpectrogram(), clip[0])
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        inputs = keras.Input((clip.shape[1],))
+        model = keras.Model(inputs, LogMelSpectrogram()(inputs))
+        features = np.asarray(model(clip))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert features.dtype == np.float32
+    np.testing.assert_allclose(features[0], expected, atol=1e-3)

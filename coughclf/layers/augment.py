@@ -19,7 +19,7 @@ import numpy as np
 from keras import ops
 
 from coughclf.errors import CoughclfError
-from coughclf.layers.frontend import add_constant, check_choice
+from coughclf.layers.frontend import add_constant, check_choice, float32_by_default
 
 NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -92,7 +92,7 @@ class RandomAugmentation(keras.layers.Layer):
     """
 
     def __init__(self, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**float32_by_default(kwargs))
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -509,7 +509,7 @@ class SpecAugment(keras.layers.Layer):
         seed=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**float32_by_default(kwargs))
         self.time_warp = float(time_warp)
         self.freq_masks, self.freq_width = int(freq_masks), int(freq_width)
         self.time_masks, self.time_width = int(time_masks), int(time_width)

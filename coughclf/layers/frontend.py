@@ -105,11 +105,18 @@ def real_dft_matrix(window, n_fft):
     return np.concatenate([window * np.cos(angle), -window * np.sin(angle)], axis=1)
 
 
+def float32_by_default(kwargs):
+    """Layer kwargs computing in float32 unless told otherwise: a mixed-precision
+    policy would otherwise feed float16 into FFTs and dB conversions that need float32."""
+    kwargs.setdefault("dtype", "float32")
+    return kwargs
+
+
 class FrameFeature(keras.layers.Layer):
     """Base of the per-frame waveform statistics (ZCR, RMS): framing like librosa."""
 
     def __init__(self, frame_length=2048, hop_length=512, center=True, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**float32_by_default(kwargs))
         self.frame_length = int(frame_length)
         self.hop_length = int(hop_length)
         self.center = bool(center)
@@ -192,7 +199,7 @@ class ShortTimeSpectrum(keras.layers.Layer):
         stft="fft",
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**float32_by_default(kwargs))
         name = type(self).__name__
         check_choice(name, "stft", stft, STFT_MODES)
         check_choice(name, "pad_mode", pad_mode, CENTER_PAD_MODES)
