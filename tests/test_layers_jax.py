@@ -64,8 +64,10 @@ def fixed_parameters(inputs):
         "time_shift_circular": {"shift": ints(100, -50, 0)},
         "time_shift_zero": {"shift": ints(100, -50, 0)},
         "time_warp": {"anchor": floats(10.0, 20.0, 30.5), "warp": floats(3.0, -4.5, 0.0)},
-        "frequency_masking": {"start": ints(0, 3, 10, 10, 25, 31).reshape(3, 2), "width": ints(4, 0, 5, 2, 6, 1).reshape(3, 2)},
-        "time_masking": {"start": ints(1, 30, 5, 6, 0, 39).reshape(3, 2), "width": ints(3, 6, 2, 2, 0, 1).reshape(3, 2)},
+        "frequency_masking": {"start": ints(0, 3, 10, 10, 25, 31).reshape(3, 2),
+                              "width": ints(4, 0, 5, 2, 6, 1).reshape(3, 2)},
+        "time_masking": {"start": ints(1, 30, 5, 6, 0, 39).reshape(3, 2),
+                         "width": ints(3, 6, 2, 2, 0, 1).reshape(3, 2)},
     }
 
 

@@ -163,11 +163,15 @@ class ColouredNoise(RandomAugmentation):
     is noised with ``probability``.
     """
 
-    def __init__(self, colours=("white", "pink", "brown"), snr_db=(10.0, 30.0), probability=1.0, seed=None, **kwargs):
+    def __init__(
+        self, colours=("white", "pink", "brown"), snr_db=(10.0, 30.0), probability=1.0, seed=None, **kwargs
+    ):
         super().__init__(seed=seed, **kwargs)
         name = type(self).__name__
         if isinstance(colours, str) or not colours:
-            raise CoughclfError(f"{name}: colours={colours!r} must be a non-empty list such as ['white', 'pink']")
+            raise CoughclfError(
+                f"{name}: colours={colours!r} must be a non-empty list such as ['white', 'pink']"
+            )
         for colour in colours:
             check_choice(name, "colours", colour, tuple(NOISE_EXPONENTS))
         self.colours = list(colours)
@@ -233,7 +237,9 @@ def load_noise_bank(paths, sample_rate=16000, seconds=1.0):
         try:
             audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         except (OSError, RuntimeError, soundfile.LibsndfileError) as error:
-            raise CoughclfError(f"{path}: cannot read noise file ({error}); fix or remove it from the noise list") from None
+            raise CoughclfError(
+                f"{path}: cannot read noise file ({error}); fix or remove it from the noise list"
+            ) from None
         audio = audio.mean(axis=1)
         if audio.size == 0:
             raise CoughclfError(f"{path}: noise file holds no audio; remove it from the noise list")
@@ -256,7 +262,9 @@ class BackgroundNoise(RandomAugmentation):
     shape). A bank row shorter than the clip is looped.
     """
 
-    def __init__(self, noise_bank=None, snr_db=(0.0, 20.0), probability=1.0, bank_shape=None, seed=None, **kwargs):
+    def __init__(
+        self, noise_bank=None, snr_db=(0.0, 20.0), probability=1.0, bank_shape=None, seed=None, **kwargs
+    ):
         super().__init__(seed=seed, **kwargs)
         name = type(self).__name__
         if noise_bank is not None:
@@ -292,12 +300,15 @@ class BackgroundNoise(RandomAugmentation):
         bank_samples = self.bank_shape[1]
         time = ops.arange(ops.shape(inputs)[1], dtype="int32")[None, :]
         positions = (parameters["start"][:, None] + time) % bank_samples
-        excerpt = ops.take(ops.reshape(self.noise_bank, (-1,)), parameters["row"][:, None] * bank_samples + positions)
+        flat_positions = parameters["row"][:, None] * bank_samples + positions
+        excerpt = ops.take(ops.reshape(self.noise_bank, (-1,)), flat_positions)
         return mix_at_snr(inputs, excerpt, parameters["snr_db"], parameters["apply"])
 
     def get_config(self):
         config = super().get_config()
-        config.update(snr_db=list(self.snr_db), probability=self.probability, bank_shape=list(self.bank_shape))
+        config.update(
+            snr_db=list(self.snr_db), probability=self.probability, bank_shape=list(self.bank_shape)
+        )
         return config
 
 
@@ -362,7 +373,9 @@ class TimeShift(RandomAugmentation):
     wraps what falls off one end round to the other; ``fill="zero"`` leaves silence.
     """
 
-    def __init__(self, max_seconds=None, max_fraction=None, sample_rate=16000, fill="circular", seed=None, **kwargs):
+    def __init__(
+        self, max_seconds=None, max_fraction=None, sample_rate=16000, fill="circular", seed=None, **kwargs
+    ):
         super().__init__(seed=seed, **kwargs)
         name = type(self).__name__
         if (max_seconds is None) == (max_fraction is None):
@@ -392,7 +405,10 @@ class TimeShift(RandomAugmentation):
     def get_config(self):
         config = super().get_config()
         config.update(
-            max_seconds=self.max_seconds, max_fraction=self.max_fraction, sample_rate=self.sample_rate, fill=self.fill
+            max_seconds=self.max_seconds,
+            max_fraction=self.max_fraction,
+            sample_rate=self.sample_rate,
+            fill=self.fill,
         )
         return config
 
@@ -447,7 +463,9 @@ class AxisMasking(RandomAugmentation):
     def __init__(self, num_masks=2, max_width=10, mask_value="mean", seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         if mask_value != "mean" and not isinstance(mask_value, (int, float)):
-            raise CoughclfError(f'{type(self).__name__}: mask_value={mask_value!r} must be "mean" or a number')
+            raise CoughclfError(
+                f'{type(self).__name__}: mask_value={mask_value!r} must be "mean" or a number'
+            )
         self.num_masks = int(num_masks)
         self.max_width = int(max_width)
         self.mask_value = mask_value
@@ -520,7 +538,9 @@ class SpecAugment(keras.layers.Layer):
         if self.time_warp > 0:
             self.parts.append(TimeWarp(self.time_warp, seed=part_seeds[0]))
         if self.freq_masks > 0:
-            self.parts.append(FrequencyMasking(self.freq_masks, self.freq_width, mask_value, seed=part_seeds[1]))
+            self.parts.append(
+                FrequencyMasking(self.freq_masks, self.freq_width, mask_value, seed=part_seeds[1])
+            )
         if self.time_masks > 0:
             self.parts.append(TimeMasking(self.time_masks, self.time_width, mask_value, seed=part_seeds[2]))
 
@@ -603,5 +623,7 @@ def build_augmentation(config):
         try:
             target.append(make(**options))
         except (TypeError, ValueError) as error:
-            raise CoughclfError(f"augmentation {key}: bad options {options} ({error}); fix the config") from None
+            raise CoughclfError(
+                f"augmentation {key}: bad options {options} ({error}); fix the config"
+            ) from None
     return waveform_layers, spec_layers
