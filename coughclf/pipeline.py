@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coughclf.cache import PreparedCache, open_cache, parse_example
+from coughclf.cache import FEATURES, PreparedCache, open_cache
 from coughclf.errors import CoughclfError
 
 MODES = ("train", "eval")
@@ -36,6 +36,8 @@ CLASS_WEIGHT_FORMULAS = ("report", "inverse")
 _NOT_SELECTED = -(2 ** 31)
 # Shards read at once: enough to mix the shards' contents before shuffling.
 _MAX_INTERLEAVED_SHARDS = 16
+# Clips windowed per vectorised call when windowing.
+_CHUNK = 64
 
 
 def class_weights(labels, formula="report"):
@@ -153,39 +155,10 @@ def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=No
                                 window_seconds=window_seconds, batch_size=batch_size, balance=balance,
                                 balance_target=balance_target, max_repeats=max_repeats, seed=seed,
                                 variable_length=variable_length, bucket_boundaries=bucket_boundaries,
-                                shuffle_buffer=shuffle_buffer)
-    training = mode == "train"
-
-    if plan.balance is None:
-        clips = _selected_clips(plan)
-    else:
-        # One key per epoch: the resampled subsets change every time the dataset is iterated.
-        epoch_keys = tf.data.Dataset.random(seed=_derived_seed(seed, 1), rerandomize_each_iteration=True)
-        clips = epoch_keys.take(1).flat_map(lambda key: _resampled_clips(plan, key))
-
-    if plan.variable_length:
-        clips = clips.map(_whole_clip, num_parallel_calls=tf.data.AUTOTUNE, deterministic=plan.deterministic)
-    else:
-        if plan.clip_samples:
-            cut = _random_crop if training else _centre_crop
-            crop_keys = tf.data.Dataset.random(seed=_derived_seed(seed, 2), rerandomize_each_iteration=True)
-            clips = tf.data.Dataset.zip(clips, crop_keys).map(
-                lambda clip, key: cut(clip, plan.clip_samples, key),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=plan.deterministic)
-        if plan.windows:
-            clips = clips.map(lambda clip: _cut_windows(clip, plan.windows, plan.window_samples),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=plan.deterministic).unbatch()
-
-    if training:
-        clips = clips.shuffle(shuffle_buffer, seed=_derived_seed(seed, 3), reshuffle_each_iteration=True)
-    batches = _batch(clips, plan, drop_remainder)
-    keys = ("audio", "id") if with_ids else ("audio",)
-    if plan.variable_length:
-        keys += ("length", "transcript")
-    inputs = keys[0] if keys == ("audio",) else keys
-    batches = batches.map(lambda clip: (_pick(clip, inputs), clip["label"]),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=plan.deterministic)
-    if not plan.bucket_boundaries:
+                                shuffle_buffer=shuffle_buffer, with_ids=with_ids,
+                                drop_remainder=drop_remainder)
+    batches = plan.batches()
+    if not plan.bucket_samples:
         examples = plan.examples_per_epoch()
         count = examples // batch_size if drop_remainder else math.ceil(examples / batch_size)
         batches = batches.apply(tf.data.experimental.assert_cardinality(count))
@@ -197,7 +170,8 @@ class _Plan:
 
     @classmethod
     def from_arguments(cls, cache, ids, *, mode, clip_seconds, windows, window_seconds, batch_size, balance,
-                       balance_target, max_repeats, seed, variable_length, bucket_boundaries, shuffle_buffer):
+                       balance_target, max_repeats, seed, variable_length, bucket_boundaries, shuffle_buffer,
+                       with_ids, drop_remainder):
         if mode not in MODES:
             raise CoughclfError(f"unknown pipeline mode {mode!r}; use one of {MODES}")
         if batch_size < 1 or shuffle_buffer < 1:
@@ -231,10 +205,14 @@ class _Plan:
         plan.ids = selected
         plan.labels = np.array([int(rows[clip_id]["label_index"]) for clip_id in selected], dtype=np.int32)
         plan.class_counts = epoch_class_counts(plan.labels, balance, balance_target, max_repeats)
+        plan.label_table = _table(selected, plan.labels, _NOT_SELECTED)
+        plan.position_table = _table(selected, np.arange(len(selected), dtype=np.int32), -1)
         plan.balance = balance
         plan.variable_length = variable_length
-        plan.bucket_boundaries = bucket_boundaries
+        plan.with_ids = with_ids
         plan.batch_size = batch_size
+        plan.drop_remainder = drop_remainder
+        plan.shuffle_buffer = shuffle_buffer
         rate = cache.sample_rate
         if clip_seconds is not None:
             plan.clip_samples = int(round(clip_seconds * rate))
@@ -251,57 +229,139 @@ class _Plan:
         clips = sum(self.class_counts.values()) if self.training else len(self.ids)
         return clips * (self.windows or 1)
 
-    def label_table(self):
-        """clip id -> label_index for the selected clips, ``_NOT_SELECTED`` for any other."""
+    def batches(self):
+        """One epoch of batches; iterating the dataset again gives the next epoch.
+
+        Clips travel as serialised records through tf.data's own stages (no copies,
+        no per-clip Python); parsing, cropping and decoding run vectorised on whole batches.
+        """
         import tensorflow as tf
 
-        initializer = tf.lookup.KeyValueTensorInitializer(tf.constant(self.ids), tf.constant(self.labels))
-        return tf.lookup.StaticHashTable(initializer, default_value=_NOT_SELECTED)
+        records = self.selected_records()
+        if self.windows:
+            # Windows, not clips, are the examples: cut in chunks, then shuffled and batched one by one.
+            examples = self.cut(records.batch(_CHUNK)).unbatch()
+            return self.shuffled(examples).batch(self.batch_size, drop_remainder=self.drop_remainder)
+        records = self.shuffled(records)
+        if self.bucket_samples:
+            return self.cut(records.bucket_by_sequence_length(
+                lambda record: tf.cast(self.header(record)["num_samples"], tf.int32), self.bucket_samples,
+                [self.batch_size] * (len(self.bucket_samples) + 1), drop_remainder=self.drop_remainder))
+        return self.cut(records.batch(self.batch_size, drop_remainder=self.drop_remainder))
 
-    def records(self):
-        """Parsed records of every shard, read in parallel (shard order seeded when training)."""
+    def cut(self, record_batches):
+        """:meth:`examples` of every batch of records, each with its own random key."""
+        import tensorflow as tf
+
+        keys = self.random_keys(stream=1)
+        return tf.data.Dataset.zip(record_batches, keys).map(
+            lambda batch, key: self.examples(batch, tf.stack([key, 0])),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=self.deterministic)
+
+    def shuffled(self, dataset):
+        if not self.training:
+            return dataset
+        return dataset.shuffle(self.shuffle_buffer, seed=_derived_seed(self.seed, 2), reshuffle_each_iteration=True)
+
+    def random_keys(self, stream):
+        """Random int64 keys, a different sequence for each iteration (epoch), the same for the same seed."""
+        import tensorflow as tf
+
+        return tf.data.Dataset.random(seed=_derived_seed(self.seed, stream), rerandomize_each_iteration=True)
+
+    def selected_records(self):
+        """The serialised record of each use of a selected clip this epoch.
+
+        Shards are read in parallel (in a shuffled order when training); records
+        whose id is not selected are dropped and, when balancing, each selected one is
+        repeated as often as this epoch's resampling says.
+        """
+        import tensorflow as tf
+
+        if not self.balance:
+            return self.records(_derived_seed(self.seed, 3)).filter(lambda record: self.position(record) >= 0)
+
+        def resampled(key):
+            uses = _epoch_repeats(self, key)
+
+            def repeated(record):
+                position = self.position(record)
+                times = tf.where(position >= 0, tf.gather(uses, tf.maximum(position, 0)), 0)
+                return tf.data.Dataset.from_tensors(record).repeat(tf.cast(times, tf.int64))
+
+            return self.records(key).flat_map(repeated)
+
+        # The resampling is drawn once per epoch: the epoch's records are built from its key.
+        return self.random_keys(stream=4).take(1).flat_map(resampled)
+
+    def records(self, shard_seed):
         import tensorflow as tf
 
         shards = tf.data.Dataset.from_tensor_slices(self.shards)
         if self.training:
-            shards = shards.shuffle(len(self.shards), seed=_derived_seed(self.seed, 4),
-                                    reshuffle_each_iteration=True)
-        records = shards.interleave(tf.data.TFRecordDataset,
-                                    cycle_length=min(len(self.shards), _MAX_INTERLEAVED_SHARDS),
-                                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=self.deterministic)
-        table = self.label_table()
+            shards = shards.shuffle(len(self.shards), seed=shard_seed, reshuffle_each_iteration=True)
+        return shards.interleave(tf.data.TFRecordDataset,
+                                 cycle_length=min(len(self.shards), _MAX_INTERLEAVED_SHARDS),
+                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=self.deterministic)
 
-        def parse(serialized):
-            clip = parse_example(serialized)
-            clip["label"] = table.lookup(clip["id"])
-            return clip
+    @staticmethod
+    def header(record):
+        """A record's id and length, parsed without copying its audio."""
+        import tensorflow as tf
 
-        return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=self.deterministic)
+        return tf.io.parse_single_example(record, {"id": tf.io.FixedLenFeature([], tf.string),
+                                                   "num_samples": tf.io.FixedLenFeature([], tf.int64)})
+
+    def position(self, record):
+        """Index of the record's clip in the selection, -1 when not selected."""
+        return self.position_table.lookup(self.header(record)["id"])
+
+    def examples(self, serialized, seed):
+        """A batch of serialised records -> ``(inputs, label)``: audio cut, padded or windowed, decoded."""
+        import tensorflow as tf
+
+        clips = _parse_records(serialized)
+        labels = self.label_table.lookup(clips["id"])
+        ids, lengths = clips["id"], clips["num_samples"]
+        if self.variable_length:
+            audio = _decoded(clips["pcm"], tf.reduce_max(lengths))
+            inputs = {"audio": audio, "length": tf.cast(lengths, tf.int32), "transcript": clips["transcript"]}
+            return ({**inputs, "id": ids} if self.with_ids else inputs), labels
+        if self.clip_samples:
+            slack = tf.abs(lengths - self.clip_samples)
+            if self.training:
+                draw = tf.random.stateless_uniform(tf.shape(slack), seed=seed, dtype=tf.float64)
+                offsets = tf.cast(tf.floor(draw * tf.cast(slack + 1, tf.float64)), tf.int64)
+            else:
+                offsets = slack // 2
+            audio = _fitted(clips["pcm"], lengths, self.clip_samples, offsets)
+            lengths = tf.fill(tf.shape(lengths), tf.cast(self.clip_samples, tf.int64))
+        else:
+            audio = _decoded(clips["pcm"], tf.maximum(tf.reduce_max(lengths), self.window_samples))
+        if self.windows:
+            audio = _windows(audio, lengths, self.windows, self.window_samples)
+            labels, ids = tf.repeat(labels, self.windows), tf.repeat(ids, self.windows)
+        return ({"audio": audio, "id": ids} if self.with_ids else audio), labels
 
 
-def _selected_clips(plan):
-    return plan.records().filter(lambda clip: clip["label"] != _NOT_SELECTED)
-
-
-def _resampled_clips(plan, epoch_key):
-    """This epoch's clips: each selected clip repeated as often as its class's resampling says."""
+def _table(keys, values, default):
     import tensorflow as tf
 
-    repeats = _epoch_repeats(plan, epoch_key)
-    index = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(tf.constant(plan.ids), tf.range(len(plan.ids), dtype=tf.int64)),
-        default_value=-1)
+    initializer = tf.lookup.KeyValueTensorInitializer(tf.constant(keys), tf.constant(values))
+    return tf.lookup.StaticHashTable(initializer, default_value=default)
 
-    def repeated(clip):
-        position = index.lookup(clip["id"])
-        times = tf.where(position >= 0, tf.gather(repeats, tf.maximum(position, 0)), 0)
-        return tf.data.Dataset.from_tensors(clip).repeat(times)
 
-    return plan.records().flat_map(repeated)
+def _parse_records(serialized):
+    """A chunk of serialised records -> dict of [n] tensors, PCM still as bytes (decoded once cut)."""
+    import tensorflow as tf
+
+    kinds = {"bytes": tf.string, "int64": tf.int64}
+    spec = {key: tf.io.FixedLenFeature([], kinds[kind]) for key, kind in FEATURES.items()}
+    return tf.io.parse_example(serialized, spec)
 
 
 def _epoch_repeats(plan, epoch_key):
-    """How many times each selected clip is used this epoch (int64 per ``plan.ids`` entry).
+    """How many times each selected clip is used this epoch (int32 per ``plan.ids`` entry).
 
     A class of ``n`` clips that gets ``m`` this epoch uses every clip ``m // n`` times
     and a random ``m % n`` of them once more: a random permutation per class, drawn
@@ -321,81 +381,47 @@ def _epoch_repeats(plan, epoch_key):
     order = tf.argsort(tf.constant(class_of_clip, tf.float64) + scores, stable=True)
     rank_in_class = tf.math.invert_permutation(order) - tf.constant(class_start[class_of_clip], tf.int32)
     once_more = rank_in_class < tf.constant(extra[class_of_clip], tf.int32)
-    return tf.constant(base[class_of_clip], tf.int64) + tf.cast(once_more, tf.int64)
+    return tf.constant(base[class_of_clip], tf.int32) + tf.cast(once_more, tf.int32)
 
 
-def _random_crop(clip, samples, key):
-    """A random ``samples``-long piece of the clip; a shorter clip lands at a random offset in silence."""
+def _fitted(pcm, lengths, samples, offsets):
+    """Each clip cut to ``samples`` from ``offsets`` when longer, or zero-padded with ``offsets`` zeros
+    in front when shorter: ``[n, samples]`` float32, cut as bytes before decoding so only kept samples decode."""
     import tensorflow as tf
 
-    audio = clip["audio"]
-    length = tf.shape(audio, out_type=tf.int64)[0]
-    slack = tf.abs(length - samples)
-    offset = tf.random.stateless_uniform([], seed=tf.stack([key, 1]), minval=0, maxval=slack + 1,
-                                         dtype=tf.int64)
-    return _place(clip, audio, length, samples, offset)
+    longer = lengths >= samples
+    zero = tf.zeros_like(offsets)
+    start, before = tf.where(longer, offsets, zero), tf.where(longer, zero, offsets)
+    # Decoding truncates and pads at the end by itself: bytes are cut only for a later start.
+    piece = tf.cond(tf.reduce_any(start > 0),
+                    lambda: tf.strings.substr(pcm, 2 * start, tf.fill(tf.shape(start), tf.cast(2 * samples, tf.int64))),
+                    lambda: pcm)
+
+    def with_leading_silence():
+        silence = tf.fill(tf.shape(before), tf.constant(bytes(2 * samples)))
+        return tf.strings.join([tf.strings.substr(silence, zero, 2 * before), piece])
+
+    piece = tf.cond(tf.reduce_any(before > 0), with_leading_silence, lambda: piece)
+    return _decoded(piece, samples)
 
 
-def _centre_crop(clip, samples, key):
-    """The middle ``samples`` of the clip; a shorter clip is centred in silence (``key`` unused)."""
+def _decoded(pcm, samples):
+    """int16 little-endian bytes -> ``[n, samples]`` float32 in [-1, 1), zero-padded at the end."""
     import tensorflow as tf
 
-    del key
-    audio = clip["audio"]
-    length = tf.shape(audio, out_type=tf.int64)[0]
-    return _place(clip, audio, length, samples, tf.abs(length - samples) // 2)
+    fixed_bytes = tf.cast(2 * samples, tf.int32)
+    return tf.cast(tf.io.decode_raw(pcm, tf.int16, fixed_length=fixed_bytes), tf.float32) / 32768.0
 
 
-def _place(clip, audio, length, samples, offset):
-    """Crop ``audio`` from ``offset`` when it is too long, or pad it with ``offset`` zeros first when too short."""
+def _windows(audio, lengths, count, samples):
+    """``count`` windows of ``samples`` evenly spaced from each clip's start to its end: ``[n * count, samples]``."""
     import tensorflow as tf
 
-    longer = length >= samples
-    zero = tf.zeros_like(offset)
-    start = tf.where(longer, offset, zero)
-    before = tf.where(longer, zero, offset)
-    piece = audio[start:start + samples]
-    after = samples - before - tf.shape(piece, out_type=tf.int64)[0]
-    fitted = tf.pad(piece, [[before, after]])
-    fitted = tf.ensure_shape(fitted, [samples])
-    return {"audio": fitted, "label": clip["label"], "id": clip["id"]}
-
-
-def _cut_windows(clip, count, samples):
-    """``count`` windows of ``samples`` evenly spaced over the clip, as a batch of ``count`` examples."""
-    import tensorflow as tf
-
-    audio = clip["audio"]
-    length = tf.shape(audio, out_type=tf.int64)[0]
-    audio = tf.pad(audio, [[0, tf.maximum(samples - length, 0)]])
-    last_start = tf.maximum(length - samples, 0)
-    starts = tf.cast(tf.round(tf.linspace(tf.constant(0.0, tf.float64), tf.cast(last_start, tf.float64), count)), tf.int64)
-    windows = tf.gather(audio, starts[:, None] + tf.range(samples, dtype=tf.int64)[None, :])
-    return {"audio": windows, "label": tf.fill([count], clip["label"]), "id": tf.fill([count], clip["id"])}
-
-
-def _whole_clip(clip):
-    import tensorflow as tf
-
-    return {"audio": clip["audio"], "label": clip["label"], "id": clip["id"],
-            "length": tf.cast(clip["num_samples"], tf.int32), "transcript": clip["transcript"]}
-
-
-def _batch(clips, plan, drop_remainder):
-    import tensorflow as tf
-
-    if not plan.variable_length:
-        return clips.batch(plan.batch_size, drop_remainder=drop_remainder,
-                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=plan.deterministic)
-    if not plan.bucket_samples:
-        return clips.padded_batch(plan.batch_size, drop_remainder=drop_remainder)
-    return clips.bucket_by_sequence_length(
-        lambda clip: clip["length"], plan.bucket_samples, [plan.batch_size] * (len(plan.bucket_samples) + 1),
-        drop_remainder=drop_remainder)
-
-
-def _pick(clip, keys):
-    return clip[keys] if isinstance(keys, str) else {key: clip[key] for key in keys}
+    last_start = tf.cast(tf.maximum(lengths - samples, 0), tf.float64)
+    fraction = tf.linspace(tf.constant(0.0, tf.float64), 1.0, count) if count > 1 else tf.zeros([1], tf.float64)
+    starts = tf.cast(tf.round(last_start[:, None] * fraction[None, :]), tf.int32)
+    windows = tf.gather(audio, starts[:, :, None] + tf.range(samples)[None, None, :], batch_dims=1)
+    return tf.reshape(windows, [-1, samples])
 
 
 def _derived_seed(seed, stream):
