@@ -27,8 +27,10 @@ config_path, run_dir, weights_path = sys.argv[1:4]
 strategy = make_strategy("multiworker")
 
 class SaveFinalWeights(keras.callbacks.Callback):
+    # Trainable weights: gradients are all-reduced, so they must agree exactly. BatchNorm moving
+    # statistics are not trained: each worker averages its own half of every global batch.
     def on_train_end(self, logs=None):
-        np.savez(weights_path, *self.model.get_weights())
+        np.savez(weights_path, *[keras.ops.convert_to_numpy(w) for w in self.model.trainable_weights])
 
 train(load_config(config_path), run_dir, strategy, callbacks=[SaveFinalWeights()], evaluate_after=False)
 print("replicas", strategy.num_replicas_in_sync)
