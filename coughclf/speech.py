@@ -284,6 +284,10 @@ def _fit(config, run_dir, strategy):
         model.compile(optimizer=make_optimizer(config))
     texts = normalized_transcripts(cache, split["train"] + split["validation"], settings["numbers_as_words"])
     train_ids, dropped = feasible_ids(cache, split["train"], texts, model)
+    if not train_ids:
+        raise CoughclfError(f"{config.source}: all {len(dropped)} training utterances are too short for their "
+                            "transcripts (CTC needs a frame per character); lower frontend.hop_length or "
+                            "model.conv_stride")
     if dropped:
         print(f"left out {len(dropped)} training utterances too short for their transcript (e.g. {dropped[0]})")
     batches = {"batch_size": train["batch_size"], "seed": train["seed"],

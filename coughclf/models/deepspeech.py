@@ -141,14 +141,12 @@ def _log_mel(audio, lengths, sample_rate, frontend, waveform_augmentation, spec_
     x = audio
     for layer in waveform_augmentation or ():
         x = layer(x)
-    x = LogMelSpectrogram(sample_rate=sample_rate, **frontend, name="log_mel")(x)
-    x = keras.layers.Rescaling(_DB_SCALE, offset=_DB_OFFSET, name="log_mel_scale")(x)
+    log_mel = LogMelSpectrogram(sample_rate=sample_rate, **frontend, name="log_mel")
+    x = keras.layers.Rescaling(_DB_SCALE, offset=_DB_OFFSET, name="log_mel_scale")(log_mel(x))
     for layer in spec_augmentation or ():
         x = layer(x)
-    n_fft = int(frontend.get("n_fft", 1024))
-    centred = frontend.get("center", True)
-    frame_lengths = SequenceLengths(n_fft, int(frontend.get("hop_length", 512)), n_fft // 2 if centred else 0,
-                                    name="frame_length")(lengths)
+    padding = log_mel.n_fft // 2 if log_mel.center else 0
+    frame_lengths = SequenceLengths(log_mel.n_fft, log_mel.hop_length, padding, name="frame_length")(lengths)
     return x, frame_lengths
 
 
