@@ -20,6 +20,7 @@ hyperparameter is named by the dotted path of the config key it sets
     max_epochs = 20             # hyperband: the largest budget (default [train].epochs)
     factor = 3                  # hyperband: the budget ratio between rounds
     hyperband_iterations = 1
+    compare_default = true      # after the search, train the untuned config on the same folds and seeds
 
     [tune.space]
     "optimizer.lr" = { min = 1e-5, max = 1e-2, sampling = "log" }   # Float (Int if both ints)
@@ -41,7 +42,10 @@ The search folder (``saved_models/{name}-tune`` unless given) holds ``config.tom
 trial's run folders ``trial_*/execution-{e}/fold-{i}/``), ``executions.log`` (one JSON
 line when a tuner starts or ends a trial) and the results: ``trials.csv``,
 ``objective.png``, ``best.json`` and ``best.toml`` (the config with the best
-hyperparameters, for ``coughclf train`` / ``coughclf cv``). Started again on the same
+hyperparameters, for ``coughclf train`` / ``coughclf cv``). With ``compare_default``, the
+config as given is trained on the same folds with the same seeds (``default/``) and
+both it and the best trial are evaluated on every fold's test part, which no trial's
+objective saw: ``best.json`` then holds both, and ``comparison.csv`` lists them. Started again on the same
 folder, a search continues: finished trials are kept, a trial cut off is run again and
 resumes its unfinished fold from its ``BackupAndRestore`` state.
 """
@@ -80,6 +84,7 @@ TUNE_KEYS = {
     "hyperband_iterations": Key(int, 1),
     "max_retries_per_trial": Key(int, 0),
     "max_consecutive_failed_trials": Key(int, 3),
+    "compare_default": Key(bool, False),
     "space": Key(dict, {}),
 }
 LEARNING_RATE = {"min": 1e-5, "max": 1e-2, "sampling": "log"}
@@ -298,35 +303,43 @@ class CrossValidatedTrials:
     def run_trial(self, trial, *args, **kwargs):
         """Train every fold ``executions_per_trial`` times; ``{objective, objective_std, seconds, ...}``."""
         values = trial.hyperparameters.values
-        objective, direction = self.settings["objective"], self.settings["direction"]
+        objective = self.settings["objective"]
         epochs = values.get(f"{BUDGET_PREFIX}epochs", self.settings["epochs"])
         config = apply_hyperparameters(self.experiment, values, epochs=epochs)
-        trial_dir = Path(self.get_trial_dir(trial.trial_id))
         self._log("start", trial.trial_id)
         started = time.time()
-        fold_values = []
-        for index, split in enumerate(self.folds):
-            executions = []
-            for execution in range(self.executions_per_trial):
-                run_config = config.copy()
-                run_config["train"]["seed"] = config["train"]["seed"] + execution
-                run_dir = trial_dir / f"execution-{execution}" / f"fold-{index}"
-                print(f"trial {trial.trial_id}, fold {index + 1}/{len(self.folds)}, execution "
-                      f"{execution + 1}/{self.executions_per_trial}: {run_dir}")
-                try:
-                    train(run_config, run_dir, self.strategy, split=split, evaluate_after=False)
-                except TuningError:
-                    raise
-                except CoughclfError as error:  # this trial's values cannot train: fail it, keep searching
-                    raise keras_tuner.errors.FailedTrialError(str(error)) from error
-                executions.append(best_logged_value(run_dir, objective, direction))
-            fold_values.append(sum(executions) / len(executions))
+        fold_values = self.cross_validate(config, Path(self.get_trial_dir(trial.trial_id)), f"trial {trial.trial_id}")
         mean, spread = fold_objective(fold_values)
         seconds = time.time() - started
         self._log("end", trial.trial_id, objective=mean, seconds=round(seconds, 1))
         metrics = {objective: mean, f"{objective}_std": spread, "seconds": seconds}
         metrics.update({f"{objective}_fold{index}": value for index, value in enumerate(fold_values)})
         return metrics
+
+    def cross_validate(self, config, root, label):
+        """Train ``config`` on every fold under ``root``; the objective of each fold (mean over executions)."""
+        objective, direction = self.settings["objective"], self.settings["direction"]
+        fold_values = []
+        for index, split in enumerate(self.folds):
+            executions = []
+            for execution, run_dir in enumerate(self.run_dirs(root, index)):
+                run_config = config.copy()
+                run_config["train"]["seed"] = config["train"]["seed"] + execution
+                print(f"{label}, fold {index + 1}/{len(self.folds)}, execution "
+                      f"{execution + 1}/{self.executions_per_trial}: {run_dir}")
+                try:
+                    train(run_config, run_dir, self.strategy, split=split, evaluate_after=False)
+                except TuningError:
+                    raise
+                except CoughclfError as error:  # these values cannot train: fail the trial, keep searching
+                    raise keras_tuner.errors.FailedTrialError(str(error)) from error
+                executions.append(best_logged_value(run_dir, objective, direction))
+            fold_values.append(sum(executions) / len(executions))
+        return fold_values
+
+    def run_dirs(self, root, fold):
+        """The run folders of one fold under ``root``, one per execution."""
+        return [Path(root) / f"execution-{execution}" / f"fold-{fold}" for execution in range(self.executions_per_trial)]
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -458,7 +471,10 @@ def tune(config, directory=None, strategy=None, *, overwrite=False):
     tuner.search()
     if is_tuning_worker():
         return None
-    return write_results(tuner)
+    report = write_results(tuner)
+    if report is not None and tuner.settings["compare_default"]:
+        report = compare_with_default(tuner, report)
+    return report
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -556,3 +572,52 @@ def plot_objective(rows, hyperparameters, objective, path, *, best=None, directi
         axis.grid(alpha=0.3)
     figure.suptitle(f"{objective} per trial ({'higher' if direction == 'max' else 'lower'} is better)")
     return _save(figure, path)
+
+
+# Test-set metrics compared between the default and the tuned config, when the evaluation has them.
+TEST_METRICS = ("accuracy", "balanced_accuracy", "auc", "macro_f1", "cer", "wer")
+
+
+def test_fold_metrics(run_dirs):
+    """Mean and std over runs of :data:`TEST_METRICS` on each run's test split (evaluated once)."""
+    from coughclf.evaluate import evaluate
+    from coughclf.metrics import summarize_folds
+
+    results = []
+    for run_dir in run_dirs:
+        saved = Path(run_dir) / "metrics.json"
+        results.append(read_json(saved) if saved.exists() else evaluate(run_dir, make_plots=False))
+    summary = summarize_folds([{name: result[name] for name in TEST_METRICS if isinstance(result.get(name), float)}
+                               for result in results])
+    return {name: {"mean": entry["mean"], "std": entry["std"]} for name, entry in summary.items()}
+
+
+def compare_with_default(tuner, report):
+    """Train the untuned config on the search's folds and seeds; add it and both test results to ``report``.
+
+    The default is trained as a trial would be (``tune.epochs``, every execution) in
+    ``default/``; the best trial's runs are evaluated on their test folds as they are.
+    Written to ``best.json`` and ``comparison.csv``.
+    """
+    directory = Path(tuner.directory)
+    default = apply_hyperparameters(tuner.experiment, {}, epochs=tuner.settings["epochs"])
+    default_values = tuner.cross_validate(default, directory / "default", "default config")
+    default_mean, default_std = fold_objective(default_values)
+    best_root = Path(tuner.get_trial_dir(report["trial"]))
+    folds = range(len(tuner.folds))
+    sign = 1 if report["direction"] == "max" else -1
+    report["default"] = {"value": default_mean, "std": default_std,
+                         "test": test_fold_metrics([d for i in folds for d in tuner.run_dirs(directory / "default", i)])}
+    report["test"] = test_fold_metrics([d for i in folds for d in tuner.run_dirs(best_root, i)])
+    report["improvement"] = sign * (report["value"] - default_mean)
+    write_json(directory / "best.json", report)
+    temporary = directory / "comparison.csv.tmp"
+    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["config", "metric", "mean", "std"])
+        for name, entry in (("default", report["default"]), ("tuned", report)):
+            writer.writerow([name, f"{report['objective']} (validation, objective)", entry["value"], entry["std"]])
+            for metric, summary in entry["test"].items():
+                writer.writerow([name, f"test {metric}", summary["mean"], summary["std"]])
+    temporary.replace(directory / "comparison.csv")
+    return report

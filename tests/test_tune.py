@@ -207,10 +207,10 @@ def test_cross_validated_objective_is_the_mean_and_std_of_the_folds_best_epochs(
     assert sorted(ended_trials(directory)) == ["0", "1"]
 
 
-@pytest.mark.parametrize("algorithm", ["bayesian", "hyperband"])
-def test_each_algorithm_runs_its_trials_through_the_cross_validated_loop(tones, tmp_path, algorithm):
+@pytest.mark.parametrize("algorithm, compare", [("bayesian", True), ("hyperband", False)])
+def test_each_algorithm_runs_its_trials_through_the_cross_validated_loop(tones, tmp_path, algorithm, compare):
     from coughclf.config import load_config
-    from coughclf.tune import make_tuner, write_results
+    from coughclf.tune import compare_with_default, make_tuner, write_results
 
     settings = {"bayesian": 'max_trials = 2\ninitial_points = 1',  # the second trial comes from the GP
                 "hyperband": 'max_epochs = 2\nfactor = 3'}[algorithm]  # one bracket: 2 trials of 2 epochs
@@ -231,6 +231,21 @@ def test_each_algorithm_runs_its_trials_through_the_cross_validated_loop(tones, 
                               / "history.json").read_text())
         expected_epochs = 2 if algorithm == "hyperband" else 1  # Hyperband's budget is train.epochs
         assert int(row["epochs"]) == len(history) == expected_epochs
+    if not compare:
+        return
+    report = compare_with_default(tuner, best)
+    default_run = directory / "default" / "execution-0" / "fold-0"
+    assert "lr = 0.003" in (default_run / "config.toml").read_text()  # the config as written
+    default_history = json.loads((default_run / "history.json").read_text())
+    assert report["default"]["value"] == pytest.approx(max(row["val_accuracy"] for row in default_history))
+    assert report["improvement"] == pytest.approx(report["value"] - report["default"]["value"])
+    tuned_test = json.loads((directory / "search" / f"trial_{best['trial']}" / "execution-0" / "fold-0"
+                             / "metrics.json").read_text())
+    assert report["test"]["accuracy"]["mean"] == pytest.approx(tuned_test["accuracy"])
+    with open(directory / "comparison.csv", newline="") as handle:
+        compared = {(row["config"], row["metric"]) for row in csv.DictReader(handle)}
+    assert {("default", "test accuracy"), ("tuned", "test auc")} <= compared
+    assert json.loads((directory / "best.json").read_text())["default"] == json.loads(json.dumps(report["default"]))
 
 
 def test_a_search_killed_with_sigkill_continues_without_losing_or_repeating_trials(tones, tmp_path):

@@ -73,4 +73,13 @@ def run(args):
           f"{best['folds']} fold(s); {best['completed']}/{best['trials']} trials completed")
     for name, value in best["hyperparameters"].items():
         print(f"  {name} = {value}")
+    if "default" in best:
+        default = best["default"]
+        print(f"default config: {best['objective']} = {default['value']:.4f} ± {default['std']:.4f} "
+              f"(tuned is better by {best['improvement']:+.4f})")
+        for metric, tuned in best["test"].items():
+            before = default["test"].get(metric)
+            if before:
+                print(f"  test {metric:<18} default {before['mean']:.4f} ± {before['std']:.4f}   "
+                      f"tuned {tuned['mean']:.4f} ± {tuned['std']:.4f}")
     print(f"best config: {best['config']}  (coughclf train / coughclf cv accept it as is)")
