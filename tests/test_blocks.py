@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from coughclf.layers.blocks import (ClassTokens, PositionalEncoding, SplitHeadSelfAttention,
+from coughclf.layers.blocks import (ClassTokens, InputProjectedLSTM, PositionalEncoding, SplitHeadSelfAttention,
                                     TimeLinearPooling, TransformerEncoderLayer, balanced_head_widths)
 
 
@@ -135,3 +135,39 @@ def test_learned_positions_are_weights(tmp_path):
     _round_trip(layer, x, tmp_path)
     with pytest.raises(ValueError, match="sinusoidal"):
         PositionalEncoding("none")
+
+
+@pytest.mark.parametrize("options", [{"return_sequences": True}, {"return_sequences": False},
+                                     {"return_sequences": True, "go_backwards": True},
+                                     {"return_sequences": True, "unroll": True}])
+def test_input_projected_lstm_equals_keras_lstm(options, tmp_path):
+    """Same weights, same outputs and gradients as keras.layers.LSTM (and interchangeable)."""
+    x = keras.ops.convert_to_tensor(np.random.default_rng(6).standard_normal((3, 7, 5)).astype("float32"))
+    reference, projected = keras.layers.LSTM(4, **options), InputProjectedLSTM(4, **options)
+    reference(x)
+    projected(x)
+    projected.set_weights(reference.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(projected(x)),
+                               keras.ops.convert_to_numpy(reference(x)), atol=1e-6)
+    import tensorflow as tf
+
+    gradients = []
+    for layer in (reference, projected):
+        with tf.GradientTape() as tape:
+            loss = keras.ops.sum(keras.ops.square(layer(x)))
+        gradients.append(tape.gradient(loss, layer.trainable_weights))
+    for expected, actual in zip(*gradients, strict=True):
+        np.testing.assert_allclose(actual.numpy(), expected.numpy(), atol=1e-5)
+    _round_trip(projected, x.numpy(), tmp_path)
+
+
+def test_bidirectional_input_projected_lstm_matches():
+    x = np.random.default_rng(7).standard_normal((2, 6, 3)).astype("float32")
+    reference = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True))
+    projected = keras.layers.Bidirectional(InputProjectedLSTM(4, return_sequences=True))
+    reference(x)
+    projected(x)
+    projected.set_weights(reference.get_weights())
+    assert isinstance(projected.backward_layer, InputProjectedLSTM)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(projected(x)),
+                               keras.ops.convert_to_numpy(reference(x)), atol=1e-6)

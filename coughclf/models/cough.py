@@ -8,7 +8,7 @@ Two classes (COVID-19 vs healthy), softmax outputs.
 
 import keras
 
-from coughclf.layers.blocks import TimeLinearPooling
+from coughclf.layers.blocks import InputProjectedLSTM, TimeLinearPooling
 from coughclf.models import register_model
 from coughclf.models.common import (classifier_head, classifier_inputs, lstm_bias_difference,
                                     padded_conv2d, to_image)
@@ -49,12 +49,15 @@ def _recurrent_sequence(x):
     """``[bands, steps, channels]`` → BiLSTM(256) → Tanh: ``[steps, 512]``.
 
     Each time step's vector is channels × frequency (channel-major), as PyTorch's
-    ``[C, F, T] → [T, C·F]`` reshape.
+    ``[C, F, T] → [T, C·F]`` reshape. The LSTM is
+    :class:`~coughclf.layers.blocks.InputProjectedLSTM`: ``keras.layers.LSTM``'s weights
+    and function, with the input projection hoisted out of the time loop (the CPU
+    training step's main cost; see ``coughclf bench train``).
     """
     bands, steps, channels = x.shape[1:]
     x = keras.layers.Permute((2, 3, 1), name="time_major")(x)
     x = keras.layers.Reshape((steps, channels * bands), name="sequence")(x)
-    x = keras.layers.Bidirectional(keras.layers.LSTM(256, return_sequences=True), name="bilstm")(x)
+    x = keras.layers.Bidirectional(InputProjectedLSTM(256, return_sequences=True), name="bilstm")(x)
     return keras.layers.Activation("tanh", name="tanh")(x)
 
 

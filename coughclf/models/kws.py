@@ -9,6 +9,7 @@ classes, softmax outputs.
 
 import keras
 
+from coughclf.layers.blocks import InputProjectedLSTM
 from coughclf.models import register_model
 from coughclf.models.common import (classifier_head, classifier_inputs, lstm_bias_difference,
                                     padded_conv1d, padded_conv2d, to_image)
@@ -81,7 +82,7 @@ def kws_crnn(input_mode="features", num_classes=10, **input_options):
         x = keras.layers.ReLU(name=f"block{index}_relu")(x)
         x = keras.layers.MaxPooling1D(2, name=f"block{index}_pool")(x)
     x = keras.layers.Permute((2, 1), name="channels_as_sequence")(x)
-    x = keras.layers.LSTM(96, return_sequences=True, name="lstm")(x)
+    x = InputProjectedLSTM(96, return_sequences=True, name="lstm")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(64, activation="relu", name="dense")(x)
     return keras.Model(inputs, classifier_head(x, num_classes), name="kws_crnn")
@@ -120,7 +121,7 @@ def kws_parallel_cnn_lstm(input_mode="features", num_classes=10, **input_options
 
     x = keras.layers.MaxPooling2D((4, 2), name="rnn_pool")(image)
     x = keras.layers.Reshape(x.shape[1:3], name="bands_as_sequence")(x)
-    x = keras.layers.Bidirectional(keras.layers.LSTM(128, return_sequences=True), name="bilstm")(x)
+    x = keras.layers.Bidirectional(InputProjectedLSTM(128, return_sequences=True), name="bilstm")(x)
     rnn_branch = keras.layers.Flatten(name="rnn_flatten")(x)
 
     x = keras.layers.Concatenate(name="concatenate")([cnn_branch, rnn_branch])
