@@ -4,20 +4,27 @@ The pipeline yields audio, not features: the front end (log-mel, MFCC, ...) and
 the augmentation are Keras layers at the front of the model, so they run on the
 accelerator and are saved with it. What happens here, in order:
 
-1. the shards are read in parallel (interleaved, in a seeded order when training);
-2. each record is parsed; only clips whose id is selected are kept, and the label
-   is looked up in the manifest by id (so relabelling the manifest is enough);
-3. training only, with ``balance``: every class is resampled to a per-class
-   number of clips each epoch (see :func:`epoch_class_counts`);
-4. every clip is cut to ``clip_seconds`` (a random crop when training, the centre
-   when evaluating; short clips are zero-padded, the random case at a random offset),
-   then optionally into ``windows`` evenly spaced windows that each carry the clip's
-   label and id — or, with ``variable_length``, left whole and padded per batch;
-5. shuffled (training), batched, prefetched.
+1. the shards are read in parallel (interleaved; in a shuffled order when training);
+2. only records whose clip id is selected are kept (the manifest may list fewer
+   clips than the shards hold; ``ids`` picks a split); with ``balance`` (training),
+   each class is resampled to a per-class count every epoch (see :func:`epoch_class_counts`);
+3. training: the records are shuffled;
+4. batches of records are parsed, cut to ``clip_seconds`` (a random crop when
+   training, the centre when evaluating; shorter clips are zero-padded, at a random
+   offset when training, centred otherwise) and decoded from 16-bit PCM, all
+   vectorised, a batch at a time; labels come from the manifest by clip id, so
+   relabelling the manifest is enough. With ``windows``, clips are cut into evenly
+   spaced windows (each an example with its clip's label and id) before shuffling;
+   with ``variable_length`` each batch is padded to its longest clip;
+5. prefetched.
+
+Clips move through tf.data's own stages as serialised records, so the per-clip
+cost is the reading itself; everything else is paid per batch.
 
 Everything random derives from ``seed``: two datasets made with the same seed
-yield the same batches in the same order, epoch after epoch; each epoch differs
-from the previous one (new crops, order and resampled subsets).
+yield the same batches in the same order, epoch after epoch (for the same global
+TensorFlow seed, which ``keras.utils.set_random_seed`` sets), and each epoch
+differs from the previous one (new crops, order and resampled subsets).
 """
 
 import math
@@ -120,7 +127,7 @@ def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=No
         cache: a :class:`coughclf.cache.PreparedCache` (or the path of one).
         ids: the clip ids to use (a split); default every clip in the manifest.
         mode: ``"train"`` (seeded shuffle, random crops, balancing) or ``"eval"``
-            (manifest-independent shard order, centre crops, every clip once).
+            (shard order, centre crops, every selected clip once).
         clip_seconds: fixed duration each clip is cut or zero-padded to; default the
             longest selected clip (with ``windows``: the whole clip, uncut).
         windows, window_seconds: cut each (cropped) clip into ``windows`` windows of
@@ -137,8 +144,8 @@ def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=No
         bucket_boundaries: with ``variable_length``, clip durations in seconds that
             split clips into buckets batched separately (less padding).
         with_ids: also yield each clip's id.
-        shuffle_buffer: clips held for shuffling when training (after cropping, so
-            the buffer takes ``shuffle_buffer * clip_seconds * 64`` KB).
+        shuffle_buffer: clips held for shuffling when training, as whole 16-bit
+            records (about ``shuffle_buffer * duration * 32`` KB; windows: cut windows).
 
     Returns:
         ``(audio [B, samples] float32, label [B] int32)`` batches;
@@ -410,7 +417,7 @@ def _decoded(pcm, samples):
     import tensorflow as tf
 
     fixed_bytes = tf.cast(2 * samples, tf.int32)
-    return tf.cast(tf.io.decode_raw(pcm, tf.int16, fixed_length=fixed_bytes), tf.float32) / 32768.0
+    return tf.cast(tf.io.decode_raw(pcm, tf.int16, fixed_length=fixed_bytes), tf.float32) * (1.0 / 32768.0)
 
 
 def _windows(audio, lengths, count, samples):

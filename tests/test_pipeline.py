@@ -277,3 +277,21 @@ def test_parallel_reads_of_many_shards_yield_every_clip_exactly_once(tmp_path):
 def test_contradictory_options_are_refused_with_a_clear_error(mixed_cache, options, message):
     with pytest.raises(CoughclfError, match=message):
         make_dataset(mixed_cache, **options)
+
+
+@pytest.mark.slow
+def test_pipeline_benchmark_measures_every_method_on_the_same_clips():
+    import argparse
+
+    from coughclf.bench import pipeline as bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    results = bench.run(parser.parse_args(["--clips", "6", "--seconds", "0.5", "--repeats", "1",
+                                           "--batch-size", "4", "--no-fit"]))
+    measured = results["0.5s"]
+    assert measured["clips"] == 6
+    for method in ("librosa", "pipeline", "tf_signal", "pipeline_only", "front_end_in_memory"):
+        assert measured[f"{method}_clips_per_s"] > 0 and measured[f"{method}_cpu_ms_per_clip"] > 0
+    ratio = measured["pipeline_clips_per_s"] / measured["librosa_clips_per_s"]
+    assert measured["pipeline_over_librosa"] == pytest.approx(ratio, rel=0.02)

@@ -1,0 +1,244 @@
+"""Input pipeline + on-model log-mel front end against the reports' per-clip librosa loop.
+
+For each duration the same clips (a prepared cache of 16 kHz clips) go through:
+
+* ``librosa``: the reports' way, a Python loop of ``librosa.feature.melspectrogram``
+  (n_fft 1024, hop 512, 128 mels) and ``librosa.power_to_db`` per clip, on audio
+  already decoded into numpy arrays in memory;
+* ``pipeline``: :func:`coughclf.pipeline.make_dataset` (reading and cropping the
+  cache) feeding a compiled Keras model of ``LogMelSpectrogram`` + ``SpecAugment``
+  run with ``training=True`` (so SpecAugment works), batch 64;
+* ``tf_signal``: a bare batched ``tf.signal`` log-mel on in-memory batches, the
+  ceiling for the FFT work on this machine;
+* ``pipeline_only`` and ``front_end_in_memory``: the two halves of ``pipeline``
+  alone (reading without the model; the model on in-memory batches).
+
+Each is reported as clips/s (wall clock, best of ``--repeats``) and as CPU
+milliseconds per clip (this process's CPU time): on a machine shared with other
+jobs wall-clock rates fall with the load, CPU time per clip much less.
+
+Then the starvation check: one ``model.fit`` epoch of a small CNN on the log-mel
+fed by the pipeline, against the same batches held in memory (ratio near 1: the
+pipeline keeps up with training).
+"""
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+HELP = "input pipeline + Keras log-mel/SpecAugment vs a per-clip librosa loop, and the fit starvation check"
+SAMPLE_RATE = 16000
+N_FFT, HOP, N_MELS = 1024, 512, 128
+
+
+def add_arguments(parser):
+    parser.add_argument("--clips", type=int, default=512, help="clips per duration (default 512)")
+    parser.add_argument("--seconds", type=float, nargs="+", default=[1.0, 5.0],
+                        help="clip durations to measure (default 1 5)")
+    parser.add_argument("--batch-size", type=int, default=64, help="pipeline batch size (default 64)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed passes over the clips per method; the best counts (default 3)")
+    parser.add_argument("--audio-dir", type=Path,
+                        help="use the first CLIPS audio files under this folder instead of synthetic coughs")
+    parser.add_argument("--no-fit", action="store_true", help="skip the model.fit starvation check")
+
+
+def run(args):
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        from coughclf.errors import CoughclfError
+
+        raise CoughclfError("the pipeline benchmark feeds tf.data into the model: run it with "
+                            "KERAS_BACKEND=tensorflow")
+    results = {"clips": args.clips, "batch_size": args.batch_size, "cpu_cores": os.cpu_count(),
+               "load_average_before": round(os.getloadavg()[0], 2)}
+    with tempfile.TemporaryDirectory(prefix="coughclf-bench-") as scratch:
+        for seconds in args.seconds:
+            cache = _cache_of_clips(Path(scratch) / f"{seconds:g}s", args.clips, seconds, args.audio_dir)
+            results[f"{seconds:g}s"] = _measure(cache, seconds, args)
+    results["load_average_after"] = round(os.getloadavg()[0], 2)
+    return results
+
+
+def _cache_of_clips(root, count, seconds, audio_dir):
+    """A prepared cache of ``count`` clips: synthetic coughs of ``seconds``, or real files from ``audio_dir``."""
+    from coughclf.datasets.base import Clip
+    from coughclf.prepare import prepare_clips
+
+    if audio_dir is None:
+        import soundfile
+
+        from coughclf.synthetic import CLASSES, cough_clip
+
+        paths = []
+        for index in range(count):
+            label = CLASSES[index % len(CLASSES)]
+            path = root / "audio" / f"{label}_{index:05d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(str(path), cough_clip(label, subject=index % 6, seconds=seconds, seed=index),
+                            SAMPLE_RATE, subtype="PCM_16")
+            paths.append(path)
+        clips = [Clip(id=p.stem, path=p, label=p.stem.split("_")[0]) for p in paths]
+    else:
+        from coughclf.datasets.layout import AUDIO_SUFFIXES
+
+        paths = sorted(p for p in Path(audio_dir).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)[:count]
+        clips = [Clip(id=f"clip{i:05d}", path=p, label="clip") for i, p in enumerate(paths)]
+    prepare_clips(clips, root / "cache", sample_rate=SAMPLE_RATE, progress=False)
+    from coughclf.cache import open_cache
+
+    return open_cache(root / "cache")
+
+
+def _measure(cache, seconds, args):
+    import numpy as np
+
+    from coughclf.pipeline import make_dataset
+
+    # One dataset, iterated once per pass as model.fit does once per epoch.
+    pipeline = make_dataset(cache, mode="train", clip_seconds=seconds, batch_size=args.batch_size, seed=0)
+
+    # The clips exactly as the model sees them, decoded once into memory for librosa and tf.signal.
+    audio = np.concatenate([batch.numpy() for batch, _ in make_dataset(
+        cache, mode="eval", clip_seconds=seconds, batch_size=args.batch_size)])
+    clips = len(audio)
+    front_end = _front_end(audio.shape[1])
+    timings = {
+        "librosa": _timed(lambda: _librosa_loop(audio), args.repeats),
+        "pipeline": _timed(_consumer(pipeline, front_end), args.repeats),
+        "tf_signal": _timed(_in_memory_consumer(audio, args.batch_size, _bare_log_mel()), args.repeats),
+        # The two halves of "pipeline" alone: reading without the model, the model without reading.
+        "pipeline_only": _timed(_consumer(pipeline, None), args.repeats),
+        "front_end_in_memory": _timed(_in_memory_consumer(audio, args.batch_size, front_end), args.repeats),
+    }
+    result = {"clips": clips}
+    for name, (wall, cpu) in timings.items():
+        result[f"{name}_clips_per_s"] = round(clips / wall, 1)
+        result[f"{name}_cpu_ms_per_clip"] = round(1000 * cpu / clips, 3)
+    result["pipeline_over_librosa"] = round(timings["librosa"][0] / timings["pipeline"][0], 2)
+    result["pipeline_over_tf_signal"] = round(timings["tf_signal"][0] / timings["pipeline"][0], 2)
+    if not args.no_fit:
+        result["fit"] = _starvation_check(pipeline, audio.shape[1])
+    return result
+
+
+def _timed(work, repeats):
+    """(wall seconds, CPU seconds of this process) of the fastest of ``repeats`` runs of ``work()``,
+    after one untimed warm-up run. CPU time is the fairer measure on a machine shared with other jobs."""
+    work()
+    runs = []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        work()
+        runs.append((time.perf_counter() - wall, time.process_time() - cpu))
+    return min(runs)
+
+
+def _librosa_loop(audio):
+    import librosa
+    import numpy as np
+
+    for clip in audio:
+        mel = librosa.feature.melspectrogram(y=clip, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS)
+        librosa.power_to_db(mel, ref=np.max)
+
+
+def _front_end(samples):
+    """The compiled on-model front end: LogMelSpectrogram then SpecAugment, run in training mode."""
+    import keras
+    import tensorflow as tf
+
+    from coughclf.layers import LogMelSpectrogram, SpecAugment
+
+    inputs = keras.Input((samples,))
+    features = SpecAugment(seed=0)(LogMelSpectrogram(n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS)(inputs))
+    model = keras.Model(inputs, features)
+    return tf.function(lambda batch: model(batch, training=True), jit_compile=True)
+
+
+def _bare_log_mel():
+    """``power_to_db(melspectrogram)`` in plain batched tf.signal: the reference ceiling."""
+    import librosa
+    import tensorflow as tf
+
+    filterbank = tf.constant(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS).T)
+
+    @tf.function(jit_compile=True)
+    def log_mel(batch):
+        padded = tf.pad(batch, [[0, 0], [N_FFT // 2, N_FFT // 2]])
+        spectrum = tf.signal.stft(padded, N_FFT, HOP, N_FFT, window_fn=tf.signal.hann_window)
+        power = tf.math.real(spectrum) ** 2 + tf.math.imag(spectrum) ** 2
+        db = 10.0 * tf.math.log(tf.maximum(power @ filterbank, 1e-10)) / tf.math.log(10.0)
+        db -= tf.reduce_max(db, axis=[1, 2], keepdims=True)
+        return tf.maximum(db, -80.0)
+
+    return log_mel
+
+
+def _consumer(pipeline, transform):
+    """Iterate one epoch of the pipeline, applying ``transform`` to every batch (None: just read)."""
+    def consume():
+        for batch, _ in pipeline:
+            if transform is not None:
+                transform(batch)
+        # Outputs are discarded: force the last batch's work to finish inside the timing.
+        if transform is not None:
+            transform(batch).numpy()
+    return consume
+
+
+def _in_memory_consumer(audio, batch_size, transform):
+    import tensorflow as tf
+
+    batches = [tf.constant(audio[start:start + batch_size]) for start in range(0, len(audio), batch_size)]
+
+    def consume():
+        for batch in batches:
+            output = transform(batch)
+        output.numpy()
+    return consume
+
+
+def _small_cnn(samples):
+    """A few Conv2D on the log-mel: fast enough per step that a slow pipeline would show."""
+    import keras
+
+    from coughclf.layers import LogMelSpectrogram, SpecAugment
+
+    inputs = keras.Input((samples,))
+    x = LogMelSpectrogram(n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS, normalize="per_example")(inputs)
+    x = SpecAugment(seed=0)(x)
+    x = keras.layers.Reshape((-1, N_MELS, 1))(x)
+    for filters in (8, 16, 16):
+        x = keras.layers.Conv2D(filters, 3, activation="relu")(x)
+        x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=True)
+    return model
+
+
+def _starvation_check(pipeline, samples):
+    """Seconds per ``model.fit`` epoch fed by the pipeline vs by the same batches already in memory."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    audio, labels = zip(*((x.numpy(), y.numpy()) for x, y in pipeline))
+    batch_size = len(audio[0])
+    in_memory = tf.data.Dataset.from_tensor_slices((np.concatenate(audio), np.concatenate(labels)))
+    in_memory = in_memory.batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)
+    seconds = {}
+    for name, dataset in (("pipeline", pipeline), ("in_memory", in_memory)):
+        starts, ends = [], []
+        timer = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: starts.append(time.perf_counter()),
+                                               on_epoch_end=lambda epoch, logs: ends.append(time.perf_counter()))
+        _small_cnn(samples).fit(dataset, epochs=4, verbose=0, shuffle=False, callbacks=[timer])
+        # The first epoch traces and compiles; the best later one is the steady state.
+        seconds[name] = min(end - start for start, end in zip(starts[1:], ends[1:]))
+    return {"epoch_seconds_pipeline": round(seconds["pipeline"], 3),
+            "epoch_seconds_in_memory": round(seconds["in_memory"], 3),
+            "pipeline_over_in_memory": round(seconds["pipeline"] / seconds["in_memory"], 3)}
