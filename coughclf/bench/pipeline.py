@@ -4,7 +4,7 @@ For each duration the same clips (a prepared cache of 16 kHz clips) go through:
 
 * ``librosa``: the reports' way, a Python loop of ``librosa.feature.melspectrogram``
   (n_fft 1024, hop 512, 128 mels) and ``librosa.power_to_db`` per clip, on audio
-  already decoded into numpy arrays in memory;
+  already decoded into numpy arrays in memory (BLAS limited to one thread, its fastest);
 * ``pipeline``: :func:`coughclf.pipeline.make_dataset` (reading and cropping the
   cache) feeding a compiled Keras model of ``LogMelSpectrogram`` + ``SpecAugment``
   run with ``training=True`` (so SpecAugment works), batch 64;
@@ -139,10 +139,15 @@ def _timed(work, repeats):
 def _librosa_loop(audio):
     import librosa
     import numpy as np
+    from threadpoolctl import threadpool_limits
 
-    for clip in audio:
-        mel = librosa.feature.melspectrogram(y=clip, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS)
-        librosa.power_to_db(mel, ref=np.max)
+    # One BLAS thread: the per-clip matmuls are too small to gain from more, and idle BLAS
+    # threads spinning on a busy machine made this loop up to 8x slower than it is.
+    with threadpool_limits(limits=1):
+        for clip in audio:
+            mel = librosa.feature.melspectrogram(y=clip, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP,
+                                                 n_mels=N_MELS)
+            librosa.power_to_db(mel, ref=np.max)
 
 
 def _front_end(samples):
