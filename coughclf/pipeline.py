@@ -239,8 +239,9 @@ class _Plan:
     def batches(self):
         """One epoch of batches; iterating the dataset again gives the next epoch.
 
-        Clips travel as serialised records through tf.data's own stages (no copies,
-        no per-clip Python); parsing, cropping and decoding run vectorised on whole batches.
+        Clips travel as serialised records through tf.data's own stages, the only
+        per-clip function being the id check; parsing, cropping and decoding run
+        vectorised on whole batches.
         """
         import tensorflow as tf
 
