@@ -52,7 +52,6 @@ resumes its unfinished fold from its ``BackupAndRestore`` state.
 
 import csv
 import json
-import math
 import os
 import socket
 import time
