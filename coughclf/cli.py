@@ -1,20 +1,14 @@
 """The ``coughclf`` command line: one subcommand per module in :mod:`coughclf.commands`."""
 
 import argparse
-import importlib
 import os
-import pkgutil
 import sys
 import tempfile
 import traceback
 
 from coughclf import __version__, commands
 from coughclf.errors import CoughclfError
-
-
-def _command_modules():
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        yield info.name, importlib.import_module(f"coughclf.commands.{info.name}")
+from coughclf.plugins import submodules
 
 
 def build_parser():
@@ -26,7 +20,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"coughclf {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in _command_modules():
+    for name, module in submodules(commands):
         sub = subparsers.add_parser(
             name,
             help=module.HELP,

@@ -1,21 +1,15 @@
-import importlib
 import json
-import pkgutil
 
 from coughclf import bench
+from coughclf.plugins import submodules
 
 HELP = "measure speed and memory: the input pipeline, prepare, a training step, TFLite latency"
 EXAMPLE = "coughclf bench pipeline --json"
 
 
-def _benchmarks():
-    for info in sorted(pkgutil.iter_modules(bench.__path__), key=lambda m: m.name):
-        yield info.name, importlib.import_module(f"coughclf.bench.{info.name}")
-
-
 def add_arguments(parser):
     subparsers = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
-    for name, module in _benchmarks():
+    for name, module in submodules(bench):
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         sub.add_argument("--json", action="store_true", help="print the results as JSON")
         module.add_arguments(sub)

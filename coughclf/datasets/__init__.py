@@ -3,24 +3,19 @@
 Every module in this package that registers a dataset is imported on first use.
 """
 
-import importlib
-import pkgutil
+import functools
+import sys
 
 from coughclf.datasets.base import Archive, Clip, DatasetSpec, register_dataset
 from coughclf.errors import CoughclfError
+from coughclf.plugins import submodules
 
 __all__ = ["Archive", "Clip", "DatasetSpec", "available", "get", "register_dataset"]
 
-_loaded = False
 
-
+@functools.cache
 def _load_all():
-    global _loaded
-    if not _loaded:
-        for info in pkgutil.iter_modules(__path__):
-            if info.name != "base":
-                importlib.import_module(f"{__name__}.{info.name}")
-        _loaded = True
+    submodules(sys.modules[__name__], skip=("base",))
 
 
 def available():

@@ -4,12 +4,13 @@ Each architecture module registers its builders with :func:`register_model`;
 they are imported on first use.
 """
 
-import importlib
-import pkgutil
+import functools
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
 from coughclf.errors import CoughclfError
+from coughclf.plugins import submodules
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,6 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
-_loaded = False
 
 
 def register_model(name, *, task="classification", report, report_params, param_difference=0,
@@ -55,12 +55,9 @@ def register_model(name, *, task="classification", report, report_params, param_
     return decorator
 
 
+@functools.cache
 def _load_all():
-    global _loaded
-    if not _loaded:
-        for info in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{info.name}")
-        _loaded = True
+    submodules(sys.modules[__name__])
 
 
 def available():
