@@ -47,7 +47,8 @@ config as given is trained on the same folds with the same seeds (``default/``) 
 both it and the best trial are evaluated on every fold's test part, which no trial's
 objective saw: ``best.json`` then holds both, and ``comparison.csv`` lists them. Started again on the same
 folder, a search continues: finished trials are kept, a trial cut off is run again and
-resumes its unfinished fold from its ``BackupAndRestore`` state.
+resumes its unfinished fold from its ``BackupAndRestore`` state; ``max_trials`` and
+``compare_default`` may change between starts (a larger budget extends the search).
 """
 
 import csv
@@ -232,7 +233,7 @@ def declare_space(space, where):
 
 
 def apply_hyperparameters(config, values, *, epochs=None):
-    """``config`` with every dotted-path value written over it (and ``train.epochs``), validated.
+    """``config`` with every dotted-path value written over it (and ``train.epochs``), without [tune].
 
     A value under an augmentation that is off (``false``) switches it on with that option.
     """
@@ -249,6 +250,7 @@ def apply_hyperparameters(config, values, *, epochs=None):
         table[leaf] = value
     if epochs is not None:
         raw["train"]["epochs"] = int(epochs)
+    raw["tune"] = {}  # a trial is an experiment; its runs resume whatever budget the search is given
     return config_from_dict(raw, config.source)
 
 
@@ -374,6 +376,21 @@ TUNERS = {"random": CrossValidatedRandomSearch, "bayesian": CrossValidatedBayesi
 
 # --- the search ----------------------------------------------------------------------------------
 
+# [tune] keys that only set how long the search runs: a search may continue with other values.
+BUDGET_KEYS = ("max_trials", "compare_default", "max_retries_per_trial", "max_consecutive_failed_trials")
+
+
+def search_identity(config):
+    """The config a search folder is claimed with: ``config`` without the [tune] budget keys.
+
+    A search started again with a larger (or smaller) ``max_trials`` continues; any other
+    change, which would make old and new trials incomparable, is refused.
+    """
+    identity = config.copy()
+    identity["tune"] = {key: value for key, value in config["tune"].items() if key not in BUDGET_KEYS}
+    return identity
+
+
 def default_directory(config):
     return RUNS_ROOT / f"{config['name']}-tune"
 
@@ -418,7 +435,7 @@ def make_tuner(config, directory, strategy=None, *, overwrite=False):
     if overwrite and not worker and directory.exists():
         shutil.rmtree(directory)
     if not worker:
-        claim_run_dir(config, directory)
+        claim_run_dir(search_identity(config), directory)
     directory.mkdir(parents=True, exist_ok=True)
     cache = open_data(config)
     folds_path = directory / "folds.json"
@@ -504,13 +521,12 @@ def best_trial(tuner):
 
 
 def best_config(tuner, trial):
-    """The base config with the trial's hyperparameters, renamed ``{name}_tuned``, without [tune]."""
+    """The base config with the trial's hyperparameters (without [tune]), renamed ``{name}_tuned``."""
     config = apply_hyperparameters(tuner.experiment, trial.hyperparameters.values)
     objective = tuner.settings["objective"]
     config["name"] = f"{tuner.experiment['name']}_tuned"
     config["description"] = (f"{tuner.experiment['name']} with the hyperparameters of trial {trial.trial_id} "
                              f"of coughclf tune ({tuner.settings['tuner']}, {objective} = {trial.score:.4g})")
-    config["tune"] = {}
     return config
 
 

@@ -140,6 +140,19 @@ def test_a_bad_config_key_in_the_space_fails_before_any_training(tones, tmp_path
     assert not (tmp_path / "search" / "search").exists()
 
 
+def test_a_search_folder_refuses_another_config_but_takes_another_budget(tones, tmp_path):
+    from coughclf.config import load_config
+    from coughclf.errors import CoughclfError
+    from coughclf.tune import make_tuner
+
+    config_path = tune_config(tmp_path / "claimed.toml", tones, "max_trials = 1")
+    directory = tmp_path / "search"
+    make_tuner(load_config(config_path), directory)
+    make_tuner(load_config(config_path, ["tune.max_trials=5"]), directory)  # a larger budget continues
+    with pytest.raises(CoughclfError, match="different config"):
+        make_tuner(load_config(config_path, ["tune.epochs=3"]), directory)  # trials would not compare
+
+
 def test_worker_and_chief_options_set_kerastuner_variables():
     from coughclf.commands.tune import set_role
     from coughclf.errors import CoughclfError
@@ -249,7 +262,7 @@ def test_each_algorithm_runs_its_trials_through_the_cross_validated_loop(tones, 
 
 
 def test_a_search_killed_with_sigkill_continues_without_losing_or_repeating_trials(tones, tmp_path):
-    config_path = tune_config(tmp_path / "resume.toml", tones, 'max_trials = 3')
+    config_path = tune_config(tmp_path / "resume.toml", tones, 'max_trials = 2')
     directory = tmp_path / "search"
     command = [*COUGHCLF, "tune", str(config_path), "--directory", str(directory)]
     search = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -268,7 +281,8 @@ def test_a_search_killed_with_sigkill_continues_without_losing_or_repeating_tria
     from coughclf.config import load_config
     from coughclf.tune import tune
 
-    best = tune(load_config(config_path), directory)  # started again on the same folder
+    # Started again on the same folder, with the budget raised by one trial.
+    best = tune(load_config(config_path, ["tune.max_trials=3"]), directory)
     assert sorted(ended_trials(directory)) == ["0", "1", "2"]  # each trial finished exactly once
     assert first_model.stat().st_mtime_ns == first_model_time  # trial 0 was not trained again
     rows = read_trials(directory)
