@@ -11,6 +11,7 @@ import pytest
 from conftest import tone
 from coughclf.errors import CoughclfError
 from coughclf.layers import MFCC, LogMelSpectrogram, RMSEnergy, SpectralCentroid, ZeroCrossingRate
+from coughclf.layers.frontend import MEL_BAND_RUNS, banded_filterbank
 
 SAMPLE_RATE = 16000
 PARITY_DB = 0.01
@@ -75,6 +76,32 @@ def test_log_mel_matches_librosa_on_real_clips(real_clips, config, scale, stft):
         ours = run_layer(layer, clip)
         assert ours.shape == reference.shape
         assert worst_db_error(ours, reference) <= PARITY_DB
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("config", CONFIGS)
+def test_banded_mel_projection_matches_librosa_on_real_clips(real_clips, config, scale):
+    layer = LogMelSpectrogram(sample_rate=SAMPLE_RATE, mel_projection="banded", top_db=None, **config, **scale)
+    for clip in real_clips:
+        assert worst_db_error(run_layer(layer, clip), librosa_log_mel(clip, **config, **scale)) <= PARITY_DB
+
+
+@pytest.mark.filterwarnings("ignore:Empty filters detected")
+@pytest.mark.parametrize("options", [dict(n_fft=1024, n_mels=128), dict(n_fft=256, n_mels=128),
+                                     dict(n_fft=512, n_mels=40, fmin=300.0, fmax=7900.0, htk=True, norm=None)])
+def test_banded_filterbank_is_the_dense_product_with_few_weights(options):
+    """Empty filters (too many mels for n_fft) and bands ending at the last bin included."""
+    filterbank = librosa.filters.mel(sr=SAMPLE_RATE, **options, dtype=np.float64)
+    indices, weights, shape = banded_filterbank(filterbank)
+    assert len(shape) <= MEL_BAND_RUNS and sum(count for count, _ in shape) == filterbank.shape[0]
+    assert indices.min() >= 0 and indices.max() < filterbank.shape[1]
+    power = np.random.default_rng(0).random((filterbank.shape[1], 5))
+    products, mels = power[indices] * weights[:, None], []
+    for count, width in shape:
+        mels.append(products[: count * width].reshape(count, width, -1).sum(axis=1))
+        products = products[count * width :]
+    np.testing.assert_allclose(np.concatenate(mels), filterbank @ power, rtol=1e-12, atol=1e-15)
+    assert len(weights) < 0.1 * filterbank.size
 
 
 def test_top_db_clips_each_example_like_librosa(real_clips):
@@ -176,7 +203,8 @@ def test_output_shape_matches_librosa_frame_count():
 
 def test_saved_model_round_trip_keeps_outputs_and_small_config(tmp_path):
     inputs = keras.Input((8000,))
-    features = LogMelSpectrogram(n_fft=512, hop_length=160, n_mels=64, stft="matmul", normalize="per_example")(inputs)
+    features = LogMelSpectrogram(n_fft=512, hop_length=160, n_mels=64, stft="matmul", normalize="per_example",
+                                 mel_projection="banded")(inputs)
     model = keras.Model(inputs, [features, MFCC(n_mfcc=13, lifter=22)(inputs), SpectralCentroid()(inputs),
                                  ZeroCrossingRate()(inputs), RMSEnergy(pad_mode="reflect")(inputs)])
     clip = tone(seconds=0.5)[None]
@@ -190,7 +218,8 @@ def test_saved_model_round_trip_keeps_outputs_and_small_config(tmp_path):
 
 
 @pytest.mark.parametrize("options", [dict(mel_scale="mel"), dict(norm="l2"), dict(stft="dft"), dict(pad_mode="wrap"),
-                                     dict(normalize="global"), dict(ref="mean"), dict(n_fft=256, win_length=400)])
+                                     dict(normalize="global"), dict(ref="mean"), dict(n_fft=256, win_length=400),
+                                     dict(mel_projection="sparse")])
 def test_bad_options_raise_one_line_errors(options):
     with pytest.raises(CoughclfError) as error:
         LogMelSpectrogram(**options)
@@ -211,15 +240,18 @@ def tflite_builtin_ops(export_dir):
     return interpreter, {op["op_name"] for op in interpreter._get_ops_details()}
 
 
-@pytest.mark.parametrize("stft", ["matmul", "fft"])
-def test_tflite_export_uses_builtin_ops_only_and_matches(tmp_path, stft):
+@pytest.mark.parametrize("stft, mel_projection", [("matmul", "dense"), ("fft", "dense"), ("fft", "banded")])
+def test_tflite_export_uses_builtin_ops_only_and_matches(tmp_path, stft, mel_projection):
     inputs = keras.Input((16000,), batch_size=1)
-    model = keras.Model(inputs, LogMelSpectrogram(n_fft=512, hop_length=160, n_mels=64, stft=stft)(inputs))
+    layer = LogMelSpectrogram(n_fft=512, hop_length=160, n_mels=64, stft=stft, mel_projection=mel_projection)
+    model = keras.Model(inputs, layer(inputs))
     model.export(str(tmp_path / "saved"), format="tf_saved_model", verbose=False)
     interpreter, op_names = tflite_builtin_ops(tmp_path / "saved")
     assert not any(name.startswith("Flex") or name == "CUSTOM" for name in op_names)
     if stft == "matmul":
-        assert "RFFT2D" not in op_names and {"GATHER", "FULLY_CONNECTED"} <= op_names
+        assert "RFFT2D" not in op_names and "FULLY_CONNECTED" in op_names
+    if mel_projection == "banded":
+        assert {"GATHER", "SUM"} <= op_names and "FULLY_CONNECTED" not in op_names
     clip = tone(seconds=1.0, frequency=700.0)[None]
     interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], clip)

@@ -23,7 +23,7 @@ TOLERANCE = 1e-5
 SNR_RANGE = (5.0, 15.0)
 GAIN_RANGE = (-6.0, 6.0)
 NUM_MASKS, MAX_WIDTH = 2, 6
-DECIBEL_OUTPUTS = ("fixed/log_mel_fft", "fixed/log_mel_matmul")
+DECIBEL_OUTPUTS = ("fixed/log_mel_fft", "fixed/log_mel_matmul", "fixed/log_mel_banded")
 
 
 def fixed_inputs():
@@ -78,6 +78,8 @@ def build_layers(inputs, seed=7):
     return {
         "log_mel_fft": (layers.LogMelSpectrogram(n_fft=512, hop_length=160, n_mels=64), "waves"),
         "log_mel_matmul": (layers.LogMelSpectrogram(n_fft=512, hop_length=160, n_mels=64, stft="matmul"), "waves"),
+        "log_mel_banded": (layers.LogMelSpectrogram(n_fft=512, hop_length=160, n_mels=64, mel_projection="banded"),
+                           "waves"),
         "log_mel_htk_reflect": (layers.LogMelSpectrogram(n_fft=1024, hop_length=256, win_length=800, mel_scale="htk",
                                                          norm=None, pad_mode="reflect", power=1.0,
                                                          normalize="per_example"), "waves"),
