@@ -31,7 +31,11 @@ def predict(model, dataset):
     return np.concatenate(ids), np.concatenate(labels), np.concatenate(probabilities)
 
 
-def _selected_ids(run_dir, cache, split, external):
+def selected_ids(run_dir, cache, split, external):
+    """The clip ids of ``split`` (a split of the run's split.json, or ``"all"``) present in ``cache``.
+
+    ``external``: ``cache`` is not the run's own, which the error on finding none suggests.
+    """
     if split not in SPLITS:
         raise CoughclfError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if split == "all":
@@ -114,7 +118,7 @@ def evaluate(run_dir, data=None, split="test", *, make_plots=True):
     if classes is not None and classes != cache.classes:
         raise CoughclfError(f"{cache.root} has classes {cache.classes}, the model was trained on {classes}")
     classes = cache.classes
-    ids = _selected_ids(run_dir, cache, split, external=data is not None)
+    ids = selected_ids(run_dir, cache, split, external=data is not None)
     metadata_path = run_dir / "metadata.json"
     metadata = read_json(metadata_path) if metadata_path.exists() else None
     model = keras.saving.load_model(run_dir / "best.keras", compile=False, safe_mode=True)

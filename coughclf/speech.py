@@ -242,35 +242,23 @@ def train_ctc(config, run_dir=None, strategy=None):
         from coughclf.speech import train_ctc
         run = train_ctc(load_config("experiments/speech_yesno.toml"))
     """
-    import shutil
-    import tempfile
-
     import keras
 
-    from coughclf.train import claim_run_dir, is_chief, make_strategy, new_run_dir, read_json
+    from coughclf.train import read_json, training_run
 
-    if strategy is None or isinstance(strategy, str):
-        strategy = make_strategy(strategy)
-    chief = is_chief(strategy)
-    final_dir = Path(run_dir) if run_dir else new_run_dir(config)
-    work_dir = final_dir if chief else Path(tempfile.mkdtemp(prefix="coughclf-worker-"))
-    try:
-        claim_run_dir(config, work_dir)
-        if not (work_dir / "training.json").exists():
-            _fit(config, work_dir, strategy)
-    finally:
-        if not chief:
-            shutil.rmtree(work_dir, ignore_errors=True)
+    with training_run(config, run_dir, strategy) as run:
+        if not (run.work_dir / "training.json").exists():
+            _fit(config, run.work_dir, run.strategy)
     keras.backend.clear_session()
-    if chief and read_json(final_dir / "split.json")["test"]:
-        evaluate_ctc(final_dir)
-    return final_dir
+    if run.chief and read_json(run.run_dir / "split.json")["test"]:
+        evaluate_ctc(run.run_dir)
+    return run.run_dir
 
 
 def _fit(config, run_dir, strategy):
     import keras
 
-    from coughclf.train import (_backup_epoch, learning_rate_at, make_optimizer, open_data, read_json,
+    from coughclf.train import (backup_epoch, learning_rate_at, make_optimizer, open_data, read_json,
                                 split_clips, write_json)
 
     settings, train = ctc_settings(config), config["train"]
@@ -299,10 +287,10 @@ def _fit(config, run_dir, strategy):
     if train["steps_per_epoch"]:
         train_data = train_data.repeat()
 
-    backup_epoch = _backup_epoch(run_dir / "backup")
+    resumed_at = backup_epoch(run_dir / "backup")
     history_path = run_dir / "history.json"
     resumed_rows = [row for row in (read_json(history_path) if history_path.exists() else [])
-                    if row["epoch"] < backup_epoch]
+                    if row["epoch"] < resumed_at]
     monitor = "val_cer" if validation is not None else "loss"
     seen = [row[monitor] for row in resumed_rows if row.get(monitor) is not None]
     metrics_callback = _transcription_callback(run_dir, validation, settings["examples"],
@@ -317,8 +305,8 @@ def _fit(config, run_dir, strategy):
         callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: learning_rate_at(config, epoch)))
     if train["patience"]:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=train["patience"]))
-    if backup_epoch:
-        print(f"resuming {run_dir} at epoch {backup_epoch + 1}")
+    if resumed_at:
+        print(f"resuming {run_dir} at epoch {resumed_at + 1}")
     started = time.time()
     history = model.fit(train_data, validation_data=validation, epochs=train["epochs"],
                         steps_per_epoch=train["steps_per_epoch"], callbacks=callbacks, verbose=2)
@@ -327,7 +315,7 @@ def _fit(config, run_dir, strategy):
     if not (run_dir / "best.keras").exists():
         raise CoughclfError(f"training in {run_dir} never produced a finite {monitor} (NaN loss?); lower "
                             "optimizer.lr or set optimizer.clipnorm")
-    summary = {"epochs_run": len(rows), "epochs_this_session": len(history.epoch), "resumed_at_epoch": backup_epoch,
+    summary = {"epochs_run": len(rows), "epochs_this_session": len(history.epoch), "resumed_at_epoch": resumed_at,
                "monitor": monitor, "best_epoch": best["epoch"] if best else None,
                "best_value": best[monitor] if best else None,
                "seconds_this_session": round(time.time() - started, 1),
@@ -357,7 +345,7 @@ def evaluate_ctc(run_dir, data=None, split="test"):
     from coughclf.cache import open_cache
     from coughclf.config import load_config
     from coughclf.ctc import error_rate
-    from coughclf.evaluate import _selected_ids
+    from coughclf.evaluate import selected_ids
     from coughclf.train import open_data, write_json
 
     run_dir = Path(run_dir)
@@ -367,7 +355,7 @@ def evaluate_ctc(run_dir, data=None, split="test"):
                             "with 'coughclf train CONFIG --run-dir RUN'")
     settings = ctc_settings(config)
     cache = open_cache(data) if data else open_data(config)
-    ids = _selected_ids(run_dir, cache, split, external=data is not None)
+    ids = selected_ids(run_dir, cache, split, external=data is not None)
     texts = normalized_transcripts(cache, ids, settings["numbers_as_words"])
     models.available()  # registers every custom layer before loading
     model = keras.saving.load_model(run_dir / "best.keras", compile=False, safe_mode=True)

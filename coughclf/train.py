@@ -18,6 +18,7 @@ from the last finished epoch: the weights, optimiser state and epoch come back f
 so the resumed run stops after the same number of epochs as an uninterrupted one.
 """
 
+import contextlib
 import csv
 import json
 import math
@@ -26,6 +27,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from coughclf.config import accepted_model_options, check_data, dump_config, dumps_config, model_options
 from coughclf.errors import CoughclfError
@@ -425,6 +427,37 @@ def claim_run_dir(config, run_dir):
     return run_dir
 
 
+class TrainingRun(NamedTuple):
+    """One process's part of a training run (see :func:`training_run`)."""
+
+    strategy: object  # the tf.distribute.Strategy to build, compile and fit in
+    run_dir: Path     # the run folder the chief writes
+    work_dir: Path    # the claimed folder this process trains in (run_dir on the chief)
+    chief: bool
+
+
+@contextlib.contextmanager
+def training_run(config, run_dir=None, strategy=None):
+    """Set up this process's part of training ``config``; yields a :class:`TrainingRun`.
+
+    ``strategy`` is a ``tf.distribute.Strategy`` or its name (:func:`make_strategy`);
+    ``run_dir`` defaults to a new ``saved_models/{name}-{timestamp}``. The chief trains
+    in the run folder itself; the other workers of a multi-worker cluster must write
+    their checkpoints somewhere too, but only the chief may write the run, so they
+    train in a temporary folder that is removed on exit.
+    """
+    if strategy is None or isinstance(strategy, str):
+        strategy = make_strategy(strategy)
+    chief = is_chief(strategy)
+    final_dir = Path(run_dir) if run_dir else new_run_dir(config)
+    work_dir = final_dir if chief else Path(tempfile.mkdtemp(prefix="coughclf-worker-"))
+    try:
+        yield TrainingRun(strategy, final_dir, claim_run_dir(config, work_dir), chief)
+    finally:
+        if not chief:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
 # --- callbacks ----------------------------------------------------------------------------------
 
 def _history_rows(run_dir):
@@ -432,7 +465,7 @@ def _history_rows(run_dir):
     return read_json(path) if path.exists() else []
 
 
-def _backup_epoch(backup_dir):
+def backup_epoch(backup_dir):
     """The epoch BackupAndRestore will resume at (0 when there is no backup)."""
     path = Path(backup_dir) / "training_metadata.json"
     return int(read_json(path)["epoch"]) if path.exists() else 0
@@ -544,22 +577,14 @@ def train(config, run_dir=None, strategy=None, *, split=None, callbacks=(), eval
         return train_ctc(config, run_dir, strategy)
     import keras
 
-    if strategy is None or isinstance(strategy, str):
-        strategy = make_strategy(strategy)
-    chief = is_chief(strategy)
-    final_dir = Path(run_dir) if run_dir else new_run_dir(config)
-    work_dir = final_dir if chief else Path(tempfile.mkdtemp(prefix="coughclf-worker-"))
-    try:
-        fit_run(config, claim_run_dir(config, work_dir), strategy, split=split, callbacks=callbacks)
-    finally:
-        if not chief:
-            shutil.rmtree(work_dir, ignore_errors=True)
+    with training_run(config, run_dir, strategy) as run:
+        fit_run(config, run.work_dir, run.strategy, split=split, callbacks=callbacks)
     keras.backend.clear_session()
-    if chief and evaluate_after:
+    if run.chief and evaluate_after:
         from coughclf.evaluate import evaluate
 
-        evaluate(final_dir)
-    return final_dir
+        evaluate(run.run_dir)
+    return run.run_dir
 
 
 def fit_run(config, run_dir, strategy, *, split=None, callbacks=()):
@@ -610,10 +635,10 @@ def fit_run(config, run_dir, strategy, *, split=None, callbacks=()):
     if config["balance"]["mode"] == "class_weight":
         weights = class_weights([int(rows[i]["label_index"]) for i in split["train"]],
                                 config["balance"]["formula"])
-    backup_epoch = _backup_epoch(run_dir / "backup")
-    resumed_rows = [row for row in _history_rows(run_dir) if row["epoch"] < backup_epoch]
-    if backup_epoch:
-        print(f"resuming {run_dir} at epoch {backup_epoch + 1}")
+    resumed_at = backup_epoch(run_dir / "backup")
+    resumed_rows = [row for row in _history_rows(run_dir) if row["epoch"] < resumed_at]
+    if resumed_at:
+        print(f"resuming {run_dir} at epoch {resumed_at + 1}")
     started = time.time()
     history = model.fit(train_data, validation_data=validation_data, epochs=config["train"]["epochs"],
                         steps_per_epoch=steps, class_weight=weights, verbose="auto", shuffle=False,
@@ -626,7 +651,7 @@ def fit_run(config, run_dir, strategy, *, split=None, callbacks=()):
     summary = {
         "epochs_run": len(rows_run),
         "epochs_this_session": len(history.epoch),
-        "resumed_at_epoch": backup_epoch,
+        "resumed_at_epoch": resumed_at,
         "stopped_early": len(rows_run) < config["train"]["epochs"],
         "terminated_on_nan": any(math.isnan(v) for row in rows_run for k, v in row.items() if k == "loss"),
         "monitor": monitor,
