@@ -265,12 +265,16 @@ def _validate_references(config, path):
         if option not in accepted:
             _unknown_key(option, f"model.{option}", [*SCHEMA["model"], *accepted], path)
     if config["augment"]:
-        from coughclf.layers.augment import SPECTROGRAM_AUGMENTATIONS, WAVEFORM_AUGMENTATIONS
+        from coughclf.layers.augment import SPECTROGRAM_AUGMENTATIONS, WAVEFORM_AUGMENTATIONS, build_augmentation
 
         known = {"seed", *WAVEFORM_AUGMENTATIONS, *SPECTROGRAM_AUGMENTATIONS}
         for key in config["augment"]:
             if key not in known:
                 _unknown_key(key, f"augment.{key}", known, path)
+        try:  # the layers check their own options; building them is cheap and catches a bad value now
+            build_augmentation(config["augment"])
+        except CoughclfError as error:
+            raise CoughclfError(f"{path}: [augment]: {error}") from None
     data = config["data"]
     for key in data["prepare"]:
         if key not in PREPARE_OPTIONS:

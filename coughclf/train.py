@@ -76,12 +76,21 @@ def monitor_mode(config):
 # --- data ----------------------------------------------------------------------------------------
 
 def default_cache_path(config):
-    """Where a cache prepared on first use goes: one folder per dataset, data folder and options."""
+    """Where a cache prepared on first use goes: one folder per dataset, data folder, options and listing.
+
+    The listing (ids, labels, groups, folds, splits, transcripts as the loader gives them now) is
+    part of the key, so a loader that changed, or a data folder that gained files, gets a fresh
+    cache instead of silently reusing a stale manifest. Listing decodes nothing: milliseconds.
+    """
     import hashlib
 
+    from coughclf import datasets
+
     data = config["data"]
+    clips = datasets.get(data["dataset"]).list_clips(Path(data["data_dir"]), **data["options"])
+    listing = sorted((clip.id, clip.label, clip.group, clip.fold, clip.split, clip.transcript) for clip in clips)
     key = json.dumps([str(Path(data["data_dir"]).resolve()), data["options"], data["sample_rate"],
-                      data["prepare"]], sort_keys=True)
+                      data["prepare"], listing], sort_keys=True, default=str)
     return PREPARED_ROOT / f"{data['dataset']}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
 

@@ -56,6 +56,7 @@ def test_defaults_are_filled_in_and_name_comes_from_the_file(tmp_path):
     ('[data]\ndataset = "fsdd"\n[model]\nname = "kws_cnnn"\n', r"model\.name = 'kws_cnnn' is not a known model"),
     ('[data]\ndataset = "fsdd"\n[model]\nname = "kws_cnn"\ndropot = 0.1\n', r"unknown key 'model\.dropot'"),
     (MINIMAL + "[augment]\npitch_shfit = { max_semitones = 2 }\n", r"unknown key 'augment\.pitch_shfit'"),
+    (MINIMAL + "[augment]\ntime_shift = { max_seconds = 0.1, fill = \"zeros\" }\n", r"\[augment\].*fill='zeros'"),
     (MINIMAL.replace('"fsdd"', '"fsdd"\nwindows = 9'), r"data\.windows is set but data\.window_seconds is not"),
     (MINIMAL + "[split]\ntest = 1.5\n", r"split\.test must be a fraction"),
 ])

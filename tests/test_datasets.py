@@ -211,10 +211,10 @@ def test_fsdd_official_split_and_speaker_folds(tmp_path):
     root = miniatures.write_fsdd(tmp_path, takes=range(7))
     clips = clips_of("fsdd", root)
     assert len(clips) == 10 * 3 * 7
-    assert Counter(clip.split for clip in clips) == {"test": 10 * 3 * 5, "train": 10 * 3 * 2}
+    assert Counter(clip.split for clip in clips) == {"test": 10 * 3 * 5, "validation": 10 * 3 * 2}
     assert {clip.group: clip.fold for clip in clips} == {"jackson": 1, "nicolas": 2, "theo": 3}
     clip = by_id(clips)["7_theo_6"]
-    assert (clip.label, clip.group, clip.split) == ("7", "theo", "train")
+    assert (clip.label, clip.group, clip.split) == ("7", "theo", "validation")
     assert clip.metadata["accent"] == "USA/neutral"
     assert len(clips_of("fsdd", root / "recordings")) == len(clips)
 
@@ -313,7 +313,7 @@ def test_csv_manifest_fields_and_metadata(tmp_path):
 def test_real_data_lists_completely(shared_data):
     fsdd = clips_of("fsdd", shared_data / "fsdd")
     assert len(fsdd) == 3000 and len({clip.group for clip in fsdd}) == 6
-    assert Counter(clip.split for clip in fsdd) == {"test": 300, "train": 2700}
+    assert Counter(clip.split for clip in fsdd) == {"test": 300, "validation": 300, "train": 2400}
     commands = clips_of("speech_commands", shared_data / "speech_commands_sample")
     assert len(commands) == 300 and len({clip.label for clip in commands}) == 30
     assert len(clips_of("speech_commands", shared_data / "speech_commands_sample" / "speech_commands_v0.01")) == 300

@@ -171,3 +171,17 @@ def test_cli_evaluate_prints_json(finished_run):
     assert result.returncode == 0, result.stderr[-2000:]
     printed = json.loads(result.stdout)
     assert printed["accuracy"] == pytest.approx(json.loads((finished_run / "metrics.json").read_text())["accuracy"])
+
+
+def test_default_cache_follows_the_loaders_listing(tmp_path):
+    """A data folder that gained a clip (or a loader that relabels) gets a new cache, never a stale one."""
+    from coughclf.config import config_from_dict
+    from coughclf.synthetic import write_dataset
+    from coughclf.train import default_cache_path
+
+    write_dataset(tmp_path / "data", clips_per_class=2, subjects=1, seconds=0.5)
+    raw = {"data": {"dataset": "folder", "data_dir": str(tmp_path / "data")}, "model": {"name": "kws_cnn"}}
+    first = default_cache_path(config_from_dict(raw))
+    assert default_cache_path(config_from_dict(raw)) == first
+    (tmp_path / "data" / "dry" / "s0_000.wav").rename(tmp_path / "data" / "wet" / "s0_099.wav")
+    assert default_cache_path(config_from_dict(raw)) != first

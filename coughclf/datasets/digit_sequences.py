@@ -26,15 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from coughclf.datasets.base import Clip, register_dataset
-from coughclf.datasets.fsdd import list_fsdd
+from coughclf.datasets.fsdd import list_fsdd, official_split
 from coughclf.datasets.layout import loader
 from coughclf.errors import CoughclfError
 from coughclf.text import DIGIT_WORDS
 
 HELD_OUT = ("recordings", "speakers")
 _SPLITS = ("train", "validation", "test")
-# Takes per pool for held_out="recordings": FSDD's official test takes, then validation.
-_TEST_TAKES, _VALIDATION_TAKES = range(0, 5), range(5, 10)
 _CORPUS_FILE = "corpus.json"
 
 
@@ -96,8 +94,7 @@ def _pools(recordings, held_out, rng):
     """``{split: [fsdd Clip]}``: which recordings each split's utterances may use."""
     if held_out == "recordings":
         def pool_of(clip):
-            take = int(clip.metadata["take"])
-            return "test" if take in _TEST_TAKES else "validation" if take in _VALIDATION_TAKES else "train"
+            return official_split(int(clip.metadata["take"]))
         return {split: [c for c in recordings if pool_of(c) == split] for split in _SPLITS}
     speakers = sorted({clip.group for clip in recordings})
     if len(speakers) < 3:
