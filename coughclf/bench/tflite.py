@@ -3,17 +3,23 @@
 For each model (untrained weights; latency does not depend on them), side by side in
 one process:
 
-* ``keras_predict_on_batch``: ``model.predict_on_batch(x)`` on the trained-form model
-  (``stft="fft"``), what a Python service calling Keras pays per clip;
+* ``keras_predict_on_batch``: ``model.predict_on_batch(x)`` on the trained-form model,
+  what a Python service calling Keras pays per clip (its per-call Python work included);
 * ``keras_compiled_call``: the same model's ``model(x)`` inside a ``tf.function``
   compiled with XLA (``jit_compile=True``), traced once beforehand;
 * ``tflite_float32`` / ``tflite_float16`` / ``tflite_int8``: the exported flatbuffers
   (:func:`coughclf.export.convert_tflite`; int8 calibrated on synthetic tones and noise)
   run by ``ai_edge_litert`` with ``num_threads=1``.
 
-TensorFlow's own thread pools are limited to one thread before anything runs. Each
-figure is the median of ``--repeats`` timed calls after ``--warmup`` untimed ones, in
-milliseconds per clip; file sizes are in bytes.
+Every variant takes the same numpy clip and returns a numpy array. TensorFlow's own
+thread pools are limited to one thread before anything runs. The variants are timed
+interleaved — each round calls every variant once, in a fresh random order — so a
+change in machine load hits all of them alike; each figure is the median over
+``--repeats`` rounds after ``--warmup`` untimed ones, in milliseconds per clip, with
+the 10th–90th percentile spread. ``cpu_ms`` is the median process CPU time of a call
+(all threads): on a loaded machine a long call is preempted more often than a short
+one, which inflates wall-clock ratios, while CPU time is what the call costs. File
+sizes are in bytes.
 """
 
 import time
@@ -27,8 +33,8 @@ QUANTIZATIONS = {"tflite_float32": "none", "tflite_float16": "float16", "tflite_
 
 def add_arguments(parser):
     parser.add_argument("--models", nargs="+", default=list(MODELS), help=f"models (default {' '.join(MODELS)})")
-    parser.add_argument("--repeats", type=int, default=50, help="timed calls per variant (default 50)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
+    parser.add_argument("--repeats", type=int, default=100, help="timed rounds (default 100)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first (default 5)")
     parser.add_argument("--calibration", type=int, default=32, help="synthetic clips calibrating int8 (default 32)")
 
 
@@ -40,15 +46,27 @@ def synthetic_clips(count, samples, seed=0, sample_rate=16000):
              + rng.uniform(0.001, 0.05) * rng.standard_normal(samples)).astype(np.float32) for _ in range(count)]
 
 
-def median_milliseconds(call, repeats, warmup):
-    for _ in range(warmup):
-        call()
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        timings.append(time.perf_counter() - started)
-    return round(1000 * float(np.median(timings)), 3)
+def interleaved_milliseconds(calls, repeats, warmup, seed=0):
+    """Per ``calls[name]()``: wall-clock ``median``, ``p10``, ``p90`` and process-CPU ``cpu_median``
+    in ms, timed round by round (every call once per round, in a fresh random order)."""
+    rng = np.random.default_rng(seed)
+    names = list(calls)
+    wall, cpu = {name: [] for name in names}, {name: [] for name in names}
+    for round_index in range(warmup + repeats):
+        for position in rng.permutation(len(names)):
+            name = names[position]
+            started, started_cpu = time.perf_counter(), time.process_time()
+            calls[name]()
+            if round_index >= warmup:
+                wall[name].append(time.perf_counter() - started)
+                cpu[name].append(time.process_time() - started_cpu)
+    return {name: {"median": _ms(np.median(wall[name])), "p10": _ms(np.percentile(wall[name], 10)),
+                   "p90": _ms(np.percentile(wall[name], 90)), "cpu_median": _ms(np.median(cpu[name]))}
+            for name in names}
+
+
+def _ms(seconds):
+    return round(1000 * float(seconds), 3)
 
 
 def _tflite_call(content, clip):
@@ -78,9 +96,9 @@ def measure(name, repeats, warmup, calibration):
     samples = model.inputs[0].shape[1]
     clip = synthetic_clips(1, samples, seed=1)[0][None]
     compiled = tf.function(lambda x: model(x, training=False), jit_compile=True)
-    latency = {
-        "keras_predict_on_batch": median_milliseconds(lambda: model.predict_on_batch(clip), repeats, warmup),
-        "keras_compiled_call": median_milliseconds(lambda: compiled(clip).numpy(), repeats, warmup),
+    calls = {
+        "keras_predict_on_batch": lambda: model.predict_on_batch(clip),
+        "keras_compiled_call": lambda: compiled(clip).numpy(),
     }
     export = inference_model(model)
     representative = synthetic_clips(calibration, samples)
@@ -88,15 +106,25 @@ def measure(name, repeats, warmup, calibration):
     for key, quantize in QUANTIZATIONS.items():
         content = convert_tflite(export, quantize, representative if quantize == "int8" else None)
         sizes[key] = len(content)
-        latency[key] = median_milliseconds(_tflite_call(content, clip), repeats, warmup)
+        calls[key] = _tflite_call(content, clip)
+    timings = interleaved_milliseconds(calls, repeats, warmup)
+    latency = {key: timing["median"] for key, timing in timings.items()}
+    cpu = {key: timing["cpu_median"] for key, timing in timings.items()}
     return {
         "clip_samples": samples,
         "latency_ms": latency,
+        "latency_ms_p10_p90": {key: [timing["p10"], timing["p90"]] for key, timing in timings.items()},
+        "cpu_ms": cpu,
         "size_bytes": sizes,
-        "tflite_float32_speedup_vs_predict_on_batch": round(
-            latency["keras_predict_on_batch"] / latency["tflite_float32"], 1),
+        "tflite_float32_speedup_vs_predict_on_batch": _ratio(latency, "keras_predict_on_batch"),
+        "tflite_float32_speedup_vs_predict_on_batch_cpu": _ratio(cpu, "keras_predict_on_batch"),
+        "tflite_float32_speedup_vs_compiled_call": _ratio(latency, "keras_compiled_call"),
         "int8_size_fraction_of_float32": round(sizes["tflite_int8"] / sizes["tflite_float32"], 3),
     }
+
+
+def _ratio(milliseconds, keras_variant):
+    return round(milliseconds[keras_variant] / milliseconds["tflite_float32"], 1)
 
 
 def run(args):
@@ -106,5 +134,7 @@ def run(args):
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from tqdm import tqdm
 
-    return {name: measure(name, args.repeats, args.warmup, args.calibration)
-            for name in tqdm(args.models, desc="models", unit="model")}
+    results = {name: measure(name, args.repeats, args.warmup, args.calibration)
+               for name in tqdm(args.models, desc="models", unit="model")}
+    results["settings"] = {"repeats": args.repeats, "warmup": args.warmup, "threads": 1, "batch": 1}
+    return results
