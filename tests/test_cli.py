@@ -8,7 +8,7 @@ import pytest
 from coughclf import cli
 
 EXPECTED_COMMANDS = {"demo", "datasets", "prepare", "info", "download", "models", "train", "cv", "evaluate",
-                     "bench"}
+                     "tune", "export", "predict", "bench"}
 
 
 def run_cli(*args):
