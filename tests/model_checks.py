@@ -30,11 +30,21 @@ SMALL_OPTIONS = {
     "resnet34": {"frames": 32, "n_mels": 32},
     "deepspeech2_lite": {"num_features": 16, "conv_filters": 16, "rnn_units": 16, "rnn_layers": 2},
 }
+# Same code paths as a lighter model (resnet18) but slow to save, load and rebuild: every-model
+# tests run these only with -m slow.
+HEAVY = {"resnet34"}
 SMALL_WAVEFORM_OPTIONS = {
     "ast": {"frames": 48, "n_mels": 32, "depth": 1, "width": 48, "num_heads": 4},
     "resnet18": {"n_mels": 32, "clip_seconds": 1.0},
     "resnet34": {"n_mels": 32, "clip_seconds": 1.0},
 }
+
+
+def every(names):
+    """``names`` as pytest parameters, the HEAVY ones marked slow."""
+    import pytest
+
+    return [pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name for name in names]
 
 
 def random_inputs(model, batch=2, seed=0, unknown_length=40):

@@ -5,19 +5,11 @@ import json
 import keras
 import numpy as np
 import pytest
-from model_checks import SMALL_OPTIONS, SMALL_WAVEFORM_OPTIONS, random_inputs
+from model_checks import SMALL_OPTIONS, SMALL_WAVEFORM_OPTIONS, every, random_inputs
 
 from coughclf.models import available, build, spec
 
 CLASSIFIERS = [name for name in available() if spec(name).task == "classification"]
-
-
-# Same code as a lighter model, but heavy to save and load: only in the slow run.
-HEAVY = {"resnet34"}
-
-
-def _every(names):
-    return [pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name for name in names]
 
 
 def _predict(model, inputs):
@@ -25,7 +17,7 @@ def _predict(model, inputs):
     return [keras.ops.convert_to_numpy(output) for output in keras.tree.flatten(model(inputs, training=False))]
 
 
-@pytest.mark.parametrize("name", _every(available()))
+@pytest.mark.parametrize("name", every(available()))
 def test_saves_and_loads_with_safe_mode_to_identical_predictions(name, tmp_path):
     model = build(name, **SMALL_OPTIONS.get(name, {}))
     assert '"Lambda"' not in json.dumps(model.get_config(), default=str)
@@ -44,7 +36,7 @@ def _augmentations(name):
     return {"waveform_augmentation": [keras.layers.GaussianNoise(0.5)], "spec_augmentation": spectrogram}
 
 
-@pytest.mark.parametrize("name", _every(CLASSIFIERS))
+@pytest.mark.parametrize("name", every(CLASSIFIERS))
 def test_waveform_mode_runs_and_augmentation_is_inactive_at_inference(name):
     options = {"input_mode": "waveform", **SMALL_WAVEFORM_OPTIONS.get(name, {})}
     augmented, plain = build(name, **options, **_augmentations(name)), build(name, **options)
