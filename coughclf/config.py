@@ -19,7 +19,7 @@ A config has these tables (every key optional unless marked required; defaults i
     [optimizer] name (adam|adamw|sgd|rmsprop), lr, weight_decay, momentum, clipnorm,
                 schedule (constant|cosine|exponential|plateau), decay_rate, min_lr
     [train]     epochs, batch_size, patience (0: no early stopping), monitor, mode, seed,
-                steps_per_epoch
+                steps_per_epoch, jit_compile (auto: XLA on accelerators only | on | off)
     [metrics]   group_by, bootstrap, confidence, specificity, positive_class, examples
     [tune]      read by coughclf.tune; [ctc] read by coughclf.speech
 
@@ -110,6 +110,7 @@ SCHEMA = {
         "mode": Key(str, "auto", ("auto", "min", "max")),
         "seed": Key(int, 0),
         "steps_per_epoch": Key(int, None),
+        "jit_compile": Key(str, "auto", ("auto", "on", "off")),
     },
     "metrics": {
         "group_by": Key(list, []),

@@ -185,3 +185,17 @@ def test_default_cache_follows_the_loaders_listing(tmp_path):
     assert default_cache_path(config_from_dict(raw)) == first
     (tmp_path / "data" / "dry" / "s0_000.wav").rename(tmp_path / "data" / "wet" / "s0_099.wav")
     assert default_cache_path(config_from_dict(raw)) != first
+
+
+def test_jit_compile_setting_is_explicit_or_follows_the_device():
+    from coughclf.config import config_from_dict
+    from coughclf.train import jit_compile
+
+    raw = {"data": {"dataset": "folder", "data_dir": "."}, "model": {"name": "kws_cnn"}}
+    assert jit_compile(config_from_dict({**raw, "train": {"jit_compile": "on"}}, check_names=False)) is True
+    assert jit_compile(config_from_dict({**raw, "train": {"jit_compile": "off"}}, check_names=False)) is False
+    import tensorflow as tf
+
+    # "auto": XLA only with an accelerator; on CPU TensorFlow's kernels ran the train steps faster
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    assert jit_compile(config_from_dict(raw, check_names=False)) is has_gpu
