@@ -176,7 +176,7 @@ def test_every_classifier_converts_to_builtin_ops(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["kws_cnn", "kws_crnn", "kws_parallel_cnn_lstm"])
 def test_trained_digit_models_keep_their_accuracy(name, shared_data, tmp_path_factory):
-    """Train briefly on FSDD's official train split, export, compare on ≥ 100 real test clips.
+    """Train briefly on FSDD's official train split, export, compare on its 300 test clips.
 
     float32 TFLite: max |Δp| ≤ 1e-4 and the same argmax as Keras; float16: ≤ 1e-2;
     int8 (calibrated on the run's training split): accuracy within 1 point of float32.
@@ -202,8 +202,8 @@ def test_trained_digit_models_keep_their_accuracy(name, shared_data, tmp_path_fa
     keras_model = load_predictor(run / "best.keras").model
     labels = predictors["none"].metadata["labels"]
     test_files = sorted(path for path in (shared_data / "fsdd" / "recordings").glob("*.wav")
-                        if int(path.stem.split("_")[2]) < 5)[::3]
-    assert len(test_files) >= 100
+                        if int(path.stem.split("_")[2]) < 5)
+    assert len(test_files) == 300
     truth = np.array([labels.index(path.stem.split("_")[0]) for path in test_files])
     windows = np.stack([split_windows(load_audio(path), 16000, 8000)[0] for path in test_files])
     keras_probabilities = np.asarray(keras_model.predict_on_batch(windows))
@@ -212,6 +212,7 @@ def test_trained_digit_models_keep_their_accuracy(name, shared_data, tmp_path_fa
     assert np.abs(tflite["none"] - keras_probabilities).max() <= 1e-4
     assert np.array_equal(tflite["none"].argmax(1), keras_probabilities.argmax(1))
     assert np.abs(tflite["float16"] - keras_probabilities).max() <= 1e-2
-    accuracy = {quantize: float(np.mean(p.argmax(1) == truth)) for quantize, p in tflite.items()}
-    assert accuracy["none"] > 0.5, accuracy
-    assert accuracy["int8"] >= accuracy["none"] - 0.01, accuracy
+    correct = {quantize: int(np.sum(p.argmax(1) == truth)) for quantize, p in tflite.items()}
+    assert correct["none"] > len(truth) / 2, correct
+    # Within 1 point: int8 may get at most 1 % of the clips (3) fewer right, counted in whole clips.
+    assert correct["int8"] >= correct["none"] - len(truth) // 100, correct
