@@ -27,7 +27,7 @@ MEL_NORMS = ("slaney", None)
 CENTER_PAD_MODES = ("constant", "reflect")
 NORMALIZATIONS = (None, "per_example")
 MEL_PROJECTIONS = ("dense", "banded")
-# Runs of similar-width mel filters in the banded projection: 4 cut kws_cnn's 128 x 24 padded cells to 1250.
+# Runs of similar-width mel filters in the banded projection: 4 cut kws_cnn's 128 x 24 padded cells to 1,280.
 MEL_BAND_RUNS = 4
 
 
