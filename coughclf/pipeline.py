@@ -2,32 +2,40 @@
 
 The pipeline yields audio, not features: the front end (log-mel, MFCC, ...) and
 the augmentation are Keras layers at the front of the model, so they run on the
-accelerator and are saved with it. What happens here, in order:
+accelerator and are saved with it.
 
-1. the shards are read in parallel (interleaved; in a shuffled order when training);
-2. only records whose clip id is selected are kept (the manifest may list fewer
-   clips than the shards hold; ``ids`` picks a split); with ``balance`` (training),
-   each class is resampled to a per-class count every epoch (see :func:`epoch_class_counts`);
-3. training: the records are shuffled;
-4. batches of records are parsed, cut to ``clip_seconds`` (a random crop when
-   training, the centre when evaluating; shorter clips are zero-padded, at a random
-   offset when training, centred otherwise) and decoded from 16-bit PCM, all
-   vectorised, a batch at a time; labels come from the manifest by clip id, so
-   relabelling the manifest is enough. With ``windows``, clips are cut into evenly
-   spaced windows (each an example with its clip's label and id) before shuffling;
-   with ``variable_length`` each batch is padded to its longest clip;
-5. prefetched.
+The selected clips are read from the cache in one of two ways (``cache_in_memory``):
 
-Clips move through tf.data's own stages as serialised records, so the per-clip
-cost is the reading itself; everything else is paid per batch.
+* **in memory** (the default whenever the selected audio takes at most
+  ``AUTO_IN_MEMORY_BYTES``): the shards are read once, when the dataset is made,
+  and the clips' 16-bit audio stays in memory. Each epoch is then planned as a
+  whole, vectorised: which clips it uses (``balance`` resamples each class to a
+  per-class count, see :func:`epoch_class_counts`), their crop offsets, and, when
+  training, one random permutation of all of them (a full shuffle, not a buffer).
+  tf.data only hands out batches of clip positions; each batch is sliced straight
+  out of memory. Evaluation yields the clips in the order of ``ids``.
+* **streamed**: every epoch reads the shards in parallel (interleaved, in a
+  shuffled order when training), keeps the records of selected clips (repeated as
+  the balancing says), shuffles them through a ``shuffle_buffer`` when training
+  and parses, cuts and decodes them a batch at a time.
 
-Everything random derives from ``seed``: two datasets made with the same seed
-yield the same batches in the same order, epoch after epoch (for the same global
-TensorFlow seed, which ``keras.utils.set_random_seed`` sets), and each epoch
-differs from the previous one (new crops, order and resampled subsets).
+Either way each clip is cut to ``clip_seconds`` (a random crop when training, the
+centre when evaluating; shorter clips are zero-padded, at a random offset when
+training, centred otherwise) and decoded from 16-bit PCM; labels come from the
+manifest by clip id, so relabelling the manifest is enough. With ``windows``,
+clips are cut into evenly spaced windows (each an example with its clip's label
+and id) which are shuffled one by one; with ``variable_length`` each batch is
+padded to its longest clip. Batches are prefetched.
+
+Everything random derives from ``seed``: two datasets made with the same seed and
+the same ``cache_in_memory`` choice yield the same batches in the same order, epoch
+after epoch (for the same global TensorFlow seed, which
+``keras.utils.set_random_seed`` sets), and each epoch differs from the previous one
+(new crops, order and resampled subsets). The two ways draw different batches.
 """
 
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -43,8 +51,18 @@ CLASS_WEIGHT_FORMULAS = ("report", "inverse")
 _NOT_SELECTED = -(2 ** 31)
 # Shards read at once: enough to mix the shards' contents before shuffling.
 _MAX_INTERLEAVED_SHARDS = 16
-# Clips windowed per vectorised call when windowing.
+# Clips windowed per vectorised call when windowing (streamed).
 _CHUNK = 64
+CACHE_IN_MEMORY_CHOICES = (True, False, "auto")
+AUDIO_DTYPES = ("float32", "int16")
+# With cache_in_memory="auto": the most selected 16-bit audio held in memory (about 9 hours at 16 kHz).
+# A fixed size, not a share of the free memory, so that the choice (and so the batches) is the
+# same on every machine.
+AUTO_IN_MEMORY_BYTES = 1 << 30
+# Records parsed per call while reading clips into memory.
+_LOAD_CHUNK = 256
+# Rows sliced out of memory concurrently.
+_PARALLEL_ROWS = 8
 
 
 def class_weights(labels, formula="report"):
@@ -120,14 +138,14 @@ def epoch_class_counts(labels, balance, balance_target=None, max_repeats=None):
 def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=None, window_seconds=None,
                  batch_size=32, balance=None, balance_target=None, max_repeats=None, seed=0,
                  variable_length=False, with_ids=False, shuffle_buffer=1024, drop_remainder=False,
-                 bucket_boundaries=None):
+                 bucket_boundaries=None, cache_in_memory="auto", audio_dtype="float32"):
     """A ``tf.data.Dataset`` of batches from a prepared cache.
 
     Args:
         cache: a :class:`coughclf.cache.PreparedCache` (or the path of one).
         ids: the clip ids to use (a split); default every clip in the manifest.
         mode: ``"train"`` (seeded shuffle, random crops, balancing) or ``"eval"``
-            (shard order, centre crops, every selected clip once).
+            (centre crops, every selected clip once, in a fixed order).
         clip_seconds: fixed duration each clip is cut or zero-padded to; default the
             longest selected clip (with ``windows``: the whole clip, uncut).
         windows, window_seconds: cut each (cropped) clip into ``windows`` windows of
@@ -144,11 +162,20 @@ def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=No
         bucket_boundaries: with ``variable_length``, clip durations in seconds that
             split clips into buckets batched separately (less padding).
         with_ids: also yield each clip's id.
-        shuffle_buffer: clips held for shuffling when training, as whole 16-bit
-            records (about ``shuffle_buffer * duration * 32`` KB; windows: cut windows).
+        shuffle_buffer: when streaming, clips held for shuffling in training, as
+            whole 16-bit records (about ``shuffle_buffer * duration * 32`` KB;
+            windows: cut windows). In memory every epoch is shuffled whole.
+        cache_in_memory: ``True`` reads the selected clips' 16-bit audio into memory
+            once, here, so that no epoch reads or parses a record again; ``False``
+            streams the shards every epoch; ``"auto"`` holds them in memory when they
+            take at most ``AUTO_IN_MEMORY_BYTES`` (and at most half the memory
+            available; else it warns and streams).
+        audio_dtype: ``"float32"`` (samples in [-1, 1)) or ``"int16"`` (the cache's
+            16-bit samples as they are: half the bytes to move; put
+            :class:`coughclf.layers.PCMToFloat` at the front of the model).
 
     Returns:
-        ``(audio [B, samples] float32, label [B] int32)`` batches;
+        ``(audio [B, samples] float32 (or int16), label [B] int32)`` batches;
         with ``with_ids``: ``({"audio", "id"}, label)``;
         with ``variable_length``: ``({"audio" [B, T], "length" [B], "transcript" [B]}, label)``
         (plus ``"id"`` with ``with_ids``). Labels are the manifest's ``label_index``
@@ -163,8 +190,9 @@ def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=No
                                 balance_target=balance_target, max_repeats=max_repeats, seed=seed,
                                 variable_length=variable_length, bucket_boundaries=bucket_boundaries,
                                 shuffle_buffer=shuffle_buffer, with_ids=with_ids,
-                                drop_remainder=drop_remainder)
-    batches = plan.batches()
+                                drop_remainder=drop_remainder, cache_in_memory=cache_in_memory,
+                                audio_dtype=audio_dtype)
+    batches = plan.source.batches(plan)
     if not plan.bucket_samples:
         examples = plan.examples_per_epoch()
         count = examples // batch_size if drop_remainder else math.ceil(examples / batch_size)
@@ -173,12 +201,13 @@ def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=No
 
 
 class _Plan:
-    """The checked arguments of :func:`make_dataset` and what follows from the manifest."""
+    """The checked arguments of :func:`make_dataset`, what follows from the manifest, and the work
+    both clip sources share: where each example's samples come from, and the yielded structure."""
 
     @classmethod
     def from_arguments(cls, cache, ids, *, mode, clip_seconds, windows, window_seconds, batch_size, balance,
                        balance_target, max_repeats, seed, variable_length, bucket_boundaries, shuffle_buffer,
-                       with_ids, drop_remainder):
+                       with_ids, drop_remainder, cache_in_memory, audio_dtype):
         if mode not in MODES:
             raise CoughclfError(f"unknown pipeline mode {mode!r}; use one of {MODES}")
         if batch_size < 1 or shuffle_buffer < 1:
@@ -192,6 +221,11 @@ class _Plan:
             raise CoughclfError("bucket_boundaries applies to variable_length batches only")
         if (windows is None) != (window_seconds is None) or (windows is not None and windows < 1):
             raise CoughclfError("windowing needs both windows (a count >= 1) and window_seconds")
+        if not (isinstance(cache_in_memory, bool) or cache_in_memory == "auto"):
+            raise CoughclfError(f"cache_in_memory must be one of {CACHE_IN_MEMORY_CHOICES}, "
+                                f"got {cache_in_memory!r}")
+        if audio_dtype not in AUDIO_DTYPES:
+            raise CoughclfError(f"audio_dtype must be one of {AUDIO_DTYPES}, got {audio_dtype!r}")
         if not cache.shard_paths:
             raise CoughclfError(f"{cache.root / 'shards'} holds no shards; prepare the cache again")
 
@@ -205,21 +239,19 @@ class _Plan:
             raise CoughclfError(f"no clips selected from {cache.root}; the split is empty")
 
         plan = cls()
-        plan.shards = cache.shard_paths
         plan.training = mode == "train"
         plan.seed = seed
         plan.deterministic = seed is not None or not plan.training
         plan.ids = selected
         plan.labels = np.array([int(rows[clip_id]["label_index"]) for clip_id in selected], dtype=np.int32)
         plan.class_counts = epoch_class_counts(plan.labels, balance, balance_target, max_repeats)
-        plan.label_table = _table(selected, plan.labels, _NOT_SELECTED)
-        plan.position_table = _table(selected, np.arange(len(selected), dtype=np.int32), -1)
         plan.balance = balance
         plan.variable_length = variable_length
         plan.with_ids = with_ids
         plan.batch_size = batch_size
         plan.drop_remainder = drop_remainder
         plan.shuffle_buffer = shuffle_buffer
+        plan.audio_dtype = audio_dtype
         rate = cache.sample_rate
         if clip_seconds is not None:
             plan.clip_samples = int(round(clip_seconds * rate))
@@ -230,46 +262,14 @@ class _Plan:
         plan.windows = windows
         plan.window_samples = int(round(window_seconds * rate)) if windows else None
         plan.bucket_samples = [int(round(b * rate)) for b in bucket_boundaries or ()]
+        audio_bytes = 2 * sum(int(rows[clip_id]["num_samples"]) for clip_id in selected)
+        source = _ClipsInMemory if _holds_in_memory(cache_in_memory, audio_bytes, cache.root) else _ShardRecords
+        plan.source = source(cache.shard_paths, selected, plan.labels)
         return plan
 
     def examples_per_epoch(self):
         clips = sum(self.class_counts.values()) if self.training else len(self.ids)
         return clips * (self.windows or 1)
-
-    def batches(self):
-        """One epoch of batches; iterating the dataset again gives the next epoch.
-
-        Clips travel as serialised records through tf.data's own stages, the only
-        per-clip function being the id check; parsing, cropping and decoding run
-        vectorised on whole batches.
-        """
-        import tensorflow as tf
-
-        records = self.selected_records()
-        if self.windows:
-            # Windows, not clips, are the examples: cut in chunks, then shuffled and batched one by one.
-            examples = self.cut(records.batch(_CHUNK)).unbatch()
-            return self.shuffled(examples).batch(self.batch_size, drop_remainder=self.drop_remainder)
-        records = self.shuffled(records)
-        if self.bucket_samples:
-            return self.cut(records.bucket_by_sequence_length(
-                lambda record: tf.cast(self.header(record)["num_samples"], tf.int32), self.bucket_samples,
-                [self.batch_size] * (len(self.bucket_samples) + 1), drop_remainder=self.drop_remainder))
-        return self.cut(records.batch(self.batch_size, drop_remainder=self.drop_remainder))
-
-    def cut(self, record_batches):
-        """:meth:`examples` of every batch of records, each with its own random key."""
-        import tensorflow as tf
-
-        keys = self.random_keys(stream=1)
-        return tf.data.Dataset.zip(record_batches, keys).map(
-            lambda batch, key: self.examples(batch, tf.stack([key, 0])),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=self.deterministic)
-
-    def shuffled(self, dataset):
-        if not self.training:
-            return dataset
-        return dataset.shuffle(self.shuffle_buffer, seed=_derived_seed(self.seed, 2), reshuffle_each_iteration=True)
 
     def random_keys(self, stream):
         """Random int64 keys, a different sequence for each iteration (epoch), the same for the same seed."""
@@ -277,7 +277,184 @@ class _Plan:
 
         return tf.data.Dataset.random(seed=_derived_seed(self.seed, stream), rerandomize_each_iteration=True)
 
-    def selected_records(self):
+    def pieces(self, lengths, draws, window_index):
+        """Where the samples of each output row come from, for clips of ``lengths`` ([n] int64).
+
+        Row ``[lo, hi)`` holds the clip's samples ``[lo + shift, hi + shift)``; the rest of
+        the row is silence. ``draws`` (uniform in [0, 1), one per clip) place the random crops
+        when training. Returns ``(shift, lo, hi, width)``, the first three ``[n, k]``: one row
+        per clip (k = 1), or, with windows, one per entry of ``window_index`` ([n, k]).
+        """
+        import tensorflow as tf
+
+        if self.clip_samples:
+            width = tf.constant(self.clip_samples, tf.int64)
+            slack = tf.abs(lengths - width)
+            if self.training:
+                offsets = tf.cast(tf.floor(draws * tf.cast(slack + 1, tf.float64)), tf.int64)
+            else:
+                offsets = slack // 2
+            # A longer clip is cut ``offset`` samples in; a shorter one starts ``offset`` samples late.
+            shift = tf.where(lengths >= width, offsets, -offsets)
+            lo, hi, kept = tf.maximum(-shift, 0), tf.minimum(lengths - shift, width), tf.fill(tf.shape(lengths), width)
+        else:
+            width = tf.reduce_max(lengths)
+            shift, lo, hi, kept = tf.zeros_like(lengths), tf.zeros_like(lengths), lengths, lengths
+        shift, lo, hi = shift[:, None], lo[:, None], hi[:, None]
+        if window_index is None:
+            return shift, lo, hi, width
+        window = tf.constant(self.window_samples, tf.int64)
+        starts = _window_starts(kept, window_index, self.windows, window)
+        lo = tf.clip_by_value(lo - starts, 0, window)
+        return shift + starts, lo, tf.clip_by_value(hi - starts, lo, window), window
+
+    def outputs(self, clips, pcm, rows_per_clip):
+        """``(inputs, label)`` as :func:`make_dataset` yields them, from a batch of clips and their int16 rows."""
+        import tensorflow as tf
+
+        ids, labels = clips["id"], clips["label"]
+        audio = pcm if self.audio_dtype == "int16" else tf.cast(pcm, tf.float32) * (1.0 / 32768.0)
+        if self.variable_length:
+            inputs = {"audio": audio, "length": tf.cast(clips["num_samples"], tf.int32),
+                      "transcript": clips["transcript"]}
+            return ({**inputs, "id": ids} if self.with_ids else inputs), labels
+        if rows_per_clip > 1:
+            ids, labels = tf.repeat(ids, rows_per_clip), tf.repeat(labels, rows_per_clip)
+        return ({"audio": audio, "id": ids} if self.with_ids else audio), labels
+
+
+class _ClipsInMemory:
+    """The selected clips' audio read once into memory; epochs are planned as whole tensors.
+
+    An epoch is a tensor of rows (clip position, crop draw, window), resampled and
+    permuted in one go; tf.data batches those rows and each batch's audio is sliced
+    straight out of memory, so no per-clip work is left but copying its samples.
+    """
+
+    def __init__(self, shard_paths, selected_ids, labels):
+        import tensorflow as tf
+
+        position_of = {clip_id: position for position, clip_id in enumerate(selected_ids)}
+        audio = [np.zeros(0, np.int16)] * len(selected_ids)
+        transcripts = [b""] * len(selected_ids)
+        records = tf.data.TFRecordDataset(list(shard_paths), num_parallel_reads=tf.data.AUTOTUNE)
+        for chunk in records.batch(_LOAD_CHUNK).map(_parse_records).prefetch(1):
+            for clip_id, pcm, transcript in zip(chunk["id"].numpy(), chunk["pcm"].numpy(),
+                                                chunk["transcript"].numpy()):
+                position = position_of.get(clip_id.decode(), -1)
+                if position >= 0:
+                    audio[position] = np.frombuffer(pcm, "<i2")
+                    transcripts[position] = transcript
+        lengths = np.array([clip.size for clip in audio], np.int64)
+        self.lengths = tf.constant(lengths)
+        self.begins = tf.constant(np.cumsum(lengths) - lengths)
+        self.audio = tf.constant(np.concatenate(audio))
+        self.ids = tf.constant(list(selected_ids))
+        self.labels = tf.constant(labels)
+        self.transcripts = tf.constant(transcripts, tf.string)
+
+    def batches(self, plan):
+        """One epoch of batches, planned from the epoch's key; iterating again gives the next epoch."""
+        import tensorflow as tf
+
+        # The audio is sliced outside flat_map: a function inside it would get the clips anew every epoch.
+        rows = plan.random_keys(stream=4).take(1).flat_map(lambda key: self.epoch_rows(plan, key))
+        return rows.map(lambda batch: self.examples(plan, batch), num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=plan.deterministic)
+
+    def epoch_rows(self, plan, key):
+        """Batches of rows (clip position, crop draw[, window]) of the epoch drawn from ``key``."""
+        import tensorflow as tf
+
+        uses = tf.range(tf.size(self.lengths))
+        if plan.balance:
+            uses = tf.repeat(uses, _epoch_repeats(plan, key))
+        rows = {"position": uses,
+                "draw": tf.random.stateless_uniform(tf.shape(uses), seed=tf.stack([key, 1]), dtype=tf.float64)}
+        if plan.windows:
+            rows = {name: tf.repeat(values, plan.windows) for name, values in rows.items()}
+            rows["window"] = tf.tile(tf.range(plan.windows), tf.shape(uses))
+        if plan.training:
+            shuffle = tf.random.stateless_uniform(tf.shape(rows["position"]), seed=tf.stack([key, 2]))
+            order = tf.argsort(shuffle)
+            rows = {name: tf.gather(values, order) for name, values in rows.items()}
+        rows = tf.data.Dataset.from_tensor_slices(rows)
+        if plan.bucket_samples:
+            return rows.bucket_by_sequence_length(
+                lambda row: tf.cast(tf.gather(self.lengths, row["position"]), tf.int32), plan.bucket_samples,
+                [plan.batch_size] * (len(plan.bucket_samples) + 1), drop_remainder=plan.drop_remainder)
+        return rows.batch(plan.batch_size, drop_remainder=plan.drop_remainder)
+
+    def examples(self, plan, rows):
+        import tensorflow as tf
+
+        positions = rows["position"]
+        clips = {"id": tf.gather(self.ids, positions), "label": tf.gather(self.labels, positions),
+                 "num_samples": tf.gather(self.lengths, positions)}
+        if plan.variable_length:
+            clips["transcript"] = tf.gather(self.transcripts, positions)
+        window_index = rows["window"][:, None] if plan.windows else None
+        shift, lo, hi, width = plan.pieces(clips["num_samples"], rows["draw"], window_index)
+        first = tf.gather(self.begins, positions)[:, None] + shift + lo
+        return plan.outputs(clips, self.rows(first, lo, hi, width), rows_per_clip=1)
+
+    def rows(self, first, lo, hi, width):
+        """``[n * k, width]`` int16 rows: row ``[lo, hi)`` from the audio at ``first`` on, silence around."""
+        import tensorflow as tf
+
+        audio = self.audio
+
+        def row(piece):
+            start, lo, hi = piece
+            return tf.pad(audio[start:start + hi - lo], [[lo, width - hi]])
+
+        # One slice per row: a gather of every sample separately costs several times more.
+        pieces = tuple(tf.reshape(values, [-1]) for values in (first, lo, hi))
+        return tf.map_fn(row, pieces, fn_output_signature=tf.TensorSpec([None], tf.int16),
+                         parallel_iterations=_PARALLEL_ROWS)
+
+
+class _ShardRecords:
+    """The shards read every epoch: serialised records move through tf.data's own stages (the only
+    per-clip function being the selection check) and are parsed, cut and decoded a batch at a time."""
+
+    def __init__(self, shard_paths, selected_ids, labels):
+        self.shard_paths = list(shard_paths)
+        self.label_table = _table(selected_ids, labels, _NOT_SELECTED)
+        self.position_table = _table(selected_ids, np.arange(len(selected_ids), dtype=np.int32), -1)
+
+    def batches(self, plan):
+        """One epoch of batches; iterating the dataset again gives the next epoch."""
+        import tensorflow as tf
+
+        records = self.selected_records(plan)
+        if plan.windows:
+            # Windows, not clips, are the examples: cut in chunks, then shuffled and batched one by one.
+            examples = self.cut(plan, records.batch(_CHUNK)).unbatch()
+            return self.shuffled(plan, examples).batch(plan.batch_size, drop_remainder=plan.drop_remainder)
+        records = self.shuffled(plan, records)
+        if plan.bucket_samples:
+            return self.cut(plan, records.bucket_by_sequence_length(
+                lambda record: tf.cast(self.header(record)["num_samples"], tf.int32), plan.bucket_samples,
+                [plan.batch_size] * (len(plan.bucket_samples) + 1), drop_remainder=plan.drop_remainder))
+        return self.cut(plan, records.batch(plan.batch_size, drop_remainder=plan.drop_remainder))
+
+    def cut(self, plan, record_batches):
+        """:meth:`examples` of every batch of records, each with its own random key."""
+        import tensorflow as tf
+
+        keys = plan.random_keys(stream=1)
+        return tf.data.Dataset.zip(record_batches, keys).map(
+            lambda batch, key: self.examples(plan, batch, tf.stack([key, 0])),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=plan.deterministic)
+
+    @staticmethod
+    def shuffled(plan, dataset):
+        if not plan.training:
+            return dataset
+        return dataset.shuffle(plan.shuffle_buffer, seed=_derived_seed(plan.seed, 2), reshuffle_each_iteration=True)
+
+    def selected_records(self, plan):
         """The serialised record of each use of a selected clip this epoch.
 
         Shards are read in parallel (in a shuffled order when training); records
@@ -286,31 +463,31 @@ class _Plan:
         """
         import tensorflow as tf
 
-        if not self.balance:
-            return self.records(_derived_seed(self.seed, 3)).filter(lambda record: self.position(record) >= 0)
+        if not plan.balance:
+            return self.records(plan, _derived_seed(plan.seed, 3)).filter(lambda record: self.position(record) >= 0)
 
         def resampled(key):
-            uses = _epoch_repeats(self, key)
+            uses = _epoch_repeats(plan, key)
 
             def repeated(record):
                 position = self.position(record)
                 times = tf.where(position >= 0, tf.gather(uses, tf.maximum(position, 0)), 0)
                 return tf.data.Dataset.from_tensors(record).repeat(tf.cast(times, tf.int64))
 
-            return self.records(key).flat_map(repeated)
+            return self.records(plan, key).flat_map(repeated)
 
         # The resampling is drawn once per epoch: the epoch's records are built from its key.
-        return self.random_keys(stream=4).take(1).flat_map(resampled)
+        return plan.random_keys(stream=4).take(1).flat_map(resampled)
 
-    def records(self, shard_seed):
+    def records(self, plan, shard_seed):
         import tensorflow as tf
 
-        shards = tf.data.Dataset.from_tensor_slices(self.shards)
-        if self.training:
-            shards = shards.shuffle(len(self.shards), seed=shard_seed, reshuffle_each_iteration=True)
+        shards = tf.data.Dataset.from_tensor_slices(self.shard_paths)
+        if plan.training:
+            shards = shards.shuffle(len(self.shard_paths), seed=shard_seed, reshuffle_each_iteration=True)
         return shards.interleave(tf.data.TFRecordDataset,
-                                 cycle_length=min(len(self.shards), _MAX_INTERLEAVED_SHARDS),
-                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=self.deterministic)
+                                 cycle_length=min(len(self.shard_paths), _MAX_INTERLEAVED_SHARDS),
+                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=plan.deterministic)
 
     @staticmethod
     def header(record):
@@ -324,32 +501,70 @@ class _Plan:
         """Index of the record's clip in the selection, -1 when not selected."""
         return self.position_table.lookup(self.header(record)["id"])
 
-    def examples(self, serialized, seed):
+    def examples(self, plan, records, seed):
         """A batch of serialised records -> ``(inputs, label)``: audio cut, padded or windowed, decoded."""
         import tensorflow as tf
 
-        clips = _parse_records(serialized)
-        labels = self.label_table.lookup(clips["id"])
-        ids, lengths = clips["id"], clips["num_samples"]
-        if self.variable_length:
-            audio = _decoded(clips["pcm"], tf.reduce_max(lengths))
-            inputs = {"audio": audio, "length": tf.cast(lengths, tf.int32), "transcript": clips["transcript"]}
-            return ({**inputs, "id": ids} if self.with_ids else inputs), labels
-        if self.clip_samples:
-            slack = tf.abs(lengths - self.clip_samples)
-            if self.training:
-                draw = tf.random.stateless_uniform(tf.shape(slack), seed=seed, dtype=tf.float64)
-                offsets = tf.cast(tf.floor(draw * tf.cast(slack + 1, tf.float64)), tf.int64)
-            else:
-                offsets = slack // 2
-            audio = _fitted(clips["pcm"], lengths, self.clip_samples, offsets)
-            lengths = tf.fill(tf.shape(lengths), tf.cast(self.clip_samples, tf.int64))
-        else:
-            audio = _decoded(clips["pcm"], tf.maximum(tf.reduce_max(lengths), self.window_samples))
-        if self.windows:
-            audio = _windows(audio, lengths, self.windows, self.window_samples)
-            labels, ids = tf.repeat(labels, self.windows), tf.repeat(ids, self.windows)
-        return ({"audio": audio, "id": ids} if self.with_ids else audio), labels
+        clips = _parse_records(records)
+        clips["label"] = self.label_table.lookup(clips["id"])
+        lengths = clips["num_samples"]
+        draws = tf.random.stateless_uniform(tf.shape(lengths), seed=seed, dtype=tf.float64)
+        window_index = None
+        if plan.windows:
+            window_index = tf.tile(tf.range(plan.windows)[None, :], [tf.size(lengths), 1])
+        shift, lo, hi, width = plan.pieces(lengths, draws, window_index)
+        return plan.outputs(clips, self.rows(clips["pcm"], shift, lo, hi, width), rows_per_clip=plan.windows or 1)
+
+    @staticmethod
+    def rows(pcm, shift, lo, hi, width):
+        """``[n * k, width]`` int16 rows from each clip's ``[n, k]`` pieces, cut as bytes so that
+        only kept samples are decoded."""
+        import tensorflow as tf
+
+        pieces = tf.reshape(tf.strings.substr(pcm[:, None], 2 * (lo + shift), 2 * (hi - lo)), [-1])
+        lo = tf.reshape(lo, [-1])
+
+        def with_leading_silence():
+            static_width = tf.get_static_value(width)
+            silence = (tf.constant(bytes(2 * int(static_width))) if static_width is not None
+                       else tf.strings.reduce_join(tf.fill([width], b"\0\0")))
+            return tf.strings.join([tf.strings.substr(silence, tf.zeros_like(lo), 2 * lo), pieces])
+
+        pieces = tf.cond(tf.reduce_any(lo > 0), with_leading_silence, lambda: pieces)
+        # Decoding pads with zeros at the end by itself.
+        fixed_bytes = tf.cast(2 * width, tf.int32)
+        return tf.io.decode_raw(pieces, tf.int16, fixed_length=fixed_bytes)
+
+
+def _holds_in_memory(choice, audio_bytes, root):
+    """Whether ``cache_in_memory=choice`` means reading the clips into memory."""
+    if choice != "auto":
+        return choice
+    if audio_bytes > AUTO_IN_MEMORY_BYTES:
+        return False
+    available = _available_memory_bytes()
+    # Reading the clips in holds them twice for a moment.
+    if available and 2 * audio_bytes > available:
+        warnings.warn(f"the selected clips of {root} ({audio_bytes / 2 ** 20:.0f} MiB) would not fit in the "
+                      f"memory available, so they are streamed: the batches differ from a run holding them "
+                      f"in memory (pass cache_in_memory=False to stream everywhere)", stacklevel=4)
+        return False
+    return True
+
+
+def _available_memory_bytes():
+    """Memory the system can still give (Linux's MemAvailable, else free pages); 0 when unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def _table(keys, values, default):
@@ -392,44 +607,14 @@ def _epoch_repeats(plan, epoch_key):
     return tf.constant(base[class_of_clip], tf.int32) + tf.cast(once_more, tf.int32)
 
 
-def _fitted(pcm, lengths, samples, offsets):
-    """Each clip cut to ``samples`` from ``offsets`` when longer, or zero-padded with ``offsets`` zeros
-    in front when shorter: ``[n, samples]`` float32, cut as bytes before decoding so only kept samples decode."""
-    import tensorflow as tf
-
-    longer = lengths >= samples
-    zero = tf.zeros_like(offsets)
-    start, before = tf.where(longer, offsets, zero), tf.where(longer, zero, offsets)
-    # Decoding truncates and pads at the end by itself: bytes are cut only for a later start.
-    piece = tf.cond(tf.reduce_any(start > 0),
-                    lambda: tf.strings.substr(pcm, 2 * start, tf.fill(tf.shape(start), tf.cast(2 * samples, tf.int64))),
-                    lambda: pcm)
-
-    def with_leading_silence():
-        silence = tf.fill(tf.shape(before), tf.constant(bytes(2 * samples)))
-        return tf.strings.join([tf.strings.substr(silence, zero, 2 * before), piece])
-
-    piece = tf.cond(tf.reduce_any(before > 0), with_leading_silence, lambda: piece)
-    return _decoded(piece, samples)
-
-
-def _decoded(pcm, samples):
-    """int16 little-endian bytes -> ``[n, samples]`` float32 in [-1, 1), zero-padded at the end."""
-    import tensorflow as tf
-
-    fixed_bytes = tf.cast(2 * samples, tf.int32)
-    return tf.cast(tf.io.decode_raw(pcm, tf.int16, fixed_length=fixed_bytes), tf.float32) * (1.0 / 32768.0)
-
-
-def _windows(audio, lengths, count, samples):
-    """``count`` windows of ``samples`` evenly spaced from each clip's start to its end: ``[n * count, samples]``."""
+def _window_starts(lengths, window_index, count, samples):
+    """Starts of windows ``window_index`` ([n, k]) of ``count`` windows of ``samples`` evenly spaced
+    from each clip's start to its end (``lengths``: [n])."""
     import tensorflow as tf
 
     last_start = tf.cast(tf.maximum(lengths - samples, 0), tf.float64)
     fraction = tf.linspace(tf.constant(0.0, tf.float64), 1.0, count) if count > 1 else tf.zeros([1], tf.float64)
-    starts = tf.cast(tf.round(last_start[:, None] * fraction[None, :]), tf.int32)
-    windows = tf.gather(audio, starts[:, :, None] + tf.range(samples)[None, None, :], batch_dims=1)
-    return tf.reshape(windows, [-1, samples])
+    return tf.cast(tf.round(last_start[:, None] * tf.gather(fraction, window_index)), tf.int64)
 
 
 def _derived_seed(seed, stream):

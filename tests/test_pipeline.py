@@ -1,4 +1,5 @@
-"""The tf.data pipeline over a prepared cache: cropping, windows, balancing, filtering, determinism."""
+"""The tf.data pipeline over a prepared cache: cropping, windows, balancing, filtering, determinism,
+with the clips held in memory and streamed from the shards."""
 
 import csv
 import json
@@ -9,6 +10,7 @@ import pytest
 
 from coughclf.cache import FORMAT_VERSION, MANIFEST_COLUMNS, SHARD_PATTERN, encode_example, open_cache
 from coughclf.errors import CoughclfError
+from coughclf import pipeline
 from coughclf.pipeline import class_weights, epoch_class_counts, make_dataset
 
 RATE = 16000
@@ -66,6 +68,12 @@ def clips_by_id(dataset):
     return found
 
 
+@pytest.fixture(params=[True, False], ids=["in_memory", "streamed"])
+def in_memory(request):
+    """Both ways of reading the clips: every behaviour below must hold for each."""
+    return request.param
+
+
 @pytest.fixture
 def mixed_cache(tmp_path):
     """Eight clips of 0.25 s to 2 s over three shards, labels 0/1 alternating."""
@@ -74,8 +82,9 @@ def mixed_cache(tmp_path):
     return write_cache(tmp_path / "cache", clips, shards=3)
 
 
-def test_eval_centre_crops_long_clips_and_centres_short_ones_exactly(mixed_cache):
-    found = clips_by_id(make_dataset(mixed_cache, mode="eval", clip_seconds=1.0, batch_size=3, with_ids=True))
+def test_eval_centre_crops_long_clips_and_centres_short_ones_exactly(mixed_cache, in_memory):
+    found = clips_by_id(make_dataset(mixed_cache, mode="eval", clip_seconds=1.0, batch_size=3, with_ids=True,
+                                     cache_in_memory=in_memory))
     assert len(found) == 8
     samples = RATE
     for i, length in enumerate([4000, 8000, 12000, 16000, 20000, 24000, 28000, 32000]):
@@ -91,9 +100,10 @@ def test_eval_centre_crops_long_clips_and_centres_short_ones_exactly(mixed_cache
             assert not audio[:before].any() and not audio[before + length:].any()
 
 
-def test_train_random_crops_are_contiguous_pieces_of_the_clip_at_varying_offsets(mixed_cache):
+def test_train_random_crops_are_contiguous_pieces_of_the_clip_at_varying_offsets(mixed_cache, in_memory):
     lengths = [4000, 8000, 12000, 16000, 20000, 24000, 28000, 32000]
-    dataset = make_dataset(mixed_cache, mode="train", clip_seconds=0.5, batch_size=4, with_ids=True, seed=3)
+    dataset = make_dataset(mixed_cache, mode="train", clip_seconds=0.5, batch_size=4, with_ids=True, seed=3,
+                           cache_in_memory=in_memory)
     first_samples = {"clip0": set(), "clip7": set()}
     for _ in range(4):
         for clip_id, [(audio, _)] in clips_by_id(dataset).items():
@@ -111,8 +121,9 @@ def test_train_random_crops_are_contiguous_pieces_of_the_clip_at_varying_offsets
     assert all(len(places) > 1 for places in first_samples.values())
 
 
-def test_windows_cover_the_clip_evenly_with_its_label_and_id(mixed_cache):
-    dataset = make_dataset(mixed_cache, mode="eval", windows=3, window_seconds=0.5, batch_size=5, with_ids=True)
+def test_windows_cover_the_clip_evenly_with_its_label_and_id(mixed_cache, in_memory):
+    dataset = make_dataset(mixed_cache, mode="eval", windows=3, window_seconds=0.5, batch_size=5, with_ids=True,
+                           cache_in_memory=in_memory)
     found = clips_by_id(dataset)
     assert sorted(found) == sorted(f"clip{i}" for i in range(8))
     for clip_id, windows in found.items():
@@ -138,11 +149,11 @@ def _unbalanced_cache(tmp_path, counts):
     return write_cache(tmp_path / "cache", clips, shards=2, classes=tuple("abc"[:len(counts)]))
 
 
-def test_oversampling_reaches_the_target_per_class_within_the_repeat_cap(tmp_path):
+def test_oversampling_reaches_the_target_per_class_within_the_repeat_cap(tmp_path, in_memory):
     cache = _unbalanced_cache(tmp_path, [20, 3, 7])
     with pytest.warns(UserWarning, match="max_repeats=4"):
         dataset = make_dataset(cache, mode="train", clip_seconds=0.1, batch_size=8, balance="oversample",
-                               balance_target=15, max_repeats=4, with_ids=True)
+                               balance_target=15, max_repeats=4, with_ids=True, cache_in_memory=in_memory)
     majority_subsets = set()
     for _ in range(3):
         uses = Counter(clip_id.decode() for inputs, _ in batches(dataset) for clip_id in inputs["id"])
@@ -218,10 +229,10 @@ def test_default_clip_length_is_the_longest_selected_clip(mixed_cache):
     assert inputs.shape == (2, 12000)
 
 
-def test_same_seed_gives_the_same_batches_and_another_seed_does_not(mixed_cache):
+def test_same_seed_gives_the_same_batches_and_another_seed_does_not(mixed_cache, in_memory):
     def two_epochs(seed):
         dataset = make_dataset(mixed_cache, mode="train", clip_seconds=0.5, batch_size=3, seed=seed,
-                               balance="oversample", with_ids=True)
+                               balance="oversample", with_ids=True, cache_in_memory=in_memory)
         return [batches(dataset) for _ in range(2)]
 
     def same(run_a, run_b):
@@ -234,12 +245,12 @@ def test_same_seed_gives_the_same_batches_and_another_seed_does_not(mixed_cache)
     assert not same([first[0]], [first[1]])  # epochs differ too
 
 
-def test_variable_length_pads_each_batch_to_its_longest_clip_with_lengths(tmp_path):
+def test_variable_length_pads_each_batch_to_its_longest_clip_with_lengths(tmp_path, in_memory):
     clips = [(f"s{i}", ramp(n), -1, f"word {i}") for i, n in enumerate([1000, 5000, 3000, 7000, 2000])]
     cache = write_cache(tmp_path / "cache", clips, shards=2)
     seen = {}
     for inputs, labels in batches(make_dataset(cache, mode="eval", batch_size=2, variable_length=True,
-                                               with_ids=True)):
+                                               with_ids=True, cache_in_memory=in_memory)):
         assert inputs["audio"].shape[1] == inputs["length"].max()
         assert set(labels) == {-1}
         for clip_id, audio, length, text in zip(inputs["id"], inputs["audio"], inputs["length"],
@@ -251,11 +262,12 @@ def test_variable_length_pads_each_batch_to_its_longest_clip_with_lengths(tmp_pa
     assert seen == {"s0": 1000, "s1": 5000, "s2": 3000, "s3": 7000, "s4": 2000}
 
 
-def test_bucketing_batches_short_and_long_clips_apart(tmp_path):
+def test_bucketing_batches_short_and_long_clips_apart(tmp_path, in_memory):
     clips = [(f"s{i}", ramp(n), -1) for i, n in enumerate([1000, 9000, 1200, 9500, 1100, 9900])]
     cache = write_cache(tmp_path / "cache", clips)
     widths = sorted(inputs["audio"].shape[1] for inputs, _ in batches(
-        make_dataset(cache, mode="train", batch_size=3, variable_length=True, bucket_boundaries=[0.5])))
+        make_dataset(cache, mode="train", batch_size=3, variable_length=True, bucket_boundaries=[0.5],
+                     cache_in_memory=in_memory)))
     assert widths == [1200, 9900]
 
 
@@ -273,10 +285,54 @@ def test_parallel_reads_of_many_shards_yield_every_clip_exactly_once(tmp_path):
     ({"mode": "eval", "balance": "oversample"}, "balancing"),
     ({"variable_length": True, "clip_seconds": 1.0}, "variable_length"),
     ({"windows": 3}, "window_seconds"),
+    ({"cache_in_memory": "yes"}, "cache_in_memory"),
+    ({"audio_dtype": "float64"}, "audio_dtype"),
 ])
 def test_contradictory_options_are_refused_with_a_clear_error(mixed_cache, options, message):
     with pytest.raises(CoughclfError, match=message):
         make_dataset(mixed_cache, **options)
+
+
+def test_only_selected_clips_are_held_in_memory_with_their_transcripts(tmp_path):
+    clips = [(f"t{i}", ramp(300 + i), -1, f"text {i}") for i in range(6)]
+    cache = write_cache(tmp_path / "cache", clips, shards=3)
+    found = {}
+    for inputs, _ in batches(make_dataset(cache, ["t4", "t1"], mode="eval", batch_size=4, variable_length=True,
+                                          with_ids=True, cache_in_memory=True)):
+        for clip_id, audio, length, text in zip(inputs["id"], inputs["audio"], inputs["length"],
+                                                inputs["transcript"]):
+            found[clip_id.decode()] = (length, text.decode())
+            np.testing.assert_array_equal(audio[:length], ramp(length) / 32768.0)
+    # The ids' order is the evaluation order in memory.
+    assert list(found) == ["t4", "t1"] and found == {"t4": (304, "text 4"), "t1": (301, "text 1")}
+
+
+def test_int16_audio_is_the_cached_pcm_and_pcm_to_float_gives_the_float32_batches(mixed_cache, in_memory):
+    import keras
+
+    from coughclf.layers import PCMToFloat
+
+    options = dict(mode="train", clip_seconds=0.5, batch_size=3, seed=5, with_ids=True, cache_in_memory=in_memory)
+    as_float = batches(make_dataset(mixed_cache, **options))
+    as_int16 = batches(make_dataset(mixed_cache, audio_dtype="int16", **options))
+    inputs = keras.Input((8000,), dtype="int16")
+    to_float = keras.Model(inputs, PCMToFloat()(inputs))
+    for (floats, _), (pcm, _) in zip(as_float, as_int16, strict=True):
+        assert pcm["audio"].dtype == np.int16 and list(pcm["id"]) == list(floats["id"])
+        np.testing.assert_array_equal(np.round(floats["audio"] * 32768).astype(np.int16), pcm["audio"])
+        np.testing.assert_array_equal(to_float.predict(pcm["audio"], verbose=0), floats["audio"])
+
+
+def test_auto_holds_small_selections_in_memory_and_streams_larger_ones(mixed_cache, monkeypatch):
+    def first_epoch(cache_in_memory):
+        return batches(make_dataset(mixed_cache, mode="train", clip_seconds=0.5, batch_size=8, seed=1,
+                                    with_ids=True, cache_in_memory=cache_in_memory))[0][0]["id"].tolist()
+
+    in_memory, streamed = first_epoch(True), first_epoch(False)
+    assert in_memory != streamed  # the two ways shuffle differently (a full permutation vs a buffer)
+    assert first_epoch("auto") == in_memory
+    monkeypatch.setattr(pipeline, "AUTO_IN_MEMORY_BYTES", 2 * 20000)  # below the 8 clips' 2 * 144000 bytes
+    assert first_epoch("auto") == streamed
 
 
 @pytest.mark.slow

@@ -16,3 +16,4 @@ from coughclf.layers.augment import (
     load_noise_bank,
 )
 from coughclf.layers.frontend import MFCC, LogMelSpectrogram, RMSEnergy, SpectralCentroid, ZeroCrossingRate
+from coughclf.layers.pcm import PCMToFloat
