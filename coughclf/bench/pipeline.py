@@ -5,17 +5,29 @@ For each duration the same clips (a prepared cache of 16 kHz clips) go through:
 * ``librosa``: the reports' way, a Python loop of ``librosa.feature.melspectrogram``
   (n_fft 1024, hop 512, 128 mels) and ``librosa.power_to_db`` per clip, on audio
   already decoded into numpy arrays in memory (BLAS limited to one thread, its fastest);
-* ``pipeline``: :func:`coughclf.pipeline.make_dataset` (reading and cropping the
-  cache) feeding a compiled Keras model of ``LogMelSpectrogram`` + ``SpecAugment``
-  run with ``training=True`` (so SpecAugment works), batch 64;
+* ``pipeline``: :func:`coughclf.pipeline.make_dataset` (its defaults: the clips
+  held in memory, float32 audio; random crops, training order) feeding a
+  jit-compiled Keras model of ``LogMelSpectrogram`` + ``SpecAugment`` run with
+  ``training=True`` (so SpecAugment works), batch 64;
+* ``pipeline_int16``: the same with ``audio_dtype="int16"`` and ``PCMToFloat`` at
+  the front of the model;
+* ``pipeline_streamed``: the same with ``cache_in_memory=False`` (every epoch reads
+  and parses the shards);
 * ``tf_signal``: a bare batched ``tf.signal`` log-mel on in-memory batches, the
   ceiling for the FFT work on this machine;
 * ``pipeline_only`` and ``front_end_in_memory``: the two halves of ``pipeline``
   alone (reading without the model; the model on in-memory batches).
 
-Each is reported as clips/s (wall clock, best of ``--repeats``) and as CPU
-milliseconds per clip (this process's CPU time): on a machine shared with other
-jobs wall-clock rates fall with the load, CPU time per clip much less.
+The pipelines are datasets made once and iterated once per pass, as ``model.fit``
+iterates one per epoch: these are steady-state epochs. The first epoch of a fresh
+dataset (``*_cold_*``: making it, which reads the clips into memory, plus one
+epoch) is reported apart. Every method runs once untimed, then the methods take
+turns for ``--repeats`` timed passes; medians are reported, as clips/s (wall
+clock) and as CPU milliseconds per clip (this process's CPU time): on a machine
+shared with other jobs wall-clock rates fall with the load, CPU time per clip much
+less. ``cpu_librosa_over_pipeline`` compares CPU time per clip, which is the
+wall-clock ratio a quiet machine would show if the pipeline's work spread evenly
+over ``cpu_cores`` cores while librosa uses one, divided by ``cpu_cores``.
 
 Then the starvation check: one ``model.fit`` epoch of a small CNN on the log-mel
 fed by the pipeline, against the same batches held in memory (ratio near 1: the
@@ -38,7 +50,7 @@ def add_arguments(parser):
                         help="clip durations to measure (default 1 5)")
     parser.add_argument("--batch-size", type=int, default=64, help="pipeline batch size (default 64)")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="timed passes over the clips per method; the best counts (default 3)")
+                        help="timed passes over the clips per method, taken in turns; the median counts (default 3)")
     parser.add_argument("--audio-dir", type=Path,
                         help="use the first CLIPS audio files under this folder instead of synthetic coughs")
     parser.add_argument("--no-fit", action="store_true", help="skip the model.fit starvation check")
@@ -97,43 +109,58 @@ def _measure(cache, seconds, args):
 
     from coughclf.pipeline import make_dataset
 
-    # One dataset, iterated once per pass as model.fit does once per epoch.
-    pipeline = make_dataset(cache, mode="train", clip_seconds=seconds, batch_size=args.batch_size, seed=0)
+    def pipeline(**options):
+        return make_dataset(cache, mode="train", clip_seconds=seconds, batch_size=args.batch_size, seed=0,
+                            **options)
 
     # The clips exactly as the model sees them, decoded once into memory for librosa and tf.signal.
     audio = np.concatenate([batch.numpy() for batch, _ in make_dataset(
         cache, mode="eval", clip_seconds=seconds, batch_size=args.batch_size)])
     clips = len(audio)
-    front_end = _front_end(audio.shape[1])
-    timings = {
-        "librosa": _timed(lambda: _librosa_loop(audio), args.repeats),
-        "pipeline": _timed(_consumer(pipeline, front_end), args.repeats),
-        "tf_signal": _timed(_in_memory_consumer(audio, args.batch_size, _bare_log_mel()), args.repeats),
+    front_end, front_end_int16 = _front_end(audio.shape[1]), _front_end(audio.shape[1], int16=True)
+    # One dataset each, iterated once per pass as model.fit does once per epoch.
+    in_memory, int16, streamed = pipeline(), pipeline(audio_dtype="int16"), pipeline(cache_in_memory=False)
+    timings = _timed_in_turns({
+        "librosa": lambda: _librosa_loop(audio),
+        "pipeline": _consumer(in_memory, front_end),
+        "pipeline_int16": _consumer(int16, front_end_int16),
+        "pipeline_streamed": _consumer(streamed, front_end),
+        "tf_signal": _in_memory_consumer(audio, args.batch_size, _bare_log_mel()),
         # The two halves of "pipeline" alone: reading without the model, the model without reading.
-        "pipeline_only": _timed(_consumer(pipeline, None), args.repeats),
-        "front_end_in_memory": _timed(_in_memory_consumer(audio, args.batch_size, front_end), args.repeats),
-    }
+        "pipeline_only": _consumer(in_memory, None),
+        "front_end_in_memory": _in_memory_consumer(audio, args.batch_size, front_end),
+        # A fresh dataset's first epoch: making it (reading the clips into memory) and iterating it once.
+        "pipeline_cold": lambda: _consumer(pipeline(), front_end)(),
+        "pipeline_streamed_cold": lambda: _consumer(pipeline(cache_in_memory=False), front_end)(),
+    }, args.repeats)
     result = {"clips": clips}
     for name, (wall, cpu) in timings.items():
         result[f"{name}_clips_per_s"] = round(clips / wall, 1)
         result[f"{name}_cpu_ms_per_clip"] = round(1000 * cpu / clips, 3)
-    result["pipeline_over_librosa"] = round(timings["librosa"][0] / timings["pipeline"][0], 2)
+    for name in ("pipeline", "pipeline_int16", "pipeline_streamed"):
+        result[f"{name}_over_librosa"] = round(timings["librosa"][0] / timings[name][0], 2)
+        result[f"cpu_librosa_over_{name}"] = round(timings["librosa"][1] / timings[name][1], 2)
     result["pipeline_over_tf_signal"] = round(timings["tf_signal"][0] / timings["pipeline"][0], 2)
     if not args.no_fit:
-        result["fit"] = _starvation_check(pipeline, audio.shape[1])
+        result["fit"] = _starvation_check(in_memory, audio.shape[1])
     return result
 
 
-def _timed(work, repeats):
-    """(wall seconds, CPU seconds of this process) of the fastest of ``repeats`` runs of ``work()``,
-    after one untimed warm-up run. CPU time is the fairer measure on a machine shared with other jobs."""
-    work()
-    runs = []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
+def _timed_in_turns(methods, repeats):
+    """``{name: (median wall seconds, median CPU seconds of this process)}`` of ``repeats`` timed runs
+    of each method, after one untimed warm-up run each; the methods take turns so that a change in
+    the machine's load hits them all alike. CPU time is the fairer measure on a shared machine."""
+    import numpy as np
+
+    for work in methods.values():
         work()
-        runs.append((time.perf_counter() - wall, time.process_time() - cpu))
-    return min(runs)
+    runs = {name: [] for name in methods}
+    for _ in range(repeats):
+        for name, work in methods.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            work()
+            runs[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {name: tuple(np.median(np.array(times), axis=0)) for name, times in runs.items()}
 
 
 def _librosa_loop(audio):
@@ -150,15 +177,17 @@ def _librosa_loop(audio):
             librosa.power_to_db(mel, ref=np.max)
 
 
-def _front_end(samples):
-    """The compiled on-model front end: LogMelSpectrogram then SpecAugment, run in training mode."""
+def _front_end(samples, int16=False):
+    """The compiled on-model front end: LogMelSpectrogram then SpecAugment, run in training mode
+    (with ``int16``: PCMToFloat first, for 16-bit batches)."""
     import keras
     import tensorflow as tf
 
-    from coughclf.layers import LogMelSpectrogram, SpecAugment
+    from coughclf.layers import LogMelSpectrogram, PCMToFloat, SpecAugment
 
-    inputs = keras.Input((samples,))
-    features = SpecAugment(seed=0)(LogMelSpectrogram(n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS)(inputs))
+    inputs = keras.Input((samples,), dtype="int16" if int16 else "float32")
+    waveform = PCMToFloat()(inputs) if int16 else inputs
+    features = SpecAugment(seed=0)(LogMelSpectrogram(n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS)(waveform))
     model = keras.Model(inputs, features)
     return tf.function(lambda batch: model(batch, training=True), jit_compile=True)
 
@@ -241,9 +270,9 @@ def _starvation_check(pipeline, samples):
         starts, ends = [], []
         timer = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: starts.append(time.perf_counter()),
                                                on_epoch_end=lambda epoch, logs: ends.append(time.perf_counter()))
-        _small_cnn(samples).fit(dataset, epochs=4, verbose=0, shuffle=False, callbacks=[timer])
-        # The first epoch traces and compiles; the best later one is the steady state.
-        seconds[name] = min(end - start for start, end in zip(starts[1:], ends[1:]))
+        _small_cnn(samples).fit(dataset, epochs=5, verbose=0, shuffle=False, callbacks=[timer])
+        # The first epoch traces and compiles; the median later one is the steady state.
+        seconds[name] = float(np.median([end - start for start, end in zip(starts[1:], ends[1:])]))
     return {"epoch_seconds_pipeline": round(seconds["pipeline"], 3),
             "epoch_seconds_in_memory": round(seconds["in_memory"], 3),
             "pipeline_over_in_memory": round(seconds["pipeline"] / seconds["in_memory"], 3)}
