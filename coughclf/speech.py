@@ -23,6 +23,13 @@ The ``[ctc]`` table (all optional)::
     beam_width = 32
     examples = 3                # transcriptions printed per epoch
     bucket_boundaries = []      # utterance durations (s) that split batches into buckets
+    word_crops = 0.0            # share of training utterances cut to start at a random word
+
+Word crops (:func:`word_starts`) are for corpora whose words are separated by silence
+(yesno, digit sequences): a cropped utterance loses the words before one of its words
+(audio and transcript) and keeps its leading silence. They break priors on the words'
+positions that a bidirectional RNN otherwise learns from a small corpus (every
+training utterance of yesno starts with "no").
 """
 
 import csv
@@ -37,7 +44,7 @@ from coughclf.errors import CoughclfError
 from coughclf.text import BLANK, CHARACTERS, decode, encode, normalize
 
 CTC_DEFAULTS = {"numbers_as_words": True, "decoder": "beam_search", "beam_width": 32, "examples": 3,
-                "bucket_boundaries": []}
+                "bucket_boundaries": [], "word_crops": 0.0}
 
 
 def ctc_settings(config):
@@ -58,6 +65,8 @@ def ctc_settings(config):
                             f"{', '.join(DECODERS)}")
     if settings["beam_width"] < 1:
         raise CoughclfError(f"{config.source}: ctc.beam_width must be at least 1")
+    if not 0.0 <= settings["word_crops"] <= 1.0:
+        raise CoughclfError(f"{config.source}: ctc.word_crops must be a share between 0.0 and 1.0")
     return settings
 
 
@@ -86,12 +95,95 @@ def feasible_ids(cache, ids, texts, model):
     return [i for i in ids if fits[i]], [i for i in ids if not fits[i]]
 
 
+def word_starts(audio, sample_rate, words, *, frame_seconds=0.01, core_db=20.0, longest_word=1.0,
+                onset_seconds=0.1):
+    """Sample offsets where each of an utterance's ``words`` words begins, or None.
+
+    Frames (their dB smoothed over five) within ``core_db`` of the loudest are the
+    words' cores; the ``words − 1`` longest pauses between cores are the gaps between
+    the words, and a later word begins at the quietest frame of the gap before it. The
+    first word begins ``onset_seconds`` before its core. None when the cores leave
+    fewer pauses than gaps, or when a word between two cuts lasts over
+    ``longest_word`` seconds (a gap was missed: noise, a click).
+    """
+    frame = max(1, int(round(frame_seconds * sample_rate)))
+    count = len(audio) // frame
+    if words < 1 or count == 0:
+        return None
+    energy = np.mean(np.square(np.asarray(audio[:count * frame], np.float64)).reshape(count, frame), axis=1)
+    decibels = np.convolve(np.pad(10 * np.log10(energy + 1e-12), 2, mode="edge"), np.ones(5) / 5, mode="valid")
+    core = np.flatnonzero(decibels > decibels.max() - core_db)
+    pauses = np.flatnonzero(np.diff(core) > 1)  # core[p] ends a core, core[p + 1] starts the next
+    if len(pauses) < words - 1:
+        return None
+    longest = np.sort(pauses[np.argsort(core[pauses] - core[pauses + 1], kind="stable")[:words - 1]])
+    cuts = [core[p] + 1 + int(np.argmin(decibels[core[p] + 1:core[p + 1]])) for p in longest]
+    # The first word may follow a long silence; every later one is a word and a pause at most.
+    if np.any(np.diff([*cuts, core[-1]]) * frame_seconds > longest_word):
+        return None
+    onset = max(0, int(core[0]) - int(round(onset_seconds / frame_seconds)))
+    return [int(index) * frame for index in (onset, *cuts)]
+
+
+def word_crop_table(cache, ids, texts):
+    """``{id: (sample offsets, label offsets)}`` where each utterance's words begin.
+
+    Utterances whose silences do not separate all their words (:func:`word_starts`)
+    get their first word only: they are never cropped.
+    """
+    from coughclf.pipeline import make_dataset
+
+    table = {}
+    for inputs, _ in make_dataset(cache, ids, mode="eval", batch_size=16, variable_length=True, with_ids=True):
+        for clip_id, audio, length in zip(np.asarray(inputs["id"]), np.asarray(inputs["audio"]),
+                                          np.asarray(inputs["length"])):
+            text = texts[clip_id.decode()]
+            labels = [0] + [index + 1 for index, character in enumerate(text) if character == " "]
+            samples = word_starts(audio[:length], cache.sample_rate, len(labels))
+            table[clip_id.decode()] = (samples, labels) if samples else ([0], [0])
+    return table
+
+
+def _crop_words(inputs, labels, crops, row_of, share, seed):
+    """Drop, with probability ``share``, the words before a random one of each utterance's words.
+
+    The audio from the first word's beginning to the chosen word's is cut out, so the
+    utterance keeps its own leading silence: a prior tied to that silence (the first
+    word after it) cannot survive the crops.
+    """
+    import tensorflow as tf
+
+    sample_starts, label_starts = crops
+    rows = row_of.lookup(inputs["id"])
+    starts, label_offsets = tf.gather(sample_starts, rows), tf.gather(label_starts, rows)
+    draws = tf.random.stateless_uniform([2, tf.shape(rows)[0]], seed=seed)
+    words = tf.cast(starts.row_lengths(), tf.float32)
+    chosen = tf.where(draws[0] < share, tf.cast(tf.floor(draws[1] * words), tf.int32), 0)[:, None]
+    starts = starts.to_tensor()
+    first, cut = starts[:, :1], tf.gather(starts, chosen, batch_dims=1) - starts[:, :1]
+    label_shift = tf.gather(label_offsets.to_tensor(), chosen, batch_dims=1)
+
+    def cut_out(rows_2d, begin, count, fill):
+        """``rows_2d`` without ``count`` columns from ``begin`` on (per row), ``fill`` at the end."""
+        positions = tf.range(tf.shape(rows_2d)[1])[None, :]
+        positions = tf.where(positions >= begin, positions + count, positions)
+        taken = tf.gather(rows_2d, tf.minimum(positions, tf.shape(rows_2d)[1] - 1), batch_dims=1)
+        return tf.where(positions < tf.shape(rows_2d)[1], taken, fill)
+
+    lengths = inputs["length"] - cut[:, 0]
+    audio = cut_out(inputs["audio"], first, cut, 0.0)
+    audio = tf.where(tf.range(tf.shape(audio)[1])[None, :] < lengths[:, None], audio, 0.0)
+    return {**inputs, "audio": audio, "length": lengths}, cut_out(labels, 0, label_shift, BLANK)
+
+
 def make_ctc_dataset(cache, ids, texts, *, mode, batch_size, seed=0, shuffle_buffer=1024,
-                     bucket_boundaries=None, with_ids=False):
+                     bucket_boundaries=None, with_ids=False, word_crops=0.0):
     """``({"audio" [B, T], "length" [B]}, labels [B, L] blank-padded)`` batches of ``ids``.
 
     ``texts`` maps each id to its normalised transcript; the labels are encoded in the
-    graph (no Python per batch). With ``with_ids`` the inputs also carry ``"id"``.
+    graph (no Python per batch). With ``with_ids`` the inputs also carry ``"id"``. In
+    ``"train"`` mode a share ``word_crops`` of the utterances start at a random word
+    instead (silence-separated words only; see the module docstring).
     """
     import tensorflow as tf
 
@@ -105,14 +197,27 @@ def make_ctc_dataset(cache, ids, texts, *, mode, batch_size, seed=0, shuffle_buf
     label_rows = tf.RaggedTensor.from_row_lengths(flat, [len(row) for row in encoded])
     row_of = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(list(ids)), tf.range(len(ids), dtype=tf.int64)), -1)
+    crops = None
+    if mode == "train" and word_crops > 0:
+        table = word_crop_table(cache, ids, texts)
+        cropped = sum(len(table[clip_id][0]) > 1 for clip_id in ids)
+        print(f"word crops: {cropped} of {len(ids)} training utterances have silences between all their words")
+        crops = tuple(tf.ragged.constant([table[clip_id][part] for clip_id in ids], tf.int32) for part in (0, 1))
+        # One seed per batch, new each epoch and deterministic under the run's seed.
+        dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed, rerandomize_each_iteration=True))
 
-    def arrange(inputs, _label):
+    def arrange(inputs, _label, batch_seed=None):
         labels = tf.gather(label_rows, row_of.lookup(inputs["id"])).to_tensor(default_value=BLANK)
+        if crops is not None:
+            inputs, labels = _crop_words(inputs, labels, crops, row_of, word_crops,
+                                         tf.stack([batch_seed, tf.constant(seed, tf.int64)]))
         features = {"audio": inputs["audio"], "length": inputs["length"]}
         if with_ids:
             features["id"] = inputs["id"]
         return features, labels
 
+    if crops is not None:
+        return dataset.map(lambda batch, batch_seed: arrange(*batch, batch_seed), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.map(arrange, num_parallel_calls=tf.data.AUTOTUNE)
 
 
@@ -280,7 +385,7 @@ def _fit(config, run_dir, strategy):
         print(f"left out {len(dropped)} training utterances too short for their transcript (e.g. {dropped[0]})")
     batches = {"batch_size": train["batch_size"], "seed": train["seed"],
                "bucket_boundaries": settings["bucket_boundaries"]}
-    train_data = make_ctc_dataset(cache, train_ids, texts, mode="train",
+    train_data = make_ctc_dataset(cache, train_ids, texts, mode="train", word_crops=settings["word_crops"],
                                   shuffle_buffer=config["data"]["shuffle_buffer"], **batches)
     validation = (make_ctc_dataset(cache, split["validation"], texts, mode="eval", **batches)
                   if split["validation"] else None)

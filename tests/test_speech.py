@@ -227,3 +227,68 @@ def test_big_corpus_configs_run_unchanged_on_miniature_layouts(tmp_path, name, w
     run = train_ctc(load_config(EXPERIMENTS / f"{name}.toml", overrides), tmp_path / "run")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["utterances"] >= 1 and np.isfinite(metrics["greedy"]["cer"])
+
+
+# --- word crops ----------------------------------------------------------------------------------
+
+def _spoken_words(bits, seed, sample_rate=8000, lead=0.5, word=0.4, gap=0.2):
+    """Tones for the words of ``bits`` (higher for "yes") after a silent lead, a gap between each."""
+    rng = np.random.default_rng(seed)
+
+    def silence(seconds):
+        return 0.001 * rng.standard_normal(int(seconds * sample_rate)).astype(np.float32)
+
+    pieces = [silence(lead)]
+    for index, bit in enumerate(bits):
+        pieces += [tone(word, sample_rate, 300.0 + 300 * int(bit), seed=seed + index), silence(gap)]
+    return np.concatenate(pieces)
+
+
+def test_word_starts_cut_in_the_gaps_and_refuse_a_missing_gap():
+    from coughclf.speech import word_starts
+
+    rate, lead, word, gap = 8000, 0.5, 0.4, 0.2
+    audio = _spoken_words("101", seed=0, sample_rate=rate, lead=lead, word=word, gap=gap)
+    starts = word_starts(audio, rate, 3)
+    assert len(starts) == 3 and lead * rate - 0.15 * rate <= starts[0] <= lead * rate
+    for index, start in enumerate(starts[1:], 1):
+        gap_begins = (lead + index * word + (index - 1) * gap) * rate
+        assert gap_begins <= start <= gap_begins + gap * rate
+    assert word_starts(audio, rate, 4) is None  # three words cannot be cut into four
+    merged = _spoken_words("10", seed=1, sample_rate=rate, lead=lead, word=word, gap=0.0)
+    assert word_starts(np.concatenate([merged, audio]), rate, 5) is None  # a gap is missing: too long a word
+
+
+def test_word_crops_start_utterances_at_a_word_with_the_rest_of_the_transcript(tmp_path):
+    from coughclf.cache import open_cache
+    from coughclf.prepare import prepare
+    from coughclf.speech import make_ctc_dataset, normalized_transcripts, word_crop_table
+    from coughclf.text import decode
+
+    names = ["0_1_1", "1_0_0", "0_0_1", "1_1_0"]
+    originals = {}
+    for seed, name in enumerate(names):
+        originals[name] = _spoken_words(name.split("_"), seed=10 * seed)
+        write_audio(tmp_path / "yesno" / "waves_yesno" / f"{name}.wav", originals[name], 8000)
+    prepare("yesno", tmp_path / "yesno", tmp_path / "cache", sample_rate=8000, progress=False)
+    cache = open_cache(tmp_path / "cache")
+    texts = normalized_transcripts(cache, names)
+    table = word_crop_table(cache, names, texts)
+    assert all(len(table[name][0]) == 3 for name in names)
+    dataset = make_ctc_dataset(cache, names, texts, mode="train", batch_size=2, word_crops=1.0, with_ids=True)
+    first_words = set()
+    for _ in range(3):  # epochs draw new crops
+        for inputs, labels in dataset:
+            for clip_id, audio, length, label_row in zip(inputs["id"].numpy(), inputs["audio"].numpy(),
+                                                         inputs["length"].numpy(), labels.numpy()):
+                clip_id = clip_id.decode()
+                original = soundfile.read(tmp_path / "yesno" / "waves_yesno" / f"{clip_id}.wav",
+                                          dtype="float32")[0]
+                starts = table[clip_id][0]
+                word = [start - starts[0] for start in starts].index(len(original) - length)
+                kept = np.concatenate([original[:starts[0]], original[starts[word]:]])
+                np.testing.assert_allclose(audio[:length], kept, atol=1e-4)
+                assert not audio[length:].any()
+                assert decode(label_row) == " ".join(texts[clip_id].split()[word:])
+                first_words.add(texts[clip_id].split()[word])
+    assert first_words == {"yes", "no"}
