@@ -43,10 +43,11 @@ class ArchiveServer:
                 else:
                     self.send_response(200)
                 body = data[start:]
+                # recorded before the body goes out: the client may check requests as soon as it has read it
+                server.requests.append((name, byte_range, len(body)))
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-                server.requests.append((name, byte_range, len(body)))
 
             def log_message(self, *args):
                 pass
