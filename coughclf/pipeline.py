@@ -12,8 +12,8 @@ The selected clips are read from the cache in one of two ways (``cache_in_memory
   whole, vectorised: which clips it uses (``balance`` resamples each class to a
   per-class count, see :func:`epoch_class_counts`), their crop offsets, and, when
   training, one random permutation of all of them (a full shuffle, not a buffer).
-  tf.data only hands out batches of clip positions; each batch is sliced straight
-  out of memory. Evaluation yields the clips in the order of ``ids``.
+  tf.data then only slices each example out of memory and batches. Evaluation
+  yields the clips in the order of ``ids``.
 * **streamed**: every epoch reads the shards in parallel (interleaved, in a
   shuffled order when training), keeps the records of selected clips (repeated as
   the balancing says), shuffles them through a ``shuffle_buffer`` when training
@@ -61,8 +61,6 @@ AUDIO_DTYPES = ("float32", "int16")
 AUTO_IN_MEMORY_BYTES = 1 << 30
 # Records parsed per call while reading clips into memory.
 _LOAD_CHUNK = 256
-# Rows sliced out of memory concurrently.
-_PARALLEL_ROWS = 8
 
 
 def class_weights(labels, formula="report"):
@@ -326,17 +324,17 @@ class _Plan:
 class _ClipsInMemory:
     """The selected clips' audio read once into memory; epochs are planned as whole tensors.
 
-    An epoch is a tensor of rows (clip position, crop draw, window), resampled and
-    permuted in one go; tf.data batches those rows and each batch's audio is sliced
-    straight out of memory, so no per-clip work is left but copying its samples.
+    An epoch is planned in one go, vectorised: the rows it yields (clip, and where the
+    row's samples lie in memory), resampled, cropped and permuted. tf.data then only
+    slices each row out of memory (one copy, a three-op function) and batches.
     """
 
     def __init__(self, shard_paths, selected_ids, labels):
         import tensorflow as tf
 
         position_of = {clip_id: position for position, clip_id in enumerate(selected_ids)}
-        audio = [np.zeros(0, np.int16)] * len(selected_ids)
-        transcripts = [b""] * len(selected_ids)
+        audio = [None] * len(selected_ids)
+        transcripts = [None] * len(selected_ids)
         records = tf.data.TFRecordDataset(list(shard_paths), num_parallel_reads=tf.data.AUTOTUNE)
         for chunk in records.batch(_LOAD_CHUNK).map(_parse_records).prefetch(1):
             for clip_id, pcm, transcript in zip(chunk["id"].numpy(), chunk["pcm"].numpy(),
@@ -345,10 +343,17 @@ class _ClipsInMemory:
                 if position >= 0:
                     audio[position] = np.frombuffer(pcm, "<i2")
                     transcripts[position] = transcript
+        missing = [clip_id for clip_id, transcript in zip(selected_ids, transcripts) if transcript is None]
+        if missing:
+            raise CoughclfError(f"{len(missing)} clips of manifest.csv are in no shard under "
+                                f"{Path(shard_paths[0]).parent} (first: {missing[0]!r}); prepare the cache again")
         lengths = np.array([clip.size for clip in audio], np.int64)
         self.lengths = tf.constant(lengths)
         self.begins = tf.constant(np.cumsum(lengths) - lengths)
-        self.audio = tf.constant(np.concatenate(audio))
+        # The records' bytes go as soon as they are joined: the audio is held twice at most, briefly.
+        joined = np.concatenate(audio)
+        del audio
+        self.audio = tf.constant(joined)
         self.ids = tf.constant(list(selected_ids))
         self.labels = tf.constant(labels)
         self.transcripts = tf.constant(transcripts, tf.string)
@@ -357,33 +362,46 @@ class _ClipsInMemory:
         """One epoch of batches, planned from the epoch's key; iterating again gives the next epoch."""
         import tensorflow as tf
 
-        # The audio is sliced outside flat_map: a function inside it would get the clips anew every epoch.
+        # Functions that use the audio stay outside flat_map, which would hand them the clips anew every epoch.
         rows = plan.random_keys(stream=4).take(1).flat_map(lambda key: self.epoch_rows(plan, key))
-        return rows.map(lambda batch: self.examples(plan, batch), num_parallel_calls=tf.data.AUTOTUNE,
-                        deterministic=plan.deterministic)
+        rows = rows.map(self.sliced, num_parallel_calls=tf.data.AUTOTUNE, deterministic=plan.deterministic)
+        if plan.bucket_samples:
+            batches = rows.bucket_by_sequence_length(
+                lambda row: tf.shape(row["pcm"], tf.int32)[0], plan.bucket_samples,
+                [plan.batch_size] * (len(plan.bucket_samples) + 1), drop_remainder=plan.drop_remainder)
+        else:
+            # Rows are of one width, except whole clips (variable_length), padded to the batch's longest.
+            batches = rows.padded_batch(plan.batch_size, drop_remainder=plan.drop_remainder)
+        return batches.map(lambda batch: self.examples(plan, batch), num_parallel_calls=tf.data.AUTOTUNE,
+                           deterministic=plan.deterministic)
 
     def epoch_rows(self, plan, key):
-        """Batches of rows (clip position, crop draw[, window]) of the epoch drawn from ``key``."""
+        """The rows (clip position; first sample in memory, ``lo``, ``hi`` and width of the row, see
+        ``_Plan.pieces``) of the epoch drawn from ``key``, as a dataset of single rows."""
         import tensorflow as tf
 
-        uses = tf.range(tf.size(self.lengths))
+        positions = tf.range(tf.size(self.lengths))
         if plan.balance:
-            uses = tf.repeat(uses, _epoch_repeats(plan, key))
-        rows = {"position": uses,
-                "draw": tf.random.stateless_uniform(tf.shape(uses), seed=tf.stack([key, 1]), dtype=tf.float64)}
-        if plan.windows:
-            rows = {name: tf.repeat(values, plan.windows) for name, values in rows.items()}
-            rows["window"] = tf.tile(tf.range(plan.windows), tf.shape(uses))
+            positions = tf.repeat(positions, _epoch_repeats(plan, key))
+        lengths = tf.gather(self.lengths, positions)
+        draws = tf.random.stateless_uniform(tf.shape(positions), seed=tf.stack([key, 1]), dtype=tf.float64)
+        window_index = tf.range(plan.windows)[None, :] + tf.zeros_like(positions)[:, None] if plan.windows else None
+        shift, lo, hi, width = plan.pieces(lengths, draws, window_index)
+        rows = {"position": positions[:, None] + tf.zeros_like(lo, tf.int32),
+                "first": tf.gather(self.begins, positions)[:, None] + shift + lo, "lo": lo, "hi": hi,
+                "width": hi if plan.variable_length else tf.fill(tf.shape(lo), width)}
+        rows = {name: tf.reshape(values, [-1]) for name, values in rows.items()}
         if plan.training:
-            shuffle = tf.random.stateless_uniform(tf.shape(rows["position"]), seed=tf.stack([key, 2]))
-            order = tf.argsort(shuffle)
+            order = tf.argsort(tf.random.stateless_uniform(tf.shape(rows["position"]), seed=tf.stack([key, 2])))
             rows = {name: tf.gather(values, order) for name, values in rows.items()}
-        rows = tf.data.Dataset.from_tensor_slices(rows)
-        if plan.bucket_samples:
-            return rows.bucket_by_sequence_length(
-                lambda row: tf.cast(tf.gather(self.lengths, row["position"]), tf.int32), plan.bucket_samples,
-                [plan.batch_size] * (len(plan.bucket_samples) + 1), drop_remainder=plan.drop_remainder)
-        return rows.batch(plan.batch_size, drop_remainder=plan.drop_remainder)
+        return tf.data.Dataset.from_tensor_slices(rows)
+
+    def sliced(self, row):
+        """A row with its int16 samples, ``pcm``: ``[lo, hi)`` sliced out of memory, silence around."""
+        import tensorflow as tf
+
+        piece = self.audio[row["first"]:row["first"] + row["hi"] - row["lo"]]
+        return {"position": row["position"], "pcm": tf.pad(piece, [[row["lo"], row["width"] - row["hi"]]])}
 
     def examples(self, plan, rows):
         import tensorflow as tf
@@ -393,25 +411,7 @@ class _ClipsInMemory:
                  "num_samples": tf.gather(self.lengths, positions)}
         if plan.variable_length:
             clips["transcript"] = tf.gather(self.transcripts, positions)
-        window_index = rows["window"][:, None] if plan.windows else None
-        shift, lo, hi, width = plan.pieces(clips["num_samples"], rows["draw"], window_index)
-        first = tf.gather(self.begins, positions)[:, None] + shift + lo
-        return plan.outputs(clips, self.rows(first, lo, hi, width), rows_per_clip=1)
-
-    def rows(self, first, lo, hi, width):
-        """``[n * k, width]`` int16 rows: row ``[lo, hi)`` from the audio at ``first`` on, silence around."""
-        import tensorflow as tf
-
-        audio = self.audio
-
-        def row(piece):
-            start, lo, hi = piece
-            return tf.pad(audio[start:start + hi - lo], [[lo, width - hi]])
-
-        # One slice per row: a gather of every sample separately costs several times more.
-        pieces = tuple(tf.reshape(values, [-1]) for values in (first, lo, hi))
-        return tf.map_fn(row, pieces, fn_output_signature=tf.TensorSpec([None], tf.int16),
-                         parallel_iterations=_PARALLEL_ROWS)
+        return plan.outputs(clips, rows["pcm"], rows_per_clip=1)
 
 
 class _ShardRecords:

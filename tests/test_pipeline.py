@@ -307,6 +307,12 @@ def test_only_selected_clips_are_held_in_memory_with_their_transcripts(tmp_path)
     assert list(found) == ["t4", "t1"] and found == {"t4": (304, "text 4"), "t1": (301, "text 1")}
 
 
+def test_a_manifest_clip_missing_from_the_shards_is_reported_when_reading_into_memory(mixed_cache):
+    mixed_cache.manifest.append({"id": "ghost", "label_index": "0", "num_samples": "100"})
+    with pytest.raises(CoughclfError, match="1 clips of manifest.csv are in no shard.*'ghost'"):
+        make_dataset(mixed_cache, mode="eval", cache_in_memory=True)
+
+
 def test_int16_audio_is_the_cached_pcm_and_pcm_to_float_gives_the_float32_batches(mixed_cache, in_memory):
     import keras
 
