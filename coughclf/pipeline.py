@@ -482,8 +482,16 @@ class _ShardRecords:
     def records(self, plan, shard_seed):
         import tensorflow as tf
 
-        shards = tf.data.Dataset.from_tensor_slices(self.shard_paths)
-        if plan.training:
+        paths = tf.constant(self.shard_paths)
+        if plan.training and isinstance(shard_seed, tf.Tensor):
+            # An epoch key drawn in the graph: Dataset.shuffle cannot take a tensor seed (TF's seed
+            # handling compares it with 0 in Python, which fails once the global seed is 0), so the
+            # shard order is a stateless permutation of the key instead.
+            noise = tf.random.stateless_uniform([len(self.shard_paths)],
+                                                seed=tf.stack([shard_seed, tf.constant(0, tf.int64)]))
+            paths = tf.gather(paths, tf.argsort(noise))
+        shards = tf.data.Dataset.from_tensor_slices(paths)
+        if plan.training and not isinstance(shard_seed, tf.Tensor):
             shards = shards.shuffle(len(self.shard_paths), seed=shard_seed, reshuffle_each_iteration=True)
         return shards.interleave(tf.data.TFRecordDataset,
                                  cycle_length=min(len(self.shard_paths), _MAX_INTERLEAVED_SHARDS),
