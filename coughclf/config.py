@@ -147,7 +147,7 @@ def _type_name(expected):
     return names.get(expected, getattr(expected, "__name__", str(expected)))
 
 
-def _coerce(value, key, where, path):
+def coerce_key_value(value, key, where, path):
     """``value`` as ``key.type`` (an int where a float is expected is fine); else a clear error."""
     expected = key.type
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -161,7 +161,8 @@ def _coerce(value, key, where, path):
     return value
 
 
-def _unknown_key(name, where, known, path):
+def unknown_key(name, where, known, path):
+    """Raise the one-line error for an unknown key ``where`` in ``path``, suggesting the closest of ``known``."""
     hint = difflib.get_close_matches(name, known, n=1)
     suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
     raise CoughclfError(f"{path}: unknown key {where!r}{suggestion}; valid keys here: "
@@ -173,13 +174,13 @@ def _apply_schema(raw, path):
     config = {}
     for name in raw:
         if name not in SCHEMA:
-            _unknown_key(name, name, SCHEMA, path)
+            unknown_key(name, name, SCHEMA, path)
     for name, entry in SCHEMA.items():
         if isinstance(entry, Key):
             value = raw.get(name, entry.default)
             if value is REQUIRED:
                 raise CoughclfError(f"{path}: required key {name!r} is missing")
-            config[name] = None if value is None else _coerce(value, entry, name, path)
+            config[name] = None if value is None else coerce_key_value(value, entry, name, path)
             continue
         table = raw.get(name, {})
         if not isinstance(table, dict):
@@ -190,14 +191,14 @@ def _apply_schema(raw, path):
         section = {}
         for key_name, value in table.items():
             if key_name not in entry and name not in OPEN_TABLES:
-                _unknown_key(key_name, f"{name}.{key_name}", entry, path)
+                unknown_key(key_name, f"{name}.{key_name}", entry, path)
         for key_name, key in entry.items():
             value = table.get(key_name, key.default)
             if value is REQUIRED:
                 raise CoughclfError(f"{path}: required key '{name}.{key_name}' is missing "
                                     f"(add it under [{name}] or with --set {name}.{key_name}=...)")
             where = f"{name}.{key_name}"
-            section[key_name] = None if value is None else _coerce(value, key, where, path)
+            section[key_name] = None if value is None else coerce_key_value(value, key, where, path)
         if name in OPEN_TABLES:
             section.update({k: v for k, v in table.items() if k not in entry})
         config[name] = section
@@ -264,14 +265,14 @@ def _validate_references(config, path):
     accepted = accepted_model_options(model_name)
     for option in model_options(config):
         if option not in accepted:
-            _unknown_key(option, f"model.{option}", [*SCHEMA["model"], *accepted], path)
+            unknown_key(option, f"model.{option}", [*SCHEMA["model"], *accepted], path)
     if config["augment"]:
         from coughclf.layers.augment import SPECTROGRAM_AUGMENTATIONS, WAVEFORM_AUGMENTATIONS, build_augmentation
 
         known = {"seed", *WAVEFORM_AUGMENTATIONS, *SPECTROGRAM_AUGMENTATIONS}
         for key in config["augment"]:
             if key not in known:
-                _unknown_key(key, f"augment.{key}", known, path)
+                unknown_key(key, f"augment.{key}", known, path)
         try:  # the layers check their own options; building them is cheap and catches a bad value now
             build_augmentation(config["augment"])
         except CoughclfError as error:
@@ -279,7 +280,7 @@ def _validate_references(config, path):
     data = config["data"]
     for key in data["prepare"]:
         if key not in PREPARE_OPTIONS:
-            _unknown_key(key, f"data.prepare.{key}", PREPARE_OPTIONS, path)
+            unknown_key(key, f"data.prepare.{key}", PREPARE_OPTIONS, path)
     if data["windows"] is not None and data["window_seconds"] is None:
         raise CoughclfError(f"{path}: data.windows is set but data.window_seconds is not; "
                             "give both (e.g. windows = 9, window_seconds = 1.0)")

@@ -11,7 +11,8 @@ import numpy as np
 from coughclf import metrics as metric_functions
 
 
-def _pyplot():
+def load_pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (plots are files, never windows)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,12 +21,13 @@ def _pyplot():
     return plt
 
 
-def _save(figure, path):
+def save_figure(figure, path):
+    """Write ``figure`` to ``path`` as PNG atomically (temporary name, then rename) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.stem + ".tmp.png")
     figure.savefig(temporary, dpi=110, bbox_inches="tight")
-    _pyplot().close(figure)
+    load_pyplot().close(figure)
     temporary.replace(path)
     return path
 
@@ -34,7 +36,7 @@ def learning_curves(history_rows, path, *, monitor=None, title="Learning curves"
     """Loss and every metric per epoch, training beside validation; the best epoch marked."""
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
+    plt = load_pyplot()
     names = [key for key in history_rows[0] if key not in ("epoch", "learning_rate") and not key.startswith("val_")]
     figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False,
                                 layout="constrained")
@@ -58,13 +60,13 @@ def learning_curves(history_rows, path, *, monitor=None, title="Learning curves"
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.suptitle(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def roc_curves(labels, probabilities, class_names, path, *, title="ROC curve", specificity=None):
     """Binary: the ROC of the positive class (class 1), with the operating point at ``specificity``.
     More classes: one one-vs-rest curve per class."""
-    plt = _pyplot()
+    plt = load_pyplot()
     labels = np.asarray(labels)
     probabilities = np.asarray(probabilities)
     figure, axis = plt.subplots(figsize=(5, 5), layout="constrained")
@@ -89,12 +91,12 @@ def roc_curves(labels, probabilities, class_names, path, *, title="ROC curve", s
     axis.set_title(title)
     axis.grid(alpha=0.3)
     axis.legend(loc="lower right", fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def confusion_matrix(matrix, class_names, path, *, title="Confusion matrix"):
     """Counts, with the share of each true class in brackets; rows are the true classes."""
-    plt = _pyplot()
+    plt = load_pyplot()
     matrix = np.asarray(matrix)
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = max(4.0, 0.6 * len(class_names) + 2.5)
@@ -113,12 +115,12 @@ def confusion_matrix(matrix, class_names, path, *, title="Confusion matrix"):
     axis.set_xlabel("predicted class")
     axis.set_ylabel("true class")
     axis.set_title(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def spectrograms(examples, path, *, sample_rate, hop_length, title="Example log-mel spectrograms"):
     """``examples``: ``(log_mel [frames, n_mels], caption)`` pairs, drawn side by side in dB."""
-    plt = _pyplot()
+    plt = load_pyplot()
     figure, axes = plt.subplots(1, len(examples), figsize=(3.6 * len(examples), 3.8), squeeze=False,
                                 layout="constrained")
     image = None
@@ -133,12 +135,12 @@ def spectrograms(examples, path, *, sample_rate, hop_length, title="Example log-
     if image is not None:
         figure.colorbar(image, ax=list(axes[0]), label="dB")
     figure.suptitle(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def cross_validation_roc(fold_curves, path, *, title="ROC curve per fold"):
     """``fold_curves``: ``(fold name, labels, positive-class scores)``; one curve per fold."""
-    plt = _pyplot()
+    plt = load_pyplot()
     figure, axis = plt.subplots(figsize=(5, 5), layout="constrained")
     aucs = []
     for name, labels, scores in fold_curves:
@@ -157,12 +159,12 @@ def cross_validation_roc(fold_curves, path, *, title="ROC curve per fold"):
     axis.set_title(title)
     axis.grid(alpha=0.3)
     axis.legend(loc="lower right", fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def cross_validation_bars(summary, names, path, *, title="Metrics per fold"):
     """One group of bars per metric in ``names``: each fold's value, and the mean ± std."""
-    plt = _pyplot()
+    plt = load_pyplot()
     names = [name for name in names if name in summary]
     folds = len(summary[names[0]]["values"]) if names else 0
     figure, axis = plt.subplots(figsize=(max(5, 1.6 * len(names) + 2), 4.2), layout="constrained")
@@ -180,4 +182,4 @@ def cross_validation_bars(summary, names, path, *, title="Metrics per fold"):
     axis.set_title(title)
     axis.grid(axis="y", alpha=0.3)
     axis.legend(fontsize=8, ncol=min(folds + 1, 4), loc="upper center", bbox_to_anchor=(0.5, -0.12))
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -61,7 +61,8 @@ from pathlib import Path
 import keras_tuner
 from keras_tuner.engine.hyperparameters import Fixed
 
-from coughclf.config import SCHEMA, Key, _coerce, _unknown_key, accepted_model_options, config_from_dict, dump_config
+from coughclf.config import (SCHEMA, Key, accepted_model_options, coerce_key_value, config_from_dict, dump_config,
+                             unknown_key)
 from coughclf.errors import CoughclfError
 from coughclf.train import RUNS_ROOT, claim_run_dir, monitor_mode, open_data, read_json, train, write_json
 
@@ -139,11 +140,11 @@ def tune_settings(config):
     where = config.source
     for name in table:
         if name not in TUNE_KEYS:
-            _unknown_key(name, f"tune.{name}", TUNE_KEYS, where)
+            unknown_key(name, f"tune.{name}", TUNE_KEYS, where)
     settings = {}
     for name, key in TUNE_KEYS.items():
         value = table.get(name, key.default)
-        settings[name] = None if value is None else _coerce(value, key, f"tune.{name}", where)
+        settings[name] = None if value is None else coerce_key_value(value, key, f"tune.{name}", where)
     if settings["objective"] is None:
         settings["objective"] = "val_cer" if config["task"] == "ctc" else config["train"]["monitor"]
     if settings["direction"] == "auto":
@@ -561,9 +562,9 @@ def write_results(tuner):
 
 def plot_objective(rows, hyperparameters, objective, path, *, best=None, direction="max"):
     """One panel per tuned hyperparameter: each trial's objective (± std over folds) against its value."""
-    from coughclf.plots import _pyplot, _save
+    from coughclf.plots import load_pyplot, save_figure
 
-    plt = _pyplot()
+    plt = load_pyplot()
     tuned = [hp for hp in hyperparameters.space
              if not hp.name.startswith(BUDGET_PREFIX) and not isinstance(hp, Fixed)]
     done = [row for row in rows if row.get(objective) is not None]
@@ -586,7 +587,7 @@ def plot_objective(rows, hyperparameters, objective, path, *, best=None, directi
         axis.set_ylabel(f"{objective} (mean ± std over folds)")
         axis.grid(alpha=0.3)
     figure.suptitle(f"{objective} per trial ({'higher' if direction == 'max' else 'lower'} is better)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # Test-set metrics compared between the default and the tuned config, when the evaluation has them.
