@@ -17,7 +17,8 @@ A config has these tables (every key optional unless marked required; defaults i
     [augment]   passed to coughclf.layers.augment.build_augmentation
     [balance]   mode (none|oversample|undersample|class_weight), target, max_repeats, formula
     [optimizer] name (adam|adamw|sgd|rmsprop), lr, weight_decay, momentum, clipnorm,
-                schedule (constant|cosine|exponential|plateau), decay_rate, min_lr
+                schedule (constant|cosine|exponential|plateau), decay_rate, min_lr, warmup_epochs
+                (linear ramp to lr over the first epochs, then the schedule over the rest)
     [train]     epochs, batch_size, patience (0: no early stopping), monitor, mode, seed,
                 steps_per_epoch, jit_compile (auto: XLA on accelerators only | on | off)
     [metrics]   group_by, bootstrap, confidence, specificity, positive_class, examples
@@ -101,6 +102,7 @@ SCHEMA = {
         "schedule": Key(str, "constant", ("constant", "cosine", "exponential", "plateau")),
         "decay_rate": Key(float, 0.95),
         "min_lr": Key(float, 0.0),
+        "warmup_epochs": Key(int, 0),
     },
     "train": {
         "epochs": Key(int, 30),
@@ -289,6 +291,14 @@ def _validate_references(config, path):
             raise CoughclfError(f"{path}: split.{fraction} must be a fraction in [0, 1)")
     if not 0.5 <= config["metrics"]["specificity"] < 1.0:
         raise CoughclfError(f"{path}: metrics.specificity must be in [0.5, 1)")
+    optimizer = config["optimizer"]
+    if optimizer["warmup_epochs"] and optimizer["schedule"] == "plateau":
+        raise CoughclfError(f"{path}: optimizer.warmup_epochs needs an epoch-wise schedule, not 'plateau' "
+                            "(ReduceLROnPlateau sets the rate itself); set optimizer.schedule to "
+                            "constant, cosine or exponential")
+    if not 0 <= optimizer["warmup_epochs"] < config["train"]["epochs"]:
+        raise CoughclfError(f"{path}: optimizer.warmup_epochs = {optimizer['warmup_epochs']} must be "
+                            f"between 0 and train.epochs - 1 ({config['train']['epochs'] - 1})")
 
 
 def accepted_model_options(model_name):

@@ -1,4 +1,4 @@
-"""CTC for padded batches: the loss, greedy and beam-search decoding, and CER / WER.
+"""CTC for padded batches: the loss, greedy, beam-search and lexicon decoding, and CER / WER.
 
 A CTC model here is a :class:`CTCModel`: a functional Keras model whose outputs are
 ``{"log_probs": [batch, frames, classes], "logit_length": [batch]}`` (per-frame
@@ -14,13 +14,17 @@ Example::
     cer = character_error_rate(references, texts)
 """
 
+import math
+from collections import defaultdict
+
 import keras
 import numpy as np
 from keras import ops
 
-from coughclf.text import BLANK, decode
+from coughclf.text import BLANK, CHARACTERS, decode
 
-DECODERS = ("greedy", "beam_search")
+DECODERS = ("greedy", "beam_search", "lexicon")
+_KERAS_DECODERS = ("greedy", "beam_search")
 
 
 def label_lengths(labels):
@@ -62,17 +66,75 @@ class CTCModel(keras.Model):
 
 def decode_ids(log_probs, logit_lengths, strategy="greedy", beam_width=32):
     """Best path per example as a list of int arrays (blank and padding removed), via ``keras.ops.ctc_decode``."""
-    if strategy not in DECODERS:
-        raise ValueError(f"unknown CTC decoder {strategy!r}; choose one of {DECODERS}")
+    if strategy not in _KERAS_DECODERS:
+        raise ValueError(f"unknown CTC decoder {strategy!r} for keras.ops.ctc_decode; choose one of "
+                         f"{_KERAS_DECODERS}")
     decoded, _ = ops.ctc_decode(log_probs, ops.cast(logit_lengths, "int32"), strategy=strategy,
                                 beam_width=beam_width, top_paths=1, mask_index=BLANK)
     best = ops.convert_to_numpy(decoded)[0]
     return [row[row > BLANK] for row in best]
 
 
-def decode_batch(log_probs, logit_lengths, strategy="greedy", beam_width=32):
-    """Texts of a batch of per-frame log-probabilities (greedy or beam-search CTC decoding)."""
+def decode_batch(log_probs, logit_lengths, strategy="greedy", beam_width=32, lexicon=None):
+    """Texts of a batch of per-frame log-probabilities: greedy, beam-search or lexicon CTC decoding
+    (``"lexicon"`` needs ``lexicon``, see :func:`lexicon_decode_numpy`)."""
+    if strategy == "lexicon":
+        if not lexicon:
+            raise ValueError("the lexicon decoder needs a lexicon: the words it may write")
+        log_probs, logit_lengths = ops.convert_to_numpy(log_probs), ops.convert_to_numpy(logit_lengths)
+        return [lexicon_decode_numpy(example, lexicon, length, beam_width)
+                for example, length in zip(log_probs, logit_lengths)]
+    if strategy not in DECODERS:
+        raise ValueError(f"unknown CTC decoder {strategy!r}; choose one of {DECODERS}")
     return [decode(ids) for ids in decode_ids(log_probs, logit_lengths, strategy, beam_width)]
+
+
+def lexicon_decode_numpy(log_probs, lexicon, length=None, beam_width=32):
+    """Text of one example's ``[frames, classes]`` log-probabilities, written only in ``lexicon``'s words.
+
+    CTC prefix beam search (Hannun et al., 2014: each prefix carries the probability of
+    its alignments ending in a blank and in a character, summed over all of them) in
+    which a prefix may only grow into words of ``lexicon``: a character is allowed when
+    the word being spelt stays the beginning of a lexicon word, the space only after a
+    whole word, and the result ends on a whole word. A character model that spells a
+    word slightly wrong, or runs two words together ("noes" for "no yes"), is read as
+    the lexicon's most probable word sequence — what a lexicon does in any ASR decoder,
+    here without a language model (every word sequence is equally likely a priori).
+    """
+    log_probs = np.asarray(log_probs, np.float64)[:length]
+    words = set(lexicon)
+    if not words or any(not word or set(word) - set(CHARACTERS[1:]) for word in words):
+        raise ValueError("a lexicon is a non-empty set of words of the characters "
+                         f"{CHARACTERS[1:]!r} (no spaces, no empty word)")
+    continuations = defaultdict(set)  # what may follow each beginning of a lexicon word
+    for word in words:
+        for end in range(len(word)):
+            continuations[word[:end]].add(word[end])
+    for word in words:
+        continuations[word].add(" ")
+    index = {char: position + 1 for position, char in enumerate(CHARACTERS)}
+    beams = {"": (0.0, -math.inf)}  # prefix -> (log P(ends in blank), log P(ends in a character))
+    for frame in log_probs:
+        grown = defaultdict(lambda: [-math.inf, -math.inf])
+        for prefix, (blank, character) in beams.items():
+            either = np.logaddexp(blank, character)
+            stay = grown[prefix]
+            stay[0] = np.logaddexp(stay[0], either + frame[BLANK])
+            last = prefix[-1:]
+            if last:  # the last character again, with no blank between: the same prefix
+                stay[1] = np.logaddexp(stay[1], character + frame[index[last]])
+            word = prefix[prefix.rfind(" ") + 1:]
+            for char in continuations.get(word, ()):
+                if char == " " and not prefix:
+                    continue
+                longer = grown[prefix + char]
+                # A repeated character needs a blank between its two alignments.
+                longer[1] = np.logaddexp(longer[1], (blank if char == last else either) + frame[index[char]])
+        ranked = sorted(grown.items(), key=lambda item: -np.logaddexp(*item[1]))
+        beams = dict((prefix, tuple(scores)) for prefix, scores in ranked[:beam_width])
+    finished = [(np.logaddexp(*scores), prefix) for prefix, scores in beams.items()
+                if prefix[prefix.rfind(" ") + 1:] in words]
+    return max(finished)[1] if finished else ""
 
 
 def greedy_decode_numpy(log_probs, length=None):

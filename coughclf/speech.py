@@ -19,8 +19,11 @@ The ``[ctc]`` table (all optional)::
 
     [ctc]
     numbers_as_words = true     # "42" -> "forty two" before encoding
-    decoder = "beam_search"     # the decoder whose CER/WER metrics.json reports first
+    decoder = "beam_search"     # the decoder whose CER/WER metrics.json reports first:
+                                # greedy | beam_search | lexicon (only words of the lexicon)
     beam_width = 32
+    lexicon = ""                # lexicon decoder: a word list file (one per line); "" = the
+                                # words of the run's training transcripts
     examples = 3                # transcriptions printed per epoch
     bucket_boundaries = []      # utterance durations (s) that split batches into buckets
     word_crops = 0.0            # share of training utterances cut to start at a random word
@@ -43,8 +46,8 @@ from coughclf.config import model_options
 from coughclf.errors import CoughclfError
 from coughclf.text import BLANK, CHARACTERS, decode, encode, normalize
 
-CTC_DEFAULTS = {"numbers_as_words": True, "decoder": "beam_search", "beam_width": 32, "examples": 3,
-                "bucket_boundaries": [], "word_crops": 0.0}
+CTC_DEFAULTS = {"numbers_as_words": True, "decoder": "beam_search", "beam_width": 32, "lexicon": "",
+                "examples": 3, "bucket_boundaries": [], "word_crops": 0.0}
 
 
 def ctc_settings(config):
@@ -65,6 +68,9 @@ def ctc_settings(config):
                             f"{', '.join(DECODERS)}")
     if settings["beam_width"] < 1:
         raise CoughclfError(f"{config.source}: ctc.beam_width must be at least 1")
+    if settings["lexicon"] and not Path(settings["lexicon"]).is_file():
+        raise CoughclfError(f"{config.source}: ctc.lexicon = {settings['lexicon']!r} is not a file; give a word "
+                            "list (one word per line) or \"\" for the words of the training transcripts")
     if not 0.0 <= settings["word_crops"] <= 1.0:
         raise CoughclfError(f"{config.source}: ctc.word_crops must be a share between 0.0 and 1.0")
     return settings
@@ -80,6 +86,19 @@ def normalized_transcripts(cache, ids, numbers_as_words=True):
         raise CoughclfError(f"{cache.root}: {len(missing)} clips have no transcript (e.g. {missing[0]}); "
                             "CTC training needs a speech corpus with transcripts")
     return {clip_id: normalize(rows[clip_id]["transcript"], numbers_as_words) for clip_id in ids}
+
+
+def lexicon_words(settings, training_texts):
+    """The words the lexicon decoder may write: ``[ctc] lexicon``'s file (one word per line,
+    normalised like transcripts) or else every word of ``training_texts``."""
+    if settings["lexicon"]:
+        lines = Path(settings["lexicon"]).read_text(encoding="utf-8").splitlines()
+        words = {word for line in lines for word in normalize(line, settings["numbers_as_words"]).split()}
+    else:
+        words = {word for text in training_texts for word in text.split()}
+    if not words:
+        raise CoughclfError(f"the lexicon {settings['lexicon'] or '(training transcripts)'} holds no words")
+    return sorted(words)
 
 
 def required_frames(text):
@@ -252,11 +271,11 @@ def logit_frames(model, samples):
     return np.asarray(model.get_layer("logit_length")(model.get_layer("frame_length")(lengths)))
 
 
-def transcribe(model, batches, strategies=("greedy",), beam_width=32):
+def transcribe(model, batches, strategies=("greedy",), beam_width=32, lexicon=None):
     """Run ``model`` over ``(inputs, labels)`` batches: references, decoded texts per strategy, ids.
 
     Returns ``(references, {strategy: hypotheses}, ids)``; ids are empty unless the
-    inputs carry ``"id"``.
+    inputs carry ``"id"``. The ``"lexicon"`` strategy needs ``lexicon``.
     """
     from coughclf.ctc import decode_batch
 
@@ -269,7 +288,7 @@ def transcribe(model, batches, strategies=("greedy",), beam_width=32):
         references += [decode(row) for row in np.asarray(labels)]
         for strategy in strategies:
             hypotheses[strategy] += decode_batch(outputs["log_probs"], outputs["logit_length"], strategy,
-                                                 beam_width)
+                                                 beam_width, lexicon)
     return references, hypotheses, ids
 
 
@@ -363,7 +382,7 @@ def train_ctc(config, run_dir=None, strategy=None):
 def _fit(config, run_dir, strategy):
     import keras
 
-    from coughclf.train import (backup_epoch, learning_rate_at, make_optimizer, open_data, read_json,
+    from coughclf.train import (backup_epoch, make_optimizer, open_data, read_json, schedule_callback,
                                 split_clips, write_json)
 
     settings, train = ctc_settings(config), config["train"]
@@ -401,13 +420,7 @@ def _fit(config, run_dir, strategy):
     metrics_callback = _transcription_callback(run_dir, validation, settings["examples"],
                                                min(seen) if seen else None, resumed_rows)
     callbacks = [keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-                 keras.callbacks.TerminateOnNaN(), metrics_callback]
-    if config["optimizer"]["schedule"] == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, mode="min", factor=config["optimizer"]["decay_rate"],
-            patience=max(1, train["patience"] // 2), min_lr=config["optimizer"]["min_lr"]))
-    else:
-        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: learning_rate_at(config, epoch)))
+                 keras.callbacks.TerminateOnNaN(), metrics_callback, schedule_callback(config, monitor, "min")]
     if train["patience"]:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=train["patience"]))
     if resumed_at:
@@ -451,7 +464,7 @@ def evaluate_ctc(run_dir, data=None, split="test"):
     from coughclf.config import load_config
     from coughclf.ctc import error_rate
     from coughclf.evaluate import selected_ids
-    from coughclf.train import open_data, write_json
+    from coughclf.train import open_data, read_json, write_json
 
     run_dir = Path(run_dir)
     config = load_config(run_dir / "config.toml")
@@ -466,8 +479,13 @@ def evaluate_ctc(run_dir, data=None, split="test"):
     model = keras.saving.load_model(run_dir / "best.keras", compile=False, safe_mode=True)
     batches = make_ctc_dataset(cache, ids, texts, mode="eval", batch_size=config["train"]["batch_size"],
                                with_ids=True)
-    references, hypotheses, clip_ids = transcribe(model, batches, ("greedy", "beam_search"),
-                                                  settings["beam_width"])
+    strategies, lexicon = ("greedy", "beam_search"), None
+    if settings["decoder"] == "lexicon":
+        own = open_data(config)
+        training = read_json(run_dir / "split.json")["train"]
+        lexicon = lexicon_words(settings, normalized_transcripts(own, training, settings["numbers_as_words"]).values())
+        strategies += ("lexicon",)
+    references, hypotheses, clip_ids = transcribe(model, batches, strategies, settings["beam_width"], lexicon)
     results = {"run": str(run_dir), "model": config["model"]["name"], "split": split, "cache": str(cache.root),
                "utterances": len(references), "decoder": settings["decoder"]}
     for strategy, texts_out in hypotheses.items():
@@ -477,12 +495,15 @@ def evaluate_ctc(run_dir, data=None, split="test"):
                              "word_edits": word_edits, "words": words,
                              "sentence_accuracy": float(np.mean([r == h for r, h in zip(references, texts_out)]))}
     results["beam_search"]["beam_width"] = settings["beam_width"]
+    if lexicon:
+        results["lexicon"].update(beam_width=settings["beam_width"], lexicon_words=len(lexicon))
     results["cer"], results["wer"] = results[settings["decoder"]]["cer"], results[settings["decoder"]]["wer"]
     tag = "" if split == "test" and data is None else f"-{split}" + (f"-{Path(data).name}" if data else "")
     write_json(run_dir / f"metrics{tag}.json", results)
     _write_csv(run_dir / f"examples{tag}.csv",
-               [{"id": i, "reference": r, "greedy": g, "beam_search": b}
-                for i, r, g, b in zip(clip_ids, references, hypotheses["greedy"], hypotheses["beam_search"])])
+               [{"id": clip_id, "reference": reference, **{strategy: texts_out[row]
+                                                          for strategy, texts_out in hypotheses.items()}}
+                for row, (clip_id, reference) in enumerate(zip(clip_ids, references))])
     print(f"{run_dir} {split}: {len(references)} utterances, CER {results['cer']:.2%}, WER {results['wer']:.2%} "
           f"({settings['decoder']}; greedy CER {results['greedy']['cer']:.2%}, WER {results['greedy']['wer']:.2%})")
     _print_examples(references, hypotheses[settings["decoder"]], settings["examples"])

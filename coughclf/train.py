@@ -364,14 +364,35 @@ def compile_model(model, config, num_classes):
 
 
 def learning_rate_at(config, epoch):
-    """The scheduled learning rate of ``epoch`` (epoch-wise, so a resumed run continues it)."""
-    settings, epochs = config["optimizer"], config["train"]["epochs"]
-    base, floor = settings["lr"], settings["min_lr"]
+    """The scheduled learning rate of ``epoch`` (epoch-wise, so a resumed run continues it).
+
+    The first ``warmup_epochs`` ramp linearly up to ``lr`` (``lr · (epoch + 1) / (warmup + 1)``:
+    deep recurrent stacks under CTC can stall for good when the full rate hits their random
+    start); the schedule then runs over the remaining epochs.
+    """
+    settings = config["optimizer"]
+    base, floor, warmup = settings["lr"], settings["min_lr"], settings["warmup_epochs"]
+    if epoch < warmup:
+        return base * (epoch + 1) / (warmup + 1)
+    epoch, epochs = epoch - warmup, config["train"]["epochs"] - warmup
     if settings["schedule"] == "cosine":
         return floor + (base - floor) * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
     if settings["schedule"] == "exponential":
         return max(floor, base * settings["decay_rate"] ** epoch)
     return base
+
+
+def schedule_callback(config, monitor, mode):
+    """The learning-rate callback of ``[optimizer]``: ``ReduceLROnPlateau`` on ``monitor`` for
+    ``schedule = "plateau"``, else :func:`learning_rate_at` epoch by epoch."""
+    import keras
+
+    settings = config["optimizer"]
+    if settings["schedule"] == "plateau":
+        return keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=settings["decay_rate"],
+                                                 patience=max(1, config["train"]["patience"] // 2),
+                                                 min_lr=settings["min_lr"])
+    return keras.callbacks.LearningRateScheduler(lambda epoch, lr: learning_rate_at(config, epoch))
 
 
 # --- strategies and run folders -----------------------------------------------------------------
@@ -558,11 +579,7 @@ def _callbacks(config, run_dir, resumed_rows, chief):
         # First, so that on resume the epoch is restored before any other callback starts.
         keras.callbacks.BackupAndRestore(str(Path(run_dir) / "backup"), double_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.LearningRateScheduler(lambda epoch, lr: learning_rate_at(config, epoch))
-        if config["optimizer"]["schedule"] != "plateau" else
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=config["optimizer"]["decay_rate"],
-                                          patience=max(1, train["patience"] // 2),
-                                          min_lr=config["optimizer"]["min_lr"]),
+        schedule_callback(config, monitor, mode),
         BestModel(Path(run_dir) / "best.keras", monitor=monitor, mode=mode, save_best_only=True,
                   initial_value_threshold=best_value),
         EpochHistory(resumed_rows),

@@ -1,5 +1,6 @@
 """Experiment configs: schema, errors naming the key and file, --set overrides, TOML round trips."""
 
+import math
 import tomllib
 from pathlib import Path
 
@@ -59,6 +60,8 @@ def test_defaults_are_filled_in_and_name_comes_from_the_file(tmp_path):
     (MINIMAL + "[augment]\ntime_shift = { max_seconds = 0.1, fill = \"zeros\" }\n", r"\[augment\].*fill='zeros'"),
     (MINIMAL.replace('"fsdd"', '"fsdd"\nwindows = 9'), r"data\.windows is set but data\.window_seconds is not"),
     (MINIMAL + "[split]\ntest = 1.5\n", r"split\.test must be a fraction"),
+    (MINIMAL + '[optimizer]\nschedule = "plateau"\nwarmup_epochs = 2\n', r"warmup_epochs needs an epoch-wise"),
+    (MINIMAL + "[optimizer]\nwarmup_epochs = 30\n", r"warmup_epochs = 30 must be between 0 and .*\(29\)"),
 ])
 def test_invalid_configs_name_the_key_and_the_file(tmp_path, text, message):
     path = write(tmp_path, text)
@@ -119,3 +122,15 @@ def test_check_data_explains_what_is_missing(tmp_path):
     config = load_config(write(tmp_path, MINIMAL), [f"data.data_dir={tmp_path / 'absent'}"])
     with pytest.raises(CoughclfError, match=r"data\.data_dir = .* is not a folder"):
         check_data(config)
+
+
+def test_warmup_ramps_to_the_rate_then_the_schedule_runs_over_the_remaining_epochs(tmp_path):
+    from coughclf.train import learning_rate_at
+
+    config = load_config(write(tmp_path, MINIMAL + "[train]\nepochs = 12\n[optimizer]\nlr = 0.01\n"
+                                                   'schedule = "cosine"\nmin_lr = 0.001\nwarmup_epochs = 3\n'))
+    rates = [learning_rate_at(config, epoch) for epoch in range(12)]
+    assert rates[:4] == pytest.approx([0.0025, 0.005, 0.0075, 0.01])  # ramp, then cosine from its top
+    assert rates[3 + 9 // 2] < rates[4] and rates[-1] > 0.001
+    assert rates[-1] == pytest.approx(0.001 + 0.009 * 0.5 * (1 + math.cos(math.pi * 8 / 9)))
+    assert all(later <= earlier for earlier, later in zip(rates[3:], rates[4:]))

@@ -97,6 +97,51 @@ def test_numpy_greedy_decoder_matches_keras_on_random_batches():
     assert any(len(t) > 5 for t in keras_texts)
 
 
+def _word_sequences(lexicon, max_characters):
+    """Every text of lexicon words (single spaces) of at most ``max_characters`` characters."""
+    texts, frontier = [], list(lexicon)
+    while frontier:
+        texts += frontier
+        frontier = [f"{text} {word}" for text in frontier for word in lexicon
+                    if len(text) + 1 + len(word) <= max_characters]
+    return texts
+
+
+def test_lexicon_decoder_finds_the_most_probable_word_sequence_by_brute_force():
+    lexicon = ["ab", "b", "ba"]
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        # Random frames that favour the few characters in play, so every candidate has real mass.
+        logits = rng.standard_normal((6, 29)) * 2
+        logits[:, [BLANK, *encode("ab ")]] += 3
+        log_probs = _log_softmax(logits).astype("float32")
+        candidates = [text for text in _word_sequences(lexicon, 6)]
+        losses = [float(np.asarray(ctc.ctc_loss(np.array([encode(text)]), log_probs[None], np.array([6])))[0])
+                  for text in candidates]
+        best = candidates[int(np.argmin(losses))]
+        assert ctc.lexicon_decode_numpy(log_probs, lexicon, beam_width=500) == best, trial
+
+
+def test_lexicon_decoder_reads_run_together_words_as_lexicon_words():
+    # The greedy path spells "noes": a character model that merged "no yes".
+    path = [*encode("no"), BLANK, BLANK, *encode("es")]
+    probs = 0.5 * np.exp(_path_log_probs(path, confidence=6.0)) + 0.5 / 29
+    # Some mass for the space and the "y" where the words meet.
+    probs[2, encode(" ")[0]] = probs[3, encode("y")[0]] = 0.05
+    log_probs = np.log(probs / probs.sum(-1, keepdims=True))
+    assert ctc.greedy_decode_numpy(log_probs) == "noes"
+    assert ctc.lexicon_decode_numpy(log_probs, ["yes", "no"]) == "no yes"
+    assert ctc.decode_batch(log_probs[None], np.array([len(path)]), "lexicon", lexicon=["yes", "no"]) == ["no yes"]
+    assert ctc.lexicon_decode_numpy(log_probs, ["yes", "no"], length=2) == "no"
+
+
+def test_lexicon_decoder_refuses_a_bad_lexicon():
+    with pytest.raises(ValueError, match="lexicon"):
+        ctc.decode_batch(np.zeros((1, 2, 29), "float32"), np.array([2]), "lexicon")
+    with pytest.raises(ValueError, match="no spaces"):
+        ctc.lexicon_decode_numpy(np.zeros((2, 29)), ["two words"])
+
+
 def test_unknown_decoder_is_an_error():
     with pytest.raises(ValueError, match="beam_search"):
         ctc.decode_ids(np.zeros((1, 2, 29), "float32"), np.array([2]), strategy="viterbi")

@@ -1,5 +1,6 @@
 """CTC training and evaluation (coughclf.speech), the digit_sequences corpus and the speech configs."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -186,6 +187,35 @@ def test_train_and_evaluate_write_a_complete_run(tmp_path):
     assert json.loads((run / "history.json").read_text()) == history
     train_metrics = evaluate_ctc(run, split="train")
     assert train_metrics["utterances"] == 4 and (run / "metrics-train.json").exists()
+
+
+def test_the_lexicon_decoder_writes_only_training_words_and_reports_beside_the_others(tmp_path):
+    from coughclf.config import dump_config
+    from coughclf.speech import evaluate_ctc, train_ctc
+
+    names = ["0_1", "1_1", "0_0", "1_0", "0_1_1", "1_0_0", "0_0_1", "1_1_0"]
+    config = _config(_long_yesno(tmp_path / "yesno", names), data={"cache": str(tmp_path / "cache")})
+    run = train_ctc(config, tmp_path / "run")
+    config["ctc"] = {**config.get("ctc", {}), "decoder": "lexicon"}
+    dump_config(config, run / "config.toml")
+    metrics = evaluate_ctc(run)
+    assert metrics["decoder"] == "lexicon" and metrics["wer"] == metrics["lexicon"]["wer"]
+    assert metrics["lexicon"]["lexicon_words"] == 2 and metrics["greedy"]["words"] == metrics["lexicon"]["words"]
+    with open(run / "examples.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 and {"greedy", "beam_search", "lexicon"} <= set(rows[0])
+    assert all(set(row["lexicon"].split()) <= {"yes", "no"} for row in rows)
+
+
+def test_lexicon_words_come_from_a_file_or_the_training_transcripts(tmp_path):
+    from coughclf.speech import ctc_settings, lexicon_words
+
+    assert lexicon_words({"lexicon": "", "numbers_as_words": True}, ["no yes", "yes yes"]) == ["no", "yes"]
+    word_list = tmp_path / "words.txt"
+    word_list.write_text("Three\n4\n\nyes\n")
+    assert lexicon_words({"lexicon": str(word_list), "numbers_as_words": True}, []) == ["four", "three", "yes"]
+    with pytest.raises(CoughclfError, match="is not a file"):
+        ctc_settings(_config(tmp_path, ctc={"lexicon": str(tmp_path / "missing.txt")}))
 
 
 # --- the experiment configs ----------------------------------------------------------------------
