@@ -18,7 +18,9 @@ A config has these tables (every key optional unless marked required; defaults i
     [balance]   mode (none|oversample|undersample|class_weight), target, max_repeats, formula
     [optimizer] name (adam|adamw|sgd|rmsprop), lr, weight_decay, momentum, clipnorm,
                 schedule (constant|cosine|exponential|plateau), decay_rate, min_lr, warmup_epochs
-                (linear ramp to lr over the first epochs, then the schedule over the rest)
+                (linear ramp to lr over the first epochs, then the schedule over the rest), ema
+                (momentum of an exponential moving average of the weights, 0 = off; checkpoints,
+                validation and the saved model use the average)
     [train]     epochs, batch_size, patience (0: no early stopping), monitor, mode, seed,
                 steps_per_epoch, jit_compile (auto: XLA on accelerators only | on | off)
     [metrics]   group_by, bootstrap, confidence, specificity, positive_class, examples
@@ -103,6 +105,7 @@ SCHEMA = {
         "decay_rate": Key(float, 0.95),
         "min_lr": Key(float, 0.0),
         "warmup_epochs": Key(int, 0),
+        "ema": Key(float, 0.0),
     },
     "train": {
         "epochs": Key(int, 30),
@@ -296,6 +299,9 @@ def _validate_references(config, path):
         raise CoughclfError(f"{path}: optimizer.warmup_epochs needs an epoch-wise schedule, not 'plateau' "
                             "(ReduceLROnPlateau sets the rate itself); set optimizer.schedule to "
                             "constant, cosine or exponential")
+    if not 0.0 <= optimizer["ema"] < 1.0:
+        raise CoughclfError(f"{path}: optimizer.ema = {optimizer['ema']} must be in [0, 1) (0 = no moving "
+                            "average; 0.99 averages over about the last 100 steps)")
     if not 0 <= optimizer["warmup_epochs"] < config["train"]["epochs"]:
         raise CoughclfError(f"{path}: optimizer.warmup_epochs = {optimizer['warmup_epochs']} must be "
                             f"between 0 and train.epochs - 1 ({config['train']['epochs'] - 1})")

@@ -383,7 +383,7 @@ def _fit(config, run_dir, strategy):
     import keras
 
     from coughclf.train import (backup_epoch, make_optimizer, open_data, read_json, schedule_callback,
-                                split_clips, write_json)
+                                split_clips, weight_averaging_callbacks, write_json)
 
     settings, train = ctc_settings(config), config["train"]
     keras.utils.set_random_seed(train["seed"])
@@ -420,7 +420,8 @@ def _fit(config, run_dir, strategy):
     metrics_callback = _transcription_callback(run_dir, validation, settings["examples"],
                                                min(seen) if seen else None, resumed_rows)
     callbacks = [keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-                 keras.callbacks.TerminateOnNaN(), metrics_callback, schedule_callback(config, monitor, "min")]
+                 keras.callbacks.TerminateOnNaN(), *weight_averaging_callbacks(config), metrics_callback,
+                 schedule_callback(config, monitor, "min")]
     if train["patience"]:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=train["patience"]))
     if resumed_at:

@@ -322,6 +322,8 @@ def make_optimizer(config):
     settings = config["optimizer"]
     common = {"learning_rate": settings["lr"], "clipnorm": settings["clipnorm"],
               "weight_decay": settings["weight_decay"] or None}
+    if settings["ema"]:
+        common.update(use_ema=True, ema_momentum=settings["ema"])
     if settings["name"] == "adam":
         return keras.optimizers.Adam(**common)
     if settings["name"] == "adamw":
@@ -380,6 +382,15 @@ def learning_rate_at(config, epoch):
     if settings["schedule"] == "exponential":
         return max(floor, base * settings["decay_rate"] ** epoch)
     return base
+
+
+def weight_averaging_callbacks(config):
+    """``[SwapEMAWeights]`` when ``optimizer.ema`` is set, else ``[]``: placed after
+    ``BackupAndRestore`` (which keeps the raw weights and the average) and before the
+    callbacks that validate or save, so that those see the averaged weights."""
+    import keras
+
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config["optimizer"]["ema"] else []
 
 
 def schedule_callback(config, monitor, mode):
@@ -579,6 +590,7 @@ def _callbacks(config, run_dir, resumed_rows, chief):
         # First, so that on resume the epoch is restored before any other callback starts.
         keras.callbacks.BackupAndRestore(str(Path(run_dir) / "backup"), double_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
+        *weight_averaging_callbacks(config),
         schedule_callback(config, monitor, mode),
         BestModel(Path(run_dir) / "best.keras", monitor=monitor, mode=mode, save_best_only=True,
                   initial_value_threshold=best_value),

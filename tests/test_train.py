@@ -199,3 +199,26 @@ def test_jit_compile_setting_is_explicit_or_follows_the_device():
     # "auto": XLA only with an accelerator; on CPU TensorFlow's kernels ran the train steps faster
     has_gpu = bool(tf.config.list_physical_devices("GPU"))
     assert jit_compile(config_from_dict(raw, check_names=False)) is has_gpu
+
+
+def test_weight_averaging_saves_the_average_of_the_weights(tone_cache, tmp_path):
+    # With a momentum of 0.999 the average of a few dozen steps stays near where the first step
+    # put it (Keras starts the average there), while the weights themselves go on moving:
+    # best.keras must hold the average.
+    import keras
+
+    from coughclf.cache import open_cache
+    from coughclf.config import load_config
+    from coughclf.train import build_model, train
+
+    cache = open_cache(tone_cache)
+    moved = {}
+    for ema in (0.0, 0.999):
+        config = load_config(write_config(tmp_path / "tones.toml", tone_cache, epochs=4),
+                             [f"optimizer.ema={ema}", "train.monitor=\"loss\""])
+        run = train(config, tmp_path / f"run-{ema}", evaluate_after=False)
+        keras.utils.set_random_seed(config["train"]["seed"])
+        initial = [w.numpy() for w in build_model(config, len(cache.classes), cache.sample_rate).trainable_weights]
+        saved = keras.saving.load_model(run / "best.keras", compile=False, safe_mode=True).trainable_weights
+        moved[ema] = sum(float(np.abs(a.numpy() - b).sum()) for a, b in zip(saved, initial))
+    assert moved[0.999] < 0.5 * moved[0.0]
