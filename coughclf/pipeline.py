@@ -369,9 +369,12 @@ class _ClipsInMemory:
             batches = rows.bucket_by_sequence_length(
                 lambda row: tf.shape(row["pcm"], tf.int32)[0], plan.bucket_samples,
                 [plan.batch_size] * (len(plan.bucket_samples) + 1), drop_remainder=plan.drop_remainder)
-        else:
-            # Rows are of one width, except whole clips (variable_length), padded to the batch's longest.
+        elif plan.variable_length:  # whole clips, padded to the batch's longest
             batches = rows.padded_batch(plan.batch_size, drop_remainder=plan.drop_remainder)
+        else:
+            # Rows of one width: a plain batch, which tf.data fuses with the slicing map (each row is
+            # sliced straight into the batch's buffer, one copy less than padded_batch).
+            batches = rows.batch(plan.batch_size, drop_remainder=plan.drop_remainder)
         return batches.map(lambda batch: self.examples(plan, batch), num_parallel_calls=tf.data.AUTOTUNE,
                            deterministic=plan.deterministic)
 
