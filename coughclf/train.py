@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from coughclf.config import accepted_model_options, check_data, dump_config, dumps_config, model_options
+from coughclf.config import (accepted_model_options, check_data, config_from_dict, dump_config, dumps_config,
+                             model_options)
 from coughclf.errors import CoughclfError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -477,10 +478,12 @@ def claim_run_dir(config, run_dir):
     run_dir = Path(run_dir)
     saved = run_dir / "config.toml"
     if saved.exists():
-        previous = tomllib.loads(saved.read_text(encoding="utf-8"))
-        if previous != tomllib.loads(dumps_config(config)):
+        # Both sides with today's defaults filled in: a key added to the schema since the run
+        # started, at its default, is not a different config.
+        previous = config_from_dict(tomllib.loads(saved.read_text(encoding="utf-8")), str(saved), check_names=False)
+        if tomllib.loads(dumps_config(previous)) != tomllib.loads(dumps_config(config)):
             raise CoughclfError(f"{run_dir} holds a run of a different config ({saved}); resume it with the "
-                                "same config and --set values, or use a new --run-dir")
+                                "same config and --set values, or start it in another folder")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(config, saved)

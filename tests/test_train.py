@@ -127,6 +127,24 @@ def test_resuming_with_a_different_config_is_refused(finished_run):
         train(config, finished_run)
 
 
+def test_a_run_started_before_a_key_was_added_resumes(finished_run, tmp_path):
+    # A run folder written before optimizer.ema existed: its config lacks the key, at its default
+    # it is the same config; a changed value is still refused.
+    from coughclf.config import load_config
+    from coughclf.errors import CoughclfError
+    from coughclf.train import claim_run_dir
+
+    old_run = tmp_path / "old-run"
+    old_run.mkdir()
+    text = (finished_run / "config.toml").read_text()
+    assert "ema = 0.0\n" in text
+    (old_run / "config.toml").write_text(text.replace("ema = 0.0\n", ""))
+    config = load_config(finished_run / "config.toml")
+    assert claim_run_dir(config, old_run) == old_run
+    with pytest.raises(CoughclfError, match="different config"):
+        claim_run_dir(load_config(finished_run / "config.toml", ["optimizer.ema=0.9"]), old_run)
+
+
 def test_class_weights_follow_the_balance_formula(tone_cache, tmp_path):
     """balance.mode = class_weight passes the report's weights to fit (checked on an unbalanced split)."""
     import keras
