@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from coughclf.text import BLANK, CHARACTERS, decode
+from coughclf.text import BLANK, CHARACTERS, decode, encode
 
 DECODERS = ("greedy", "beam_search", "lexicon")
 _KERAS_DECODERS = ("greedy", "beam_search")
@@ -110,9 +110,8 @@ def lexicon_decode_numpy(log_probs, lexicon, length=None, beam_width=32):
     for word in words:
         for end in range(len(word)):
             continuations[word[:end]].add(word[end])
-    for word in words:
         continuations[word].add(" ")
-    index = {char: position + 1 for position, char in enumerate(CHARACTERS)}
+    index = dict(zip(CHARACTERS, encode(CHARACTERS).tolist()))
     beams = {"": (0.0, -math.inf)}  # prefix -> (log P(ends in blank), log P(ends in a character))
     for frame in log_probs:
         grown = defaultdict(lambda: [-math.inf, -math.inf])
@@ -125,8 +124,6 @@ def lexicon_decode_numpy(log_probs, lexicon, length=None, beam_width=32):
                 stay[1] = np.logaddexp(stay[1], character + frame[index[last]])
             word = prefix[prefix.rfind(" ") + 1:]
             for char in continuations.get(word, ()):
-                if char == " " and not prefix:
-                    continue
                 longer = grown[prefix + char]
                 # A repeated character needs a blank between its two alignments.
                 longer[1] = np.logaddexp(longer[1], (blank if char == last else either) + frame[index[char]])
