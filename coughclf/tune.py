@@ -500,7 +500,8 @@ def trial_rows(tuner):
     """One dict per trial: id, status, objective, std, seconds, epochs, then the hyperparameters."""
     objective = tuner.settings["objective"]
     rows = []
-    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+    # Numeric order: KerasTuner pads ids to the budget's width, so an extended search mixes "3" and "04".
+    for trial_id, trial in sorted(tuner.oracle.trials.items(), key=lambda item: int(item[0])):
         metrics = {name: trial.metrics.get_last_value(name) for name in trial.metrics.metrics}
         values = trial.hyperparameters.values
         row = {"trial": trial_id, "status": trial.status, objective: metrics.get(objective),
