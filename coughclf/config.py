@@ -15,7 +15,9 @@ A config has these tables (every key optional unless marked required; defaults i
     [model]     name (required), input_mode, then any option of the model's builder
     [frontend]  LogMelSpectrogram options overriding the model's defaults
     [augment]   passed to coughclf.layers.augment.build_augmentation
-    [balance]   mode (none|oversample|undersample|class_weight), target, max_repeats, formula
+    [balance]   mode (none|oversample|undersample|class_weight), target, max_repeats, formula, within
+                (a manifest column, e.g. "meta_source": resample the (value, class) cells instead of the
+                classes, so that the column tells nothing about the label in training)
     [optimizer] name (adam|adamw|sgd|rmsprop), lr, weight_decay, momentum, clipnorm,
                 schedule (constant|cosine|exponential|plateau), decay_rate, min_lr, warmup_epochs
                 (linear ramp to lr over the first epochs, then the schedule over the rest), ema
@@ -94,6 +96,7 @@ SCHEMA = {
         "target": Key(int, None),
         "max_repeats": Key(float, None),
         "formula": Key(str, "report", ("report", "inverse")),
+        "within": Key(str, ""),
     },
     "optimizer": {
         "name": Key(str, "adam", ("adam", "adamw", "sgd", "rmsprop")),
@@ -294,6 +297,9 @@ def _validate_references(config, path):
             raise CoughclfError(f"{path}: split.{fraction} must be a fraction in [0, 1)")
     if not 0.5 <= config["metrics"]["specificity"] < 1.0:
         raise CoughclfError(f"{path}: metrics.specificity must be in [0.5, 1)")
+    if config["balance"]["within"] and config["balance"]["mode"] not in ("oversample", "undersample"):
+        raise CoughclfError(f"{path}: balance.within = {config['balance']['within']!r} resamples cells, so "
+                            f"balance.mode must be 'oversample' or 'undersample', not {config['balance']['mode']!r}")
     optimizer = config["optimizer"]
     if optimizer["warmup_epochs"] and optimizer["schedule"] == "plateau":
         raise CoughclfError(f"{path}: optimizer.warmup_epochs needs an epoch-wise schedule, not 'plateau' "

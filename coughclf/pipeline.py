@@ -134,7 +134,7 @@ def epoch_class_counts(labels, balance, balance_target=None, max_repeats=None):
 
 
 def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=None, window_seconds=None,
-                 batch_size=32, balance=None, balance_target=None, max_repeats=None, seed=0,
+                 batch_size=32, balance=None, balance_target=None, max_repeats=None, balance_within=None, seed=0,
                  variable_length=False, with_ids=False, shuffle_buffer=1024, drop_remainder=False,
                  bucket_boundaries=None, cache_in_memory="auto", audio_dtype="float32"):
     """A ``tf.data.Dataset`` of batches from a prepared cache.
@@ -153,6 +153,11 @@ def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=No
         batch_size, drop_remainder: batching.
         balance, balance_target, max_repeats: per-epoch class resampling when
             training, see :func:`epoch_class_counts`.
+        balance_within: a manifest column (e.g. ``"meta_source"``): resample the cells
+            (value of the column, class) instead of the classes, so that every class is
+            equally frequent within each value (and every value equally frequent): the
+            column then tells nothing about the label in training. The remedy for a
+            label confounded with a recording channel.
         seed: seeds every random choice; ``None`` for unseeded and non-deterministic
             (slightly faster reads).
         variable_length: no cropping; each batch is zero-padded to its longest clip
@@ -185,7 +190,8 @@ def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=No
         cache = open_cache(Path(cache))
     plan = _Plan.from_arguments(cache, ids, mode=mode, clip_seconds=clip_seconds, windows=windows,
                                 window_seconds=window_seconds, batch_size=batch_size, balance=balance,
-                                balance_target=balance_target, max_repeats=max_repeats, seed=seed,
+                                balance_target=balance_target, max_repeats=max_repeats,
+                                balance_within=balance_within, seed=seed,
                                 variable_length=variable_length, bucket_boundaries=bucket_boundaries,
                                 shuffle_buffer=shuffle_buffer, with_ids=with_ids,
                                 drop_remainder=drop_remainder, cache_in_memory=cache_in_memory,
@@ -204,8 +210,8 @@ class _Plan:
 
     @classmethod
     def from_arguments(cls, cache, ids, *, mode, clip_seconds, windows, window_seconds, batch_size, balance,
-                       balance_target, max_repeats, seed, variable_length, bucket_boundaries, shuffle_buffer,
-                       with_ids, drop_remainder, cache_in_memory, audio_dtype):
+                       balance_target, max_repeats, balance_within, seed, variable_length, bucket_boundaries,
+                       shuffle_buffer, with_ids, drop_remainder, cache_in_memory, audio_dtype):
         if mode not in MODES:
             raise CoughclfError(f"unknown pipeline mode {mode!r}; use one of {MODES}")
         if batch_size < 1 or shuffle_buffer < 1:
@@ -242,7 +248,9 @@ class _Plan:
         plan.deterministic = seed is not None or not plan.training
         plan.ids = selected
         plan.labels = np.array([int(rows[clip_id]["label_index"]) for clip_id in selected], dtype=np.int32)
-        plan.class_counts = epoch_class_counts(plan.labels, balance, balance_target, max_repeats)
+        plan.balance_keys = _balance_keys(plan.labels, [rows[clip_id] for clip_id in selected], balance_within,
+                                          balance, cache.root)
+        plan.class_counts = epoch_class_counts(plan.balance_keys, balance, balance_target, max_repeats)
         plan.balance = balance
         plan.variable_length = variable_length
         plan.with_ids = with_ids
@@ -604,7 +612,7 @@ def _epoch_repeats(plan, epoch_key):
     import tensorflow as tf
 
     classes = np.array(sorted(plan.class_counts))
-    class_of_clip = np.searchsorted(classes, plan.labels)
+    class_of_clip = np.searchsorted(classes, plan.balance_keys)
     sizes = np.bincount(class_of_clip, minlength=classes.size)
     wanted = np.array([plan.class_counts[c] for c in classes])
     base, extra = wanted // sizes, wanted % sizes
@@ -616,6 +624,20 @@ def _epoch_repeats(plan, epoch_key):
     rank_in_class = tf.math.invert_permutation(order) - tf.constant(class_start[class_of_clip], tf.int32)
     once_more = rank_in_class < tf.constant(extra[class_of_clip], tf.int32)
     return tf.constant(base[class_of_clip], tf.int32) + tf.cast(once_more, tf.int32)
+
+
+def _balance_keys(labels, rows, column, balance, cache_root):
+    """What balancing equalises, per clip: its class, or with ``column`` its cell (column value, class)."""
+    if column is None:
+        return labels
+    if balance is None:
+        raise CoughclfError(f"balance_within={column!r} needs a balance method ('oversample' or 'undersample')")
+    if column not in rows[0]:
+        raise CoughclfError(f"balance_within: {cache_root / 'manifest.csv'} has no column {column!r}; its "
+                            f"columns: {', '.join(rows[0])}")
+    values = sorted({row[column] for row in rows})
+    value_index = np.array([values.index(row[column]) for row in rows])
+    return (labels.astype(np.int64) * len(values) + value_index).astype(np.int32)
 
 
 def _window_starts(lengths, window_index, count, samples):

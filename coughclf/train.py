@@ -251,6 +251,7 @@ def make_inputs(config, cache, ids, *, mode, seconds, metadata=None, with_ids=Fa
         window_seconds=seconds if windows else None, batch_size=batch_size or config["train"]["batch_size"],
         balance=resample, balance_target=balance["target"] if resample else None,
         max_repeats=balance["max_repeats"] if resample == "oversample" else None,
+        balance_within=balance["within"] if resample and balance["within"] else None,
         seed=config["train"]["seed"], with_ids=True, shuffle_buffer=data["shuffle_buffer"])
     num_classes = len(cache.classes)
     lookup = None

@@ -61,6 +61,7 @@ def test_defaults_are_filled_in_and_name_comes_from_the_file(tmp_path):
     (MINIMAL.replace('"fsdd"', '"fsdd"\nwindows = 9'), r"data\.windows is set but data\.window_seconds is not"),
     (MINIMAL + "[split]\ntest = 1.5\n", r"split\.test must be a fraction"),
     (MINIMAL + '[optimizer]\nschedule = "plateau"\nwarmup_epochs = 2\n', r"warmup_epochs needs an epoch-wise"),
+    (MINIMAL + '[balance]\nwithin = "meta_source"\n', r"balance\.mode must be 'oversample' or 'undersample'"),
     (MINIMAL + "[optimizer]\nema = 1.0\n", r"optimizer\.ema = 1\.0 must be in \[0, 1\)"),
     (MINIMAL + "[optimizer]\nwarmup_epochs = 30\n", r"warmup_epochs = 30 must be between 0 and .*\(29\)"),
 ])

@@ -21,11 +21,12 @@ def ramp(samples, start=1):
     return (np.arange(samples) + start).astype(np.int16)
 
 
-def write_cache(root, clips, *, shards=1, classes=("a", "b"), manifest_ids=None):
+def write_cache(root, clips, *, shards=1, classes=("a", "b"), manifest_ids=None, metadata=None):
     """A prepared cache in the documented format.
 
     ``clips``: list of (id, int16 pcm, label_index[, transcript]); clip i goes to shard ``i % shards``.
     ``manifest_ids``: the ids the manifest lists (default all): a clip left out is in a shard only.
+    ``metadata``: ``{id: {"meta_...": value}}``, extra manifest columns.
     """
     (root / "shards").mkdir(parents=True)
     import tensorflow as tf
@@ -38,11 +39,12 @@ def write_cache(root, clips, *, shards=1, classes=("a", "b"), manifest_ids=None)
         if manifest_ids is None or clip_id in manifest_ids:
             rows.append({"id": clip_id, "label": classes[label_index] if label_index >= 0 else "",
                          "label_index": label_index, "num_samples": len(pcm), "duration": len(pcm) / RATE,
-                         "transcript": text, "shard": position % shards})
+                         "transcript": text, "shard": position % shards, **(metadata or {}).get(clip_id, {})})
     for writer in writers:
         writer.close()
     with open(root / "manifest.csv", "w", newline="") as handle:
-        table = csv.DictWriter(handle, MANIFEST_COLUMNS, restval="")
+        extra = sorted({column for columns in (metadata or {}).values() for column in columns})
+        table = csv.DictWriter(handle, list(MANIFEST_COLUMNS) + extra, restval="")
         table.writeheader()
         table.writerows(rows)
     (root / "cache.json").write_text(json.dumps({"format": FORMAT_VERSION, "classes": list(classes),
@@ -166,6 +168,30 @@ def test_oversampling_reaches_the_target_per_class_within_the_repeat_cap(tmp_pat
         majority_subsets.add(frozenset(clip_id for clip_id in uses if clip_id.startswith("c0")))
     # The 15 of 20 majority clips are drawn again every epoch.
     assert len(majority_subsets) == 3
+
+
+def test_balancing_within_a_column_equalises_every_cell(tmp_path, in_memory):
+    # A label confounded with the channel: "phone" clips are mostly class 1, "app" clips mostly class 0.
+    cells = {("app", 0): 9, ("app", 1): 2, ("phone", 0): 3, ("phone", 1): 6}
+    clips, metadata = [], {}
+    for (source, label), count in cells.items():
+        for i in range(count):
+            clip_id = f"c{label}_{source}{i}"
+            clips.append((clip_id, ramp(2000, start=i + 1), label))
+            metadata[clip_id] = {"meta_source": source}
+    cache = write_cache(tmp_path / "cache", clips, shards=2, metadata=metadata)
+    dataset = make_dataset(cache, mode="train", clip_seconds=0.1, batch_size=4, balance="oversample",
+                           balance_within="meta_source", with_ids=True, cache_in_memory=in_memory)
+    for _ in range(2):
+        uses = Counter(clip_id.decode() for inputs, _ in batches(dataset) for clip_id in inputs["id"])
+        per_cell = Counter(clip_id.split("_")[0] + clip_id.split("_")[1].rstrip("0123456789")
+                           for clip_id in uses.elements())
+        assert per_cell == {"c0app": 9, "c1app": 9, "c0phone": 9, "c1phone": 9}
+        assert sorted(uses[f"c1_app{i}"] for i in range(2)) == [4, 5]  # 9 uses over 2 clips
+    with pytest.raises(CoughclfError, match="no column 'meta_age'"):
+        make_dataset(cache, balance="oversample", balance_within="meta_age")
+    with pytest.raises(CoughclfError, match="needs a balance method"):
+        make_dataset(cache, balance_within="meta_source")
 
 
 def test_streamed_oversampling_works_whatever_the_global_seed(tmp_path):
