@@ -102,9 +102,10 @@ def load_predictor(path):
     return TFLitePredictor(path) if path.suffix == ".tflite" else KerasPredictor(path)
 
 
-def predict_audio(predictor, audio, hop_seconds=None):
-    """The prediction dict of one decoded clip (without ``file``)."""
-    from coughclf.ctc import greedy_decode_numpy
+def predict_audio(predictor, audio, hop_seconds=None, lexicon=None):
+    """The prediction dict of one decoded clip (without ``file``); speech models decode greedily, or
+    with ``lexicon`` (a list of words) only in its words (:func:`coughclf.ctc.lexicon_decode_numpy`)."""
+    from coughclf.ctc import greedy_decode_numpy, lexicon_decode_numpy
 
     metadata = predictor.metadata
     clip = int(metadata["clip_samples"])
@@ -113,7 +114,8 @@ def predict_audio(predictor, audio, hop_seconds=None):
     windows = split_windows(audio, clip, hop)
     outputs = [predictor(window) for window in windows]
     if speech:
-        text = " ".join(part for part in (greedy_decode_numpy(output) for output in outputs) if part)
+        texts = (lexicon_decode_numpy(output, lexicon) if lexicon else greedy_decode_numpy(output) for output in outputs)
+        text = " ".join(part for part in texts if part)
         return {"text": text, "windows": len(windows)}
     probabilities = np.mean(outputs, axis=0)
     best = int(np.argmax(probabilities))
@@ -122,14 +124,17 @@ def predict_audio(predictor, audio, hop_seconds=None):
             "probabilities": {label: float(p) for label, p in zip(labels, probabilities)}}
 
 
-def predict_files(model_path, files, hop_seconds=None, predictor=None):
+def predict_files(model_path, files, hop_seconds=None, predictor=None, lexicon=None):
     """One dict per file: ``file`` plus ``label``/``probability``/``probabilities``/``windows``
-    (classifiers), ``text``/``windows`` (speech), or ``error`` for a file that could not be used."""
+    (classifiers), ``text``/``windows`` (speech; ``lexicon``: see :func:`predict_audio`), or
+    ``error`` for a file that could not be used."""
     from coughclf.audio import load_audio
 
     predictor = predictor or load_predictor(model_path)
     if hop_seconds is not None and hop_seconds <= 0:
         raise CoughclfError(f"--hop must be a positive number of seconds, got {hop_seconds}")
+    if lexicon and predictor.metadata["task"] != "ctc":
+        raise CoughclfError(f"{model_path} is a classifier; --lexicon applies to speech-recognition models")
     results = []
     for path in files:
         try:
@@ -137,5 +142,5 @@ def predict_files(model_path, files, hop_seconds=None, predictor=None):
         except CoughclfError as error:
             results.append({"file": str(path), "error": getattr(error, "reason", str(error))})
             continue
-        results.append({"file": str(path), **predict_audio(predictor, audio, hop_seconds)})
+        results.append({"file": str(path), **predict_audio(predictor, audio, hop_seconds, lexicon)})
     return results

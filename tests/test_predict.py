@@ -90,6 +90,15 @@ def test_predict_command_reports_each_bad_file_and_fails(exported, capsys):
     (row,) = json.loads(capsys.readouterr().out)
     assert row["windows"] == 3 and row["label"] in LABELS
 
+    # A lexicon is for speech models; a missing word list is named.
+    assert main(["predict", str(tflite_path), str(files["short"]), "--lexicon", str(missing)]) != 0
+    error = capsys.readouterr().err
+    assert f"--lexicon {missing}: no such file" in error
+    word_list = broken.with_name("words.txt")
+    word_list.write_text("yes\nno\n")
+    assert main(["predict", str(tflite_path), str(files["short"]), "--lexicon", str(word_list)]) != 0
+    assert "applies to speech-recognition models" in capsys.readouterr().err
+
 
 def test_model_without_sidecar_is_refused(exported, tmp_path):
     from coughclf.errors import CoughclfError
@@ -102,7 +111,7 @@ def test_model_without_sidecar_is_refused(exported, tmp_path):
 
 
 def test_speech_model_exports_builtin_ops_and_decodes_text(tmp_path):
-    from coughclf.ctc import greedy_decode_numpy
+    from coughclf.ctc import greedy_decode_numpy, lexicon_decode_numpy
     from coughclf.models.deepspeech import inference_model
 
     model = build("deepspeech2_lite", input_mode="waveform", conv_filters=16, rnn_units=16, rnn_layers=2)
@@ -118,3 +127,8 @@ def test_speech_model_exports_builtin_ops_and_decodes_text(tmp_path):
     assert np.abs(tflite_log_probs - log_probs).max() <= 1e-3
     expected = " ".join(text for text in (greedy_decode_numpy(frames) for frames in log_probs) if text)
     assert result["text"] == expected
+    # With a lexicon only its words come out, each window decoded as lexicon_decode_numpy does.
+    (lexical,) = predict_files(path, [audio_file], lexicon=["yes", "no"])
+    expected = " ".join(text for text in (lexicon_decode_numpy(frames, ["yes", "no"]) for frames in log_probs)
+                        if text)
+    assert lexical["text"] == expected and set(lexical["text"].split()) <= {"yes", "no"}

@@ -1,6 +1,9 @@
 """``coughclf predict``: classify (or transcribe) audio files with a .tflite or .keras model."""
 
 import sys
+from pathlib import Path
+
+from coughclf.errors import CoughclfError
 
 HELP = "predict labels (or text, for the speech model) of audio files with a .tflite or .keras model"
 EXAMPLE = "coughclf predict kws_cnn.tflite clip.wav long_recording.mp3 --json"
@@ -12,6 +15,9 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
     parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
                         help="step between windows of a long file (default: half the model's clip length)")
+    parser.add_argument("--lexicon", metavar="FILE",
+                        help="speech models: write only the words of this word list (one per line) instead of "
+                             "decoding characters greedily")
 
 
 def _table(results):
@@ -29,8 +35,14 @@ def run(args):
     import json
 
     from coughclf.predict import predict_files
+    from coughclf.speech import lexicon_words
 
-    results = predict_files(args.model, args.files, hop_seconds=args.hop)
+    lexicon = None
+    if args.lexicon:
+        if not Path(args.lexicon).is_file():
+            raise CoughclfError(f"--lexicon {args.lexicon}: no such file; give a word list, one word per line")
+        lexicon = lexicon_words({"lexicon": args.lexicon, "numbers_as_words": True}, [])
+    results = predict_files(args.model, args.files, hop_seconds=args.hop, lexicon=lexicon)
     failed = [row for row in results if "error" in row]
     for row in failed:
         print(f"coughclf predict: error: {row['file']}: {row['error']}", file=sys.stderr)
