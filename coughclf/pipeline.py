@@ -635,9 +635,9 @@ def _balance_keys(labels, rows, column, balance, cache_root):
     if column not in rows[0]:
         raise CoughclfError(f"balance_within: {cache_root / 'manifest.csv'} has no column {column!r}; its "
                             f"columns: {', '.join(rows[0])}")
-    values = sorted({row[column] for row in rows})
-    value_index = np.array([values.index(row[column]) for row in rows])
-    return (labels.astype(np.int64) * len(values) + value_index).astype(np.int32)
+    index_of = {value: index for index, value in enumerate(sorted({row[column] for row in rows}))}
+    value_index = np.array([index_of[row[column]] for row in rows])
+    return (labels.astype(np.int64) * len(index_of) + value_index).astype(np.int32)
 
 
 def _window_starts(lengths, window_index, count, samples):

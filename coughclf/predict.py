@@ -114,8 +114,9 @@ def predict_audio(predictor, audio, hop_seconds=None, lexicon=None):
     windows = split_windows(audio, clip, hop)
     outputs = [predictor(window) for window in windows]
     if speech:
-        texts = (lexicon_decode_numpy(output, lexicon) if lexicon else greedy_decode_numpy(output) for output in outputs)
-        text = " ".join(part for part in texts if part)
+        decoded = (lexicon_decode_numpy(output, lexicon) if lexicon else greedy_decode_numpy(output)
+                   for output in outputs)
+        text = " ".join(part for part in decoded if part)
         return {"text": text, "windows": len(windows)}
     probabilities = np.mean(outputs, axis=0)
     best = int(np.argmax(probabilities))
