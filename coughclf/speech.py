@@ -88,17 +88,36 @@ def normalized_transcripts(cache, ids, numbers_as_words=True):
     return {clip_id: normalize(rows[clip_id]["transcript"], numbers_as_words) for clip_id in ids}
 
 
+def read_lexicon(path, numbers_as_words=True):
+    """The sorted words of a word list file (one or more per line, normalised like transcripts)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return _checked_lexicon({word for line in lines for word in normalize(line, numbers_as_words).split()}, path)
+
+
 def lexicon_words(settings, training_texts):
-    """The words the lexicon decoder may write: ``[ctc] lexicon``'s file (one word per line,
-    normalised like transcripts) or else every word of ``training_texts``."""
+    """The words the lexicon decoder may write: ``[ctc] lexicon``'s file (:func:`read_lexicon`)
+    or else every word of ``training_texts``."""
     if settings["lexicon"]:
-        lines = Path(settings["lexicon"]).read_text(encoding="utf-8").splitlines()
-        words = {word for line in lines for word in normalize(line, settings["numbers_as_words"]).split()}
-    else:
-        words = {word for text in training_texts for word in text.split()}
+        return read_lexicon(settings["lexicon"], settings["numbers_as_words"])
+    return _checked_lexicon({word for text in training_texts for word in text.split()}, "(training transcripts)")
+
+
+def _checked_lexicon(words, source):
     if not words:
-        raise CoughclfError(f"the lexicon {settings['lexicon'] or '(training transcripts)'} holds no words")
+        raise CoughclfError(f"the lexicon {source} holds no words")
     return sorted(words)
+
+
+def run_lexicon(config, run_dir, settings):
+    """The lexicon of a run's evaluation: the ``[ctc] lexicon`` file, else the words of the run's
+    own training transcripts (read from its split.json and its data only then)."""
+    from coughclf.train import open_data, read_json
+
+    if settings["lexicon"]:
+        return read_lexicon(settings["lexicon"], settings["numbers_as_words"])
+    training = read_json(Path(run_dir) / "split.json")["train"]
+    return lexicon_words(settings, normalized_transcripts(open_data(config), training,
+                                                          settings["numbers_as_words"]).values())
 
 
 def required_frames(text):
@@ -465,7 +484,7 @@ def evaluate_ctc(run_dir, data=None, split="test"):
     from coughclf.config import load_config
     from coughclf.ctc import error_rate
     from coughclf.evaluate import selected_ids
-    from coughclf.train import open_data, read_json, write_json
+    from coughclf.train import open_data, write_json
 
     run_dir = Path(run_dir)
     config = load_config(run_dir / "config.toml")
@@ -482,10 +501,7 @@ def evaluate_ctc(run_dir, data=None, split="test"):
                                with_ids=True)
     strategies, lexicon = ("greedy", "beam_search"), None
     if settings["decoder"] == "lexicon":
-        own = open_data(config)
-        training = read_json(run_dir / "split.json")["train"]
-        lexicon = lexicon_words(settings, normalized_transcripts(own, training, settings["numbers_as_words"]).values())
-        strategies += ("lexicon",)
+        strategies, lexicon = strategies + ("lexicon",), run_lexicon(config, run_dir, settings)
     references, hypotheses, clip_ids = transcribe(model, batches, strategies, settings["beam_width"], lexicon)
     results = {"run": str(run_dir), "model": config["model"]["name"], "split": split, "cache": str(cache.root),
                "utterances": len(references), "decoder": settings["decoder"]}

@@ -35,13 +35,13 @@ def run(args):
     import json
 
     from coughclf.predict import predict_files
-    from coughclf.speech import lexicon_words
+    from coughclf.speech import read_lexicon
 
     lexicon = None
     if args.lexicon:
         if not Path(args.lexicon).is_file():
             raise CoughclfError(f"--lexicon {args.lexicon}: no such file; give a word list, one word per line")
-        lexicon = lexicon_words({"lexicon": args.lexicon, "numbers_as_words": True}, [])
+        lexicon = read_lexicon(args.lexicon)
     results = predict_files(args.model, args.files, hop_seconds=args.hop, lexicon=lexicon)
     failed = [row for row in results if "error" in row]
     for row in failed:
