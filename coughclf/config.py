@@ -9,7 +9,9 @@ A config has these tables (every key optional unless marked required; defaults i
     [data]      dataset (required), data_dir, cache, options {loader options}, sample_rate,
                 clip_seconds, windows, window_seconds, shuffle_buffer, metadata (manifest
                 columns fed to a model's metadata input, e.g. ["meta_age", "meta_gender"]), prepare
-                {trim_silence, segment, drop_conflicts, shard_size: options of coughclf.prepare}
+                {trim_silence, segment, drop_conflicts, shard_size: options of coughclf.prepare},
+                extra_train (a list of {dataset, data_dir, options, labels}: clips of other corpora
+                that always train, see coughclf.datasets.extra)
     [split]     method (random|official|fold|kfold), val, test, k, seed, stratify, fold,
                 train_folds, val_folds, test_folds
     [model]     name (required), input_mode, then any option of the model's builder
@@ -72,6 +74,7 @@ SCHEMA = {
         "shuffle_buffer": Key(int, 1024),
         "metadata": Key(list, []),
         "prepare": Key(dict, {}),
+        "extra_train": Key(list, []),
     },
     "split": {
         "method": Key(str, "random", ("random", "official", "fold", "kfold")),
@@ -286,6 +289,9 @@ def _validate_references(config, path):
         except CoughclfError as error:
             raise CoughclfError(f"{path}: [augment]: {error}") from None
     data = config["data"]
+    from coughclf.datasets.extra import check_entries
+
+    check_entries(data["extra_train"], path)
     for key in data["prepare"]:
         if key not in PREPARE_OPTIONS:
             unknown_key(key, f"data.prepare.{key}", PREPARE_OPTIONS, path)

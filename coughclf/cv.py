@@ -30,8 +30,10 @@ BAR_METRICS = ("accuracy", "auc", "balanced_accuracy", "macro_f1", "sensitivity_
 
 
 def fold_splits(config, cache):
-    """``[{"train", "validation", "test"}, ...]``: the clip ids of every fold."""
+    """``[{"train", "validation", "test"}, ...]``: the clip ids of every fold (extra training clips,
+    ``[[data.extra_train]]``, train in every fold)."""
     from coughclf import splits
+    from coughclf.datasets.extra import with_extra, without_extra
     from coughclf.train import with_validation
 
     method = config["split"]["method"]
@@ -39,9 +41,11 @@ def fold_splits(config, cache):
         raise CoughclfError(f"{config.source}: cross-validation needs split.method = 'kfold' (k random "
                             f"group folds) or 'fold' (the dataset's folds), not {method!r}; "
                             "add --set split.method=kfold")
-    folds = splits.kfold(cache.manifest, k=config["split"]["k"], seed=config["split"]["seed"],
+    main, extra_ids = without_extra(cache)
+    folds = splits.kfold(main.manifest, k=config["split"]["k"], seed=config["split"]["seed"],
                          predefined=method == "fold")
-    return [with_validation(config, cache, train_ids, test_ids) for train_ids, test_ids in folds]
+    return [with_extra(with_validation(config, main, train_ids, test_ids), extra_ids)
+            for train_ids, test_ids in folds]
 
 
 def cross_validate(config, out_dir=None, strategy=None, *, callbacks=()):

@@ -85,14 +85,25 @@ def default_cache_path(config):
     """
     import hashlib
 
+    data = config["data"]
+    listing = sorted((clip.id, clip.label, clip.group, clip.fold, clip.split, clip.transcript)
+                     for clip in listed_clips(config))
+    identity = [str(Path(data["data_dir"]).resolve()), data["options"], data["sample_rate"], data["prepare"]]
+    if data["extra_train"]:
+        identity.append([{**entry, "data_dir": str(Path(entry["data_dir"]).resolve())}
+                         for entry in data["extra_train"]])
+    key = json.dumps([*identity, listing], sort_keys=True, default=str)
+    return PREPARED_ROOT / f"{data['dataset']}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+
+def listed_clips(config):
+    """The clips the run's cache holds: [data].dataset's, then those of every [[data.extra_train]]."""
     from coughclf import datasets
+    from coughclf.datasets.extra import combined_clips
 
     data = config["data"]
     clips = datasets.get(data["dataset"]).list_clips(Path(data["data_dir"]), **data["options"])
-    listing = sorted((clip.id, clip.label, clip.group, clip.fold, clip.split, clip.transcript) for clip in clips)
-    key = json.dumps([str(Path(data["data_dir"]).resolve()), data["options"], data["sample_rate"],
-                      data["prepare"], listing], sort_keys=True, default=str)
-    return PREPARED_ROOT / f"{data['dataset']}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+    return combined_clips(data["dataset"], clips, data["extra_train"])
 
 
 def open_data(config):
@@ -106,8 +117,16 @@ def open_data(config):
         from coughclf.prepare import prepare
 
         print(f"preparing {data['dataset']} from {data['data_dir']} into {cache_path} (once)")
-        prepare(data["dataset"], data["data_dir"], cache_path, sample_rate=data["sample_rate"],
-                options=data["options"], **data["prepare"])
+        if data["extra_train"]:
+            from coughclf import datasets
+            from coughclf.prepare import prepare_clips
+
+            prepare_clips(listed_clips(config), cache_path, dataset_name=data["dataset"],
+                          task=datasets.get(data["dataset"]).task, options=data["options"],
+                          sample_rate=data["sample_rate"], **data["prepare"])
+        else:
+            prepare(data["dataset"], data["data_dir"], cache_path, sample_rate=data["sample_rate"],
+                    options=data["options"], **data["prepare"])
     cache = open_cache(cache_path)
     if cache.sample_rate != data["sample_rate"]:
         raise CoughclfError(f"{config.source}: data.sample_rate = {data['sample_rate']} but the cache "
@@ -124,6 +143,13 @@ def split_clips(config, cache):
     folds explicitly (the ESC-10 report's fold 1 test, folds 3-5 train), otherwise the
     highest fold is the test set.
     """
+    from coughclf.datasets.extra import with_extra, without_extra
+
+    main, extra_ids = without_extra(cache)
+    return with_extra(_split_main(config, main), extra_ids)
+
+
+def _split_main(config, cache):
     from coughclf import splits
 
     split = config["split"]
