@@ -7,7 +7,8 @@ A config has these tables (every key optional unless marked required; defaults i
     task = "classification"        # or "ctc"; defaults to the model's task
 
     [data]      dataset (required), data_dir, cache, options {loader options}, sample_rate,
-                clip_seconds, windows, window_seconds, shuffle_buffer, metadata (manifest
+                clip_seconds, random_crops (training clips cut or placed at random offsets;
+                false: centred as in evaluation), windows, window_seconds, shuffle_buffer, metadata (manifest
                 columns fed to a model's metadata input, e.g. ["meta_age", "meta_gender"]), prepare
                 {trim_silence, segment, drop_conflicts, shard_size: options of coughclf.prepare},
                 extra_train (a list of {dataset, data_dir, options, labels}: clips of other corpora
@@ -72,6 +73,7 @@ SCHEMA = {
         "windows": Key(int, None),
         "window_seconds": Key(float, None),
         "shuffle_buffer": Key(int, 1024),
+        "random_crops": Key(bool, True),
         "metadata": Key(list, []),
         "prepare": Key(dict, {}),
         "extra_train": Key(list, []),

@@ -136,7 +136,7 @@ def epoch_class_counts(labels, balance, balance_target=None, max_repeats=None):
 def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=None, window_seconds=None,
                  batch_size=32, balance=None, balance_target=None, max_repeats=None, balance_within=None, seed=0,
                  variable_length=False, with_ids=False, shuffle_buffer=1024, drop_remainder=False,
-                 bucket_boundaries=None, cache_in_memory="auto", audio_dtype="float32"):
+                 bucket_boundaries=None, cache_in_memory="auto", audio_dtype="float32", random_crops=True):
     """A ``tf.data.Dataset`` of batches from a prepared cache.
 
     Args:
@@ -158,6 +158,10 @@ def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=No
             equally frequent within each value (and every value equally frequent): the
             column then tells nothing about the label in training. The remedy for a
             label confounded with a recording channel.
+        random_crops: in training, cut a longer clip at a random offset and place a shorter
+            one at a random offset in its zero-padded row (``False``: centred, as in eval
+            mode; for a model whose position-dependent layers should see every word where
+            the test clips put it).
         seed: seeds every random choice; ``None`` for unseeded and non-deterministic
             (slightly faster reads).
         variable_length: no cropping; each batch is zero-padded to its longest clip
@@ -195,7 +199,7 @@ def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=No
                                 variable_length=variable_length, bucket_boundaries=bucket_boundaries,
                                 shuffle_buffer=shuffle_buffer, with_ids=with_ids,
                                 drop_remainder=drop_remainder, cache_in_memory=cache_in_memory,
-                                audio_dtype=audio_dtype)
+                                audio_dtype=audio_dtype, random_crops=random_crops)
     batches = plan.source.batches(plan)
     if not plan.bucket_samples:
         examples = plan.examples_per_epoch()
@@ -211,7 +215,7 @@ class _Plan:
     @classmethod
     def from_arguments(cls, cache, ids, *, mode, clip_seconds, windows, window_seconds, batch_size, balance,
                        balance_target, max_repeats, balance_within, seed, variable_length, bucket_boundaries,
-                       shuffle_buffer, with_ids, drop_remainder, cache_in_memory, audio_dtype):
+                       shuffle_buffer, with_ids, drop_remainder, cache_in_memory, audio_dtype, random_crops):
         if mode not in MODES:
             raise CoughclfError(f"unknown pipeline mode {mode!r}; use one of {MODES}")
         if batch_size < 1 or shuffle_buffer < 1:
@@ -258,6 +262,7 @@ class _Plan:
         plan.drop_remainder = drop_remainder
         plan.shuffle_buffer = shuffle_buffer
         plan.audio_dtype = audio_dtype
+        plan.random_crops = plan.training and random_crops
         rate = cache.sample_rate
         if clip_seconds is not None:
             plan.clip_samples = int(round(clip_seconds * rate))
@@ -296,7 +301,7 @@ class _Plan:
         if self.clip_samples:
             width = tf.constant(self.clip_samples, tf.int64)
             slack = tf.abs(lengths - width)
-            if self.training:
+            if self.random_crops:
                 offsets = tf.cast(tf.floor(draws * tf.cast(slack + 1, tf.float64)), tf.int64)
             else:
                 offsets = slack // 2

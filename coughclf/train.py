@@ -278,7 +278,8 @@ def make_inputs(config, cache, ids, *, mode, seconds, metadata=None, with_ids=Fa
         balance=resample, balance_target=balance["target"] if resample else None,
         max_repeats=balance["max_repeats"] if resample == "oversample" else None,
         balance_within=balance["within"] if resample and balance["within"] else None,
-        seed=config["train"]["seed"], with_ids=True, shuffle_buffer=data["shuffle_buffer"])
+        seed=config["train"]["seed"], with_ids=True, shuffle_buffer=data["shuffle_buffer"],
+        random_crops=data["random_crops"])
     num_classes = len(cache.classes)
     lookup = None
     if metadata:

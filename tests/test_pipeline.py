@@ -123,6 +123,18 @@ def test_train_random_crops_are_contiguous_pieces_of_the_clip_at_varying_offsets
     assert all(len(places) > 1 for places in first_samples.values())
 
 
+def test_training_without_random_crops_places_every_clip_as_eval_does(mixed_cache, in_memory):
+    evaluated = clips_by_id(make_dataset(mixed_cache, mode="eval", clip_seconds=0.5, batch_size=3, with_ids=True,
+                                         cache_in_memory=in_memory))
+    trained = make_dataset(mixed_cache, mode="train", clip_seconds=0.5, batch_size=4, with_ids=True, seed=3,
+                           cache_in_memory=in_memory, random_crops=False)
+    for _ in range(2):
+        found = clips_by_id(trained)
+        assert sorted(found) == sorted(evaluated)
+        for clip_id, [(audio, _)] in found.items():
+            np.testing.assert_array_equal(audio, evaluated[clip_id][0][0])
+
+
 def test_windows_cover_the_clip_evenly_with_its_label_and_id(mixed_cache, in_memory):
     dataset = make_dataset(mixed_cache, mode="eval", windows=3, window_seconds=0.5, batch_size=5, with_ids=True,
                            cache_in_memory=in_memory)
