@@ -406,6 +406,9 @@ def check_data(config):
     if not Path(data["data_dir"]).is_dir():
         raise CoughclfError(f"{source}: data.data_dir = {data['data_dir']!r} is not a folder; "
                             "download the dataset there ('coughclf download') or fix the path")
+    from coughclf.datasets.extra import check_folders
+
+    check_folders(data["extra_train"], source)
 
 
 # --- writing -----------------------------------------------------------------------------------

@@ -86,3 +86,11 @@ def test_malformed_extra_entries_fail_before_training(tmp_path, entry_extra, mes
     path.write_text(text)
     with pytest.raises(CoughclfError, match=message):
         load_config(path)
+
+
+def test_a_missing_extra_folder_is_named_when_the_data_is_opened_not_when_the_config_is_read(tmp_path):
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace(str(tmp_path / "sc"), str(tmp_path / "nowhere")))
+    config = load_config(path)  # valid on a machine without the data
+    with pytest.raises(CoughclfError, match=r"data\.extra_train\[0\]\.data_dir = .*nowhere.* is not a folder"):
+        open_data(config)

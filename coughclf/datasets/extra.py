@@ -34,7 +34,11 @@ REQUIRED_KEYS = ("dataset", "data_dir")
 
 
 def check_entries(entries, source):
-    """Fail with the key's name for a malformed ``data.extra_train`` list (before anything is read)."""
+    """Fail with the key's name for a malformed ``data.extra_train`` list (before anything is read).
+
+    Whether each ``data_dir`` exists is :func:`check_folders`' business, as for ``data.data_dir``:
+    a config is valid on a machine without the data.
+    """
     from coughclf import datasets
 
     for position, entry in enumerate(entries):
@@ -52,8 +56,14 @@ def check_entries(entries, source):
         if entry["dataset"] not in datasets.available():
             raise CoughclfError(f"{where}.dataset = {entry['dataset']!r} is not a known dataset; choose one "
                                 f"of: {', '.join(datasets.available())}")
+
+
+def check_folders(entries, source):
+    """Fail naming the entry when an extra corpus's ``data_dir`` is not a folder."""
+    for position, entry in enumerate(entries):
         if not Path(entry["data_dir"]).is_dir():
-            raise CoughclfError(f"{where}.data_dir = {entry['data_dir']!r} is not a folder; fix the path")
+            raise CoughclfError(f"{source}: data.extra_train[{position}].data_dir = {entry['data_dir']!r} is not "
+                                "a folder; download that dataset there or fix the path")
 
 
 def combined_clips(main_name, main_clips, entries):
