@@ -500,10 +500,18 @@ def new_run_dir(config):
 
 
 def claim_run_dir(config, run_dir):
-    """Create ``run_dir`` with config.toml, or check that a resumed run uses the same config."""
+    """Create ``run_dir`` with config.toml, or check that a resumed run uses the same config.
+
+    The folder stays locked to this process until it exits (an advisory ``flock`` on
+    ``run_dir/.lock``, which the system releases even after a SIGKILL, so a killed run resumes):
+    a second process started on the same folder fails at once instead of training the same
+    epochs beside the first and resuming from its half-written backups.
+    """
     import tomllib
 
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _lock_run_dir(run_dir)
     saved = run_dir / "config.toml"
     if saved.exists():
         # Both sides with today's defaults filled in: a key added to the schema since the run
@@ -513,9 +521,35 @@ def claim_run_dir(config, run_dir):
             raise CoughclfError(f"{run_dir} holds a run of a different config ({saved}); resume it with the "
                                 "same config and --set values, or start it in another folder")
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(config, saved)
     return run_dir
+
+
+_RUN_DIR_LOCKS = {}  # resolved folder -> the open lock file, held until the process exits
+
+
+def _lock_run_dir(run_dir):
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): folders are not locked
+        return
+    key = run_dir.resolve()
+    if key in _RUN_DIR_LOCKS:
+        return
+    handle = open(key / ".lock", "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise CoughclfError(f"{run_dir} is in use by {holder}; wait for it to finish (or stop it), or give "
+                            "this run another --run-dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()}\n")
+    handle.flush()
+    _RUN_DIR_LOCKS[key] = handle
 
 
 class TrainingRun(NamedTuple):

@@ -145,6 +145,38 @@ def test_a_run_started_before_a_key_was_added_resumes(finished_run, tmp_path):
         claim_run_dir(load_config(finished_run / "config.toml", ["optimizer.ema=0.9"]), old_run)
 
 
+def test_a_run_folder_in_use_by_another_process_is_refused_until_that_process_dies(finished_run, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from coughclf.config import load_config
+    from coughclf.errors import CoughclfError
+    from coughclf.train import claim_run_dir
+
+    run_dir = tmp_path / "shared-run"
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import time
+from coughclf.config import load_config
+from coughclf.train import claim_run_dir
+claim_run_dir(load_config({str(finished_run / "config.toml")!r}), {str(run_dir)!r})
+time.sleep(120)
+"""])
+    try:
+        deadline = time.monotonic() + 60
+        while not (run_dir / "config.toml").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        config = load_config(finished_run / "config.toml")
+        with pytest.raises(CoughclfError, match=rf"in use by process {holder.pid}; .*another --run-dir"):
+            claim_run_dir(config, run_dir)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert claim_run_dir(config, run_dir) == run_dir  # a killed holder leaves the folder free to resume
+    assert claim_run_dir(config, run_dir) == run_dir  # and this process may claim its own folder again
+
+
 def test_class_weights_follow_the_balance_formula(tone_cache, tmp_path):
     """balance.mode = class_weight passes the report's weights to fit (checked on an unbalanced split)."""
     import keras
