@@ -114,7 +114,7 @@ def run_lexicon(config, run_dir, settings):
     from coughclf.train import open_data, read_json
 
     if settings["lexicon"]:
-        return read_lexicon(settings["lexicon"], settings["numbers_as_words"])
+        return lexicon_words(settings, ())
     training = read_json(Path(run_dir) / "split.json")["train"]
     return lexicon_words(settings, normalized_transcripts(open_data(config), training,
                                                           settings["numbers_as_words"]).values())
