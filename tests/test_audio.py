@@ -111,3 +111,46 @@ def test_to_pcm16_rounds_and_clips():
     pcm = to_pcm16(np.array([0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -2.0, 1.4 / 32768], np.float32))
     assert pcm.dtype == np.int16
     assert pcm.tolist() == [0, 16384, -16384, 32767, -32768, 32767, -32768, 1]
+
+
+def test_a_clip_shorter_than_the_minimum_is_refused(tmp_path):
+    path = write_audio(tmp_path / "one.wav", np.array([0.5], np.float32), 16000)
+    with pytest.raises(AudioDecodeError, match="too short"):
+        load_audio(path)
+    # 10 ms is enough
+    load_audio(write_audio(tmp_path / "ten.wav", tone(seconds=0.01), 16000))
+
+
+def test_libmpg123_notes_do_not_reach_stderr(tmp_path, capfd):
+    signal = tone(seconds=2.0, sample_rate=16000)
+    damaged = bytearray(write_audio(tmp_path / "clip.mp3", signal, 16000).read_bytes())
+    damaged[len(damaged) // 2:len(damaged) // 2 + 400] = np.random.default_rng(0).bytes(400)
+    (tmp_path / "damaged.mp3").write_bytes(bytes(damaged))
+    capfd.readouterr()
+    with pytest.raises(AudioDecodeError, match="truncated"):  # the resync lost samples the header promised
+        load_audio(tmp_path / "damaged.mp3")
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("suffix, rate", [("wav", 44100), ("flac", 16000), ("webm", 48000)])
+def test_streamed_blocks_equal_the_whole_file(tmp_path, suffix, rate):
+    from coughclf.audio import stream_audio
+
+    if suffix == "webm" and shutil.which("ffmpeg") is None:
+        pytest.skip("webm needs ffmpeg")
+    signal = tone(seconds=3.3, sample_rate=rate, frequency=500.0)
+    path = tmp_path / f"clip.{suffix}"
+    if suffix == "webm":
+        wav = write_audio(tmp_path / "source.wav", signal, rate)
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(wav), "-c:a", "libopus", str(path)],
+                       check=True)
+    else:
+        write_audio(path, signal, rate)
+    stream = stream_audio(path, 16000, block_seconds=0.25)
+    blocks = list(stream)
+    assert len(blocks) >= 13 and max(len(block) for block in blocks) <= 2 * 0.25 * 16000
+    whole = load_audio(path, 16000)
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+    if stream.expected_samples is not None:
+        assert stream.expected_samples == len(whole)
+    assert 0.4 < stream.peak < 0.6
