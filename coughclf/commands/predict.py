@@ -6,18 +6,45 @@ from pathlib import Path
 from coughclf.errors import CoughclfError
 
 HELP = "predict labels (or text, for the speech model) of audio files with a .tflite or .keras model"
-EXAMPLE = "coughclf predict kws_cnn.tflite clip.wav long_recording.mp3 --json"
+EXAMPLE = ("coughclf predict kws_cnn.tflite clip.wav long_recording.mp3 --json\n"
+           "  coughclf predict cough.tflite recordings/ --csv predictions.csv --timeline timelines/")
 
 
 def add_arguments(parser):
     parser.add_argument("model", help=".tflite file (with its .tflite.json sidecar) or .keras file")
-    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files of any supported format and length")
+    parser.add_argument("files", nargs="*", metavar="FILE",
+                        help="audio files of any supported format and length; a folder is searched recursively")
+    parser.add_argument("--files-from", metavar="LIST",
+                        help="also predict the files named in LIST, one path per line ('-' reads standard input; "
+                             "blank lines and lines starting with # are ignored)")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
+    parser.add_argument("--csv", metavar="FILE",
+                        help="write one row per file (label, probability, windows, one column per class "
+                             "probability, error) to FILE; failed files are included with their error")
+    parser.add_argument("--timeline", metavar="FOLDER",
+                        help="classifiers: write each file's per-window probabilities over time to "
+                             "FOLDER/NAME.csv and a plot of them to FOLDER/NAME.png")
     parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
                         help="step between windows of a long file (default: half the model's clip length)")
     parser.add_argument("--lexicon", metavar="FILE",
                         help="speech models: write only the words of this word list (one per line) instead of "
                              "decoding characters greedily")
+
+
+def read_file_list(source):
+    """The paths listed in ``source`` (a file, or '-' for standard input)."""
+    if source == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        try:
+            lines = Path(source).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise CoughclfError(f"--files-from {source}: no such file; give a text file with one audio path "
+                                "per line") from None
+        except UnicodeDecodeError:
+            raise CoughclfError(f"--files-from {source} is not a UTF-8 text file; give one audio path per "
+                                "line") from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _table(results):
@@ -34,20 +61,34 @@ def _table(results):
 def run(args):
     import json
 
-    from coughclf.predict import predict_files
+    from coughclf.predict import load_predictor, predict_files, write_csv, write_timelines
     from coughclf.speech import read_lexicon
 
+    files = list(args.files) + (read_file_list(args.files_from) if args.files_from else [])
+    if not files:
+        raise CoughclfError("no audio files given; name files or folders after the model, or list them with "
+                            "--files-from LIST")
     lexicon = None
     if args.lexicon:
         if not Path(args.lexicon).is_file():
             raise CoughclfError(f"--lexicon {args.lexicon}: no such file; give a word list, one word per line")
         lexicon = read_lexicon(args.lexicon)
-    results = predict_files(args.model, args.files, hop_seconds=args.hop, lexicon=lexicon)
+    predictor = load_predictor(args.model)
+    if args.timeline and predictor.metadata["task"] != "classification":
+        raise CoughclfError("--timeline draws class probabilities over time: it applies to classifiers, "
+                            f"and {args.model} is a speech-recognition model")
+    results = predict_files(args.model, files, hop_seconds=args.hop, predictor=predictor, lexicon=lexicon,
+                            timeline=bool(args.timeline))
+    if args.timeline:
+        write_timelines(results, args.timeline, predictor.metadata.get("labels", []))
+    if args.csv:
+        write_csv(results, args.csv, predictor.metadata.get("labels", []))
     failed = [row for row in results if "error" in row]
     for row in failed:
         print(f"coughclf predict: error: {row['file']}: {row['error']}", file=sys.stderr)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps([{key: value for key, value in row.items() if key != "timeline"} for row in results],
+                         indent=2))
     elif len(failed) < len(results):
         _table(results)
     return 1 if failed else 0

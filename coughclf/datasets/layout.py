@@ -96,13 +96,13 @@ def file_names(folder, suffixes=AUDIO_SUFFIXES):
                       and entry.is_file())
 
 
-def audio_files(folder):
-    """Audio files below ``folder`` (recursive, hidden folders skipped), sorted by path."""
+def audio_files(folder, suffixes=AUDIO_SUFFIXES):
+    """Files below ``folder`` whose suffix is in ``suffixes`` (recursive, hidden folders skipped), sorted by path."""
     found = []
     for current, folders, names in os.walk(folder):
         folders[:] = [name for name in folders if not name.startswith(".")]
         found.extend(Path(current, name) for name in names
-                     if not name.startswith(".") and name.lower().endswith(AUDIO_SUFFIXES))
+                     if not name.startswith(".") and name.lower().endswith(suffixes))
     return sorted(found)
 
 
