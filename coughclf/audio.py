@@ -63,6 +63,9 @@ class AudioStream:
         try:
             size = self.path.stat().st_size
         except OSError:
+            if self.path.is_symlink():
+                raise AudioDecodeError(self.path, f"{MISSING_REASON} (broken symbolic link to "
+                                                  f"{os.readlink(self.path)})") from None
             raise AudioDecodeError(self.path, MISSING_REASON) from None
         if self.path.is_dir():
             raise AudioDecodeError(self.path, "is a folder, not an audio file")

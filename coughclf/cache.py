@@ -7,15 +7,21 @@ Layout of a cache folder (written by :mod:`coughclf.prepare`)::
     skipped.csv             path,reason for every file that could not be used
     duplicates.csv          sha1,id,label,conflict for every clip whose audio occurs more than once
     shards/shard-NNNNN.tfrecord   tf.train.Example records, FEATURES below
+    parts/shard-NNNNN.json  what each shard was made from (its clip list, rows and skipped files),
+                            kept so that a damaged shard can be decoded again on its own
 
 A shard is complete once it carries its final name: writers write ``*.tmp`` and
 rename. ``manifest.csv`` is written last, so its presence means the cache is complete.
+``cache.json`` records each shard's size in bytes and record count (``shard_files``):
+:func:`open_cache` compares the sizes (a stat per shard), :func:`verify_cache` with
+``full=True`` reads every record and checks its id and PCM hash against the manifest.
 
 Each record holds one clip as 16-bit PCM at ``sample_rate``; ``label`` is the index
 into ``classes`` (-1 for speech corpora) and ``transcript`` is empty when absent.
 """
 
 import csv
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,15 +110,116 @@ def read_csv(path):
         return list(csv.DictReader(handle))
 
 
-def open_cache(path) -> PreparedCache:
-    """Open a cache folder written by ``coughclf prepare``; errors say how to make one."""
-    root = Path(path)
-    info_path, manifest_path = root / "cache.json", root / "manifest.csv"
-    if not info_path.exists() or not manifest_path.exists():
-        raise CoughclfError(f"{root} is not a complete prepared cache (no cache.json/manifest.csv); "
-                            "run 'coughclf prepare DATASET --data-dir DIR --out CACHE' first")
-    info = json.loads(info_path.read_text())
+def read_cache_info(root):
+    """The dict in ``root/cache.json``; an error naming the file when it is not a cache description."""
+    info_path = Path(root) / "cache.json"
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        info = None
+    if not isinstance(info, dict) or not {"format", "sample_rate", "classes"} <= set(info):
+        raise CoughclfError(f"{info_path} is not a coughclf cache description (it should be the JSON that "
+                            f"'coughclf prepare' writes); if {root} is not a cache, choose another folder, "
+                            f"else delete it and prepare again")
     if info.get("format") != FORMAT_VERSION:
         raise CoughclfError(f"{info_path} has cache format {info.get('format')}, this coughclf reads "
                             f"{FORMAT_VERSION}; prepare the data again")
+    return info
+
+
+def repair_hint(root):
+    return (f"run the 'coughclf prepare' command that made {root} again (add --verify after a failed "
+            "'coughclf info --verify'): it decodes the damaged shards again")
+
+
+def open_cache(path) -> PreparedCache:
+    """Open a cache folder written by ``coughclf prepare``; errors say how to make or repair one.
+
+    Each shard's size is compared with ``cache.json`` (cheap), so a truncated or missing shard is
+    named here rather than as a data-loss error half-way through training.
+    """
+    root = Path(path)
+    info_path, manifest_path = root / "cache.json", root / "manifest.csv"
+    if not info_path.exists():
+        raise CoughclfError(f"{root} is not a complete prepared cache (no cache.json/manifest.csv); "
+                            "run 'coughclf prepare DATASET --data-dir DIR --out CACHE' first")
+    info = read_cache_info(root)
+    if not manifest_path.exists():
+        raise CoughclfError(f"{root} has no manifest.csv: its preparation did not finish (interrupted, or still "
+                            "running); run the same 'coughclf prepare' command again to finish it")
+    problems = verify_cache(root, info=info)
+    if problems:
+        shard, problem = problems[0]
+        more = f" (and {len(problems) - 1} more shards)" if len(problems) > 1 else ""
+        raise CoughclfError(f"{shard} is damaged: {problem}{more}; {repair_hint(root)}")
     return PreparedCache(root=root, info=info, manifest=read_csv(manifest_path))
+
+
+def shard_file_record(path, records):
+    """The ``shard_files`` entry of cache.json for one shard."""
+    return {"bytes": Path(path).stat().st_size, "records": int(records)}
+
+
+def verify_cache(root, full=False, info=None):
+    """``[(shard path, problem), ...]`` for the shards of a complete cache that are not as recorded.
+
+    Without ``full``: every shard cache.json lists exists with its recorded size. With ``full``:
+    every record is read too (TFRecord checksums), and its id, count and PCM SHA-1 must match
+    ``manifest.csv``. Caches written before sizes were recorded are checked for missing shards only.
+    """
+    root = Path(root)
+    info = info or read_cache_info(root)
+    recorded = info.get("shard_files")
+    if recorded is None:  # an older cache: only the shards its manifest names
+        manifest = read_csv(root / "manifest.csv")
+        recorded = {Path(SHARD_PATTERN.format(index=int(index))).name: None
+                    for index in sorted({row["shard"] for row in manifest if row.get("shard")})}
+    problems = []
+    for name, expected in sorted(recorded.items()):
+        path = root / "shards" / name
+        if not path.exists():
+            problems.append((str(path), "the file is missing"))
+        elif expected and path.stat().st_size != expected["bytes"]:
+            problems.append((str(path), f"{path.stat().st_size} bytes where {expected['bytes']} were written "
+                                        "(truncated or overwritten)"))
+    if full:
+        damaged = {path for path, _ in problems}
+        expected_rows = _rows_by_shard(read_csv(root / "manifest.csv"))
+        for name in sorted(recorded):
+            path = root / "shards" / name
+            if str(path) not in damaged:
+                problem = _read_problem(path, expected_rows.get(name, {}))
+                if problem:
+                    problems.append((str(path), problem))
+    return sorted(problems)
+
+
+def _rows_by_shard(manifest):
+    by_shard = {}
+    for row in manifest:
+        if row.get("shard"):
+            by_shard.setdefault(Path(SHARD_PATTERN.format(index=int(row["shard"]))).name, {})[row["id"]] = row
+    return by_shard
+
+
+def _read_problem(path, expected_rows):
+    """Why the records of one shard do not match its manifest rows, or None."""
+    import tensorflow as tf
+
+    seen = set()
+    try:
+        for serialized in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+            feature = tf.train.Example.FromString(serialized).features.feature
+            clip_id = feature["id"].bytes_list.value[0].decode("utf-8", "replace")
+            row = expected_rows.get(clip_id)
+            if row is None:
+                return f"holds a record {clip_id!r} that manifest.csv does not list there"
+            if hashlib.sha1(feature["pcm"].bytes_list.value[0]).hexdigest() != row["sha1"]:
+                return f"the audio of {clip_id!r} differs from what was written (its SHA-1 changed)"
+            seen.add(clip_id)
+    except (tf.errors.OpError, ValueError) as error:
+        return f"unreadable after {len(seen)} records ({error.message if hasattr(error, 'message') else error})"
+    missing = sorted(set(expected_rows) - seen)
+    if missing:
+        return f"lacks {len(missing)} records that manifest.csv lists (first: {missing[0]!r})"
+    return None

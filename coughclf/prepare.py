@@ -10,7 +10,14 @@ Crash safety: a shard is written as ``shard-NNNNN.tfrecord.tmp``, then its part
 file (``parts/shard-NNNNN.json``: its manifest and skipped rows) is renamed into
 place, and the shard is renamed last. A shard with its final name is complete and
 is not decoded again; ``manifest.csv`` is written after everything else, so its
-presence marks a complete cache.
+presence marks a complete cache. The part files stay after the run: with them a
+damaged shard (found by the size check on every run, or by reading every record with
+``verify=True``) is decoded again on its own, which is how a re-run repairs a cache.
+
+A file whose name is not UTF-8 text, a listed file that is missing, and anything
+:func:`coughclf.audio.load_audio` refuses go to ``skipped.csv`` with the reason; float
+audio above full scale is stored clipped and reported. A disk that fills up stops the
+run with that said; the shards already written are kept for the next run.
 
 After the shards, identical audio (same SHA-1 of the stored PCM) is reported in
 ``duplicates.csv``; the copies are moved into one split group and, with
@@ -19,19 +26,21 @@ After the shards, identical audio (same SHA-1 of the stored PCM) is reported in
 
 import collections
 import csv
+import errno
 import hashlib
 import json
 import multiprocessing
 import os
-import shutil
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 from coughclf import segment as segmentation
-from coughclf.audio import load_audio, to_pcm16
-from coughclf.cache import FORMAT_VERSION, MANIFEST_COLUMNS, METADATA_PREFIX, SHARD_PATTERN, encode_example
+from coughclf.audio import MISSING_REASON, AudioStream, load_audio, to_pcm16
+from coughclf.cache import (FORMAT_VERSION, MANIFEST_COLUMNS, METADATA_PREFIX, SHARD_PATTERN, encode_example,
+                            read_cache_info, shard_file_record, verify_cache)
 from coughclf.errors import AudioDecodeError, CoughclfError
 
 PART_PATTERN = "parts/shard-{index:05d}.json"
@@ -41,17 +50,20 @@ DUPLICATE_COLUMNS = ("sha1", "id", "label", "conflict")
 SETTING_KEYS = ("dataset", "data_dir", "options", "sample_rate", "shard_size", "trim_silence", "segment",
                 "drop_conflicts")
 SEGMENT_ID = "{id}#{index:03d}"
+NOT_UTF8_REASON = "file name is not valid UTF-8 text: rename it (e.g. convmv -f latin1 -t utf8)"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def prepare(dataset, data_dir, out, *, options=None, sample_rate=16000, shard_size=256, workers=None,
-            trim_silence=None, segment=None, drop_conflicts=False, progress=True):
+            trim_silence=None, segment=None, drop_conflicts=False, progress=True, verify=False):
     """Prepare the registered ``dataset`` found in ``data_dir`` into the cache folder ``out``.
 
     ``options`` are the dataset loader's keyword options. ``trim_silence`` and
     ``segment`` are None/False (off), True (defaults of :mod:`coughclf.segment`) or
     a dict of its keyword arguments; with ``segment`` every cough event becomes a
-    clip ``{id}#{k:03d}`` with the recording's label and group. Returns the
-    summary dict that :func:`format_summary` prints.
+    clip ``{id}#{k:03d}`` with the recording's label and group. An existing complete cache
+    is checked (shard sizes; with ``verify`` every record) and its damaged shards are decoded
+    again. Returns the summary dict that :func:`format_summary` prints.
     """
     from coughclf import datasets
 
@@ -61,16 +73,16 @@ def prepare(dataset, data_dir, out, *, options=None, sample_rate=16000, shard_si
         raise CoughclfError(f"data folder {data_dir} does not exist; pass the folder that holds the "
                             f"{dataset} files with --data-dir (or fetch it: coughclf download {dataset})")
     settings = _settings(dataset, data_dir, options, sample_rate, shard_size, trim_silence, segment, drop_conflicts)
-    complete = _existing_cache_summary(Path(out), settings)
+    complete, repaired = _existing_cache_summary(Path(out), settings, verify)
     if complete:
         return complete
     clips = list(spec.list_clips(data_dir, **(options or {})))
-    return _prepare(clips, Path(out), settings, spec.task, workers, progress)
+    return _prepare(clips, Path(out), settings, spec.task, workers, progress, repaired)
 
 
 def prepare_clips(clips, out, *, dataset_name="custom", data_dir=None, task="classification", options=None,
                   sample_rate=16000, shard_size=256, workers=None, trim_silence=None, segment=None,
-                  drop_conflicts=False, progress=True):
+                  drop_conflicts=False, progress=True, verify=False):
     """Prepare any list of :class:`coughclf.datasets.Clip` into ``out`` (see :func:`prepare`).
 
     Manifest paths are relative to ``data_dir`` (default: the folder all clips share).
@@ -82,8 +94,8 @@ def prepare_clips(clips, out, *, dataset_name="custom", data_dir=None, task="cla
         data_dir = os.path.commonpath([str(Path(clip.path).resolve().parent) for clip in clips])
     settings = _settings(dataset_name, Path(data_dir).resolve(), options, sample_rate, shard_size, trim_silence,
                          segment, drop_conflicts)
-    return _existing_cache_summary(Path(out), settings) or _prepare(clips, Path(out), settings, task, workers,
-                                                                   progress)
+    complete, repaired = _existing_cache_summary(Path(out), settings, verify)
+    return complete or _prepare(clips, Path(out), settings, task, workers, progress, repaired)
 
 
 def format_summary(summary):
@@ -92,19 +104,37 @@ def format_summary(summary):
     if summary["status"] == "complete":
         return f"cache {root} is complete: {summary['clips']} clips, nothing to do"
     duplicates = summary["duplicates"]
-    lines = [
+    missing = summary.get("missing", 0)
+    skipped_notes = ([f"{missing} listed file{'s are' if missing != 1 else ' is'} missing"] if missing else []) + \
+        ([f"reasons in {root}/skipped.csv"] if summary["skipped"] else [])
+    lines = [f"repaired {summary['repaired']} damaged shard{'s' if summary['repaired'] != 1 else ''}"] \
+        if summary.get("repaired") else []
+    lines += [
         f"prepared {summary['dataset']} into {root}: {summary['clips']} clips in {summary['shards']} "
         f"shard{'s' if summary['shards'] != 1 else ''} "
         f"({summary['seconds']:.1f} s, {summary['clips_per_second']:.1f} clips/s)",
         "classes: " + (", ".join(f"{name} {count}" for name, count in summary["counts"].items()) or "none"),
-        f"skipped: {summary['skipped']}" + (f" (reasons in {root}/skipped.csv)" if summary["skipped"] else ""),
+        f"skipped: {summary['skipped']}" + (f" ({'; '.join(skipped_notes)})" if skipped_notes else ""),
         f"duplicates: {duplicates['groups']} duplicate groups ({duplicates['clips']} clips), "
         f"{duplicates['conflicting']} with contradicting labels"
         + (f" (listed in {root}/duplicates.csv)" if duplicates["groups"] else ""),
     ]
     if duplicates["dropped"]:
         lines.append(f"dropped {duplicates['dropped']} clips whose identical copies carry contradicting labels")
+    clipped = len(summary.get("clipped", ()))
+    if clipped:
+        lines.append(f"clipped: {clipped} clip{'s' if clipped != 1 else ''} held float samples above full scale, "
+                     f"stored clipped to [-1, 1] (ids in {root}/cache.json, key clipped)")
+    lone_class = _lone_class(summary)
+    if lone_class:
+        lines.append(f"warning: only one class ({lone_class}) in this cache: a classifier needs at least two")
     return "\n".join(lines)
+
+
+def _lone_class(summary):
+    """The only class of a classification cache that has one, else None."""
+    present = [name for name, count in summary["counts"].items() if count]
+    return present[0] if summary.get("task", "classification") == "classification" and len(present) == 1 else None
 
 
 def _settings(dataset, data_dir, options, sample_rate, shard_size, trim_silence, segment, drop_conflicts):
@@ -134,43 +164,86 @@ def _resolved(choice, defaults, name):
     return {**defaults, **choice}
 
 
-def _existing_cache_summary(root, settings):
-    """The summary of a complete cache made with ``settings``; None when work remains; an error
-    when ``root`` holds a cache made with other settings."""
-    info_path = root / "cache.json"
-    if not info_path.exists():
-        return None
-    info = json.loads(info_path.read_text())
+def _existing_cache_summary(root, settings, verify=False):
+    """``(summary, 0)`` for a complete, undamaged cache made with ``settings``; ``(None, damaged shard
+    count)`` when work remains (damaged shards are deleted, to be decoded again); an error when
+    ``root`` holds a cache made with other settings."""
+    if not (root / "cache.json").exists():
+        return None, 0
+    info = read_cache_info(root)
     changed = [f"{key}: {info.get(key)!r} -> {settings[key]!r}" for key in SETTING_KEYS
                if info.get(key) != settings[key]]
     if changed:
         raise CoughclfError(f"{root} holds a cache prepared with other settings ({'; '.join(changed)}); "
                             f"choose a new --out folder, or delete {root} to prepare it again")
     if not (root / "manifest.csv").exists():
-        return None
-    return _summary(root, info, status="complete")
+        return None, 0
+    damaged = verify_cache(root, full=verify, info=info)
+    if not damaged:
+        return _summary(root, info, status="complete"), 0
+    for shard, problem in damaged:
+        print(f"coughclf prepare: {shard} is damaged ({problem}); decoding it again", file=sys.stderr)
+        part = root / "parts" / Path(shard).with_suffix(".json").name
+        for path in (Path(shard), part):
+            path.unlink(missing_ok=True)
+    (root / "manifest.csv").unlink()
+    return None, len(damaged)
 
 
-def _prepare(clips, root, settings, task, workers, progress):
+def _prepare(clips, root, settings, task, workers, progress, repaired=0):
     if settings["segment"] and task == "ctc":
         raise CoughclfError(f"cough segmentation cuts recordings apart, but the transcripts of "
                             f"{settings['dataset']} cover whole recordings; prepare it without --segment-coughs")
     started = time.monotonic()
     clips = sorted(clips, key=lambda clip: clip.id)
     _check_unique_ids(clips)
-    classes = sorted({clip.label for clip in clips if clip.label is not None})
+    classes = sorted({clip.label for clip in clips if clip.label is not None and _utf8(clip.label)})
     shard_size = settings["shard_size"]
     shards = [clips[start:start + shard_size] for start in range(0, len(clips), shard_size)]
-    (root / "shards").mkdir(parents=True, exist_ok=True)
-    (root / "parts").mkdir(exist_ok=True)
     info = {"format": FORMAT_VERSION, **settings, "task": task, "classes": classes}
-    _write_json(root / "cache.json", info)
-    _remove_leftovers(root, len(shards))
-    decoded = _write_missing_shards(root, shards, settings, classes, workers, progress)
-    _finish(root, info, len(shards))
+    try:
+        (root / "shards").mkdir(parents=True, exist_ok=True)
+        (root / "parts").mkdir(exist_ok=True)
+        _write_json(root / "cache.json", info)
+        _remove_leftovers(root, len(shards))
+        decoded = _write_missing_shards(root, shards, settings, classes, workers, progress)
+        _finish(root, info, len(shards))
+    except Exception as error:
+        if _is_disk_full(error):
+            raise CoughclfError(f"the disk is full while writing the cache {root} ({error}); free space on that "
+                                "disk and run the same command again: the shards already written are kept") \
+                from None
+        raise
     elapsed = time.monotonic() - started
-    return {**_summary(root, info, status="prepared"), "seconds": elapsed,
-            "clips_per_second": decoded / elapsed if elapsed > 0 else 0.0}
+    summary = {**_summary(root, info, status="prepared"), "seconds": elapsed, "repaired": repaired,
+               "clips_per_second": decoded / elapsed if elapsed > 0 else 0.0}
+    if summary["clipped"]:
+        warnings.warn(f"{len(summary['clipped'])} clip(s) of {root} held float samples above full scale and were "
+                      f"stored clipped to [-1, 1] (first: {summary['clipped'][0]})", stacklevel=3)
+    if _lone_class(summary):
+        warnings.warn(f"{root} holds only one class ({_lone_class(summary)}): a classifier needs at least two; "
+                      "check the dataset's labels and options", stacklevel=3)
+    return summary
+
+
+def _is_disk_full(error):
+    """Whether ``error`` (an OSError, or TensorFlow's error from a TFRecord write) means no space is left."""
+    if isinstance(error, OSError):
+        return error.errno in _DISK_FULL
+    return "No space left on device" in str(error) or "Disk quota exceeded" in str(error)
+
+
+def _utf8(text):
+    try:
+        str(text).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _printable(text):
+    """``text`` with the undecodable bytes of a file name written as ``\\xNN``, for CSV files."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _write_missing_shards(root, shards, settings, classes, workers, progress):
@@ -189,7 +262,7 @@ def _write_missing_shards(root, shards, settings, classes, workers, progress):
 
 def _finish(root, info, shard_count):
     """Merge the shards' part files into skipped.csv, duplicates.csv, cache.json and, last, manifest.csv."""
-    rows, skipped = _collected_parts(root, shard_count)
+    rows, skipped, clipped = _collected_parts(root, shard_count)
     duplicates = _duplicate_sets(rows + skipped)
     _join_duplicate_groups(rows, duplicates)
     conflicting = {sha1 for sha1, members in duplicates.items() if len({row["label"] for row in members}) > 1}
@@ -204,23 +277,29 @@ def _finish(root, info, shard_count):
                [{"sha1": sha1, "id": row["id"], "label": row["label"], "conflict": sha1 in conflicting}
                 for sha1, members in sorted(duplicates.items()) for row in members])
     counts = collections.Counter(row["label"] for row in rows)
+    records = collections.Counter(int(row["shard"]) for row in rows)
     info.update({
         "clips": len(rows),
         "counts": {name: counts.get(name, 0) for name in info["classes"]},
         "skipped": len(skipped),
+        "missing": sum(row["reason"].startswith(MISSING_REASON) for row in skipped),
+        "clipped": clipped,
         "shards": shard_count,
+        "shard_files": {Path(SHARD_PATTERN.format(index=index)).name:
+                        shard_file_record(root / SHARD_PATTERN.format(index=index), records[index])
+                        for index in range(shard_count)},
         "duplicates": {"groups": len(duplicates), "clips": sum(len(members) for members in duplicates.values()),
                        "conflicting": len(conflicting), "dropped": len(dropped)},
     })
     _write_json(root / "cache.json", info)
     metadata_columns = sorted({key for row in rows for key in row if key.startswith(METADATA_PREFIX)})
     _write_csv(root / "manifest.csv", MANIFEST_COLUMNS + tuple(metadata_columns), rows)
-    shutil.rmtree(root / "parts", ignore_errors=True)
 
 
 def _summary(root, info, status):
-    return {"cache": str(root), "status": status, "dataset": info["dataset"], "clips": info["clips"],
-            "classes": info["classes"], "counts": info["counts"], "skipped": info["skipped"],
+    return {"cache": str(root), "status": status, "dataset": info["dataset"], "task": info.get("task"),
+            "clips": info["clips"], "classes": info["classes"], "counts": info["counts"],
+            "skipped": info["skipped"], "missing": info.get("missing", 0), "clipped": info.get("clipped", []),
             "shards": info["shards"], "duplicates": info["duplicates"]}
 
 
@@ -252,11 +331,14 @@ def _shard_complete(root, index, shard):
 
 
 def _decode_clip(job):
-    """Worker: one clip -> ([(record id, int16 PCM, sha1), ...], None, None), or for a file that
+    """Worker: one clip -> ([(record id, int16 PCM, sha1), ...], None, peak), or for a file that
     cannot be used (None, skip reason, sha1 of its bytes)."""
-    clip_id, path, sample_rate, trim, segment = job
+    clip_id, path, sample_rate, trim, segment, names_are_text = job
+    if not names_are_text:
+        return None, NOT_UTF8_REASON, _file_sha1(path)
     try:
-        audio = load_audio(path, sample_rate)
+        stream = AudioStream(path, sample_rate)
+        audio = load_audio(path, sample_rate, stream=stream)
     except AudioDecodeError as error:
         return None, error.reason, _file_sha1(path)
     if trim:
@@ -272,7 +354,7 @@ def _decode_clip(job):
     for record_id, piece in pieces:
         pcm = to_pcm16(piece)
         records.append((record_id, pcm, hashlib.sha1(pcm.tobytes()).hexdigest()))
-    return records, None, None
+    return records, None, stream.peak
 
 
 def _file_sha1(path):
@@ -314,7 +396,9 @@ def _decoded_shards(decode_map, pending, shards, decode_settings):
     """
     in_flight = collections.deque()
     for index in pending:
-        jobs = [(clip.id, str(clip.path), *decode_settings) for clip in shards[index]]
+        jobs = [(clip.id, str(clip.path), *decode_settings,
+                 all(_utf8(text) for text in (clip.id, clip.path, clip.label or "", clip.group)))
+                for clip in shards[index]]
         chunksize = max(1, len(jobs) // (8 * (os.cpu_count() or 1)))
         in_flight.append((index, decode_map(_decode_clip, jobs, chunksize)))
         if len(in_flight) == 2:
@@ -336,24 +420,28 @@ class _ShardWriter:
 
         shard_path = self.root / SHARD_PATTERN.format(index=index)
         temporary = shard_path.with_name(shard_path.name + ".tmp")
-        rows, skipped = [], []
+        rows, skipped, clipped = [], [], []
         with tf.io.TFRecordWriter(str(temporary)) as records:
-            for clip, (pieces, reason, file_sha1) in zip(shard, decoded):
-                path = self._relative(clip.path)
+            for clip, (pieces, reason, detail) in zip(shard, decoded):
+                path = _printable(self._relative(clip.path))
                 if reason:
-                    skipped.append({"path": path, "reason": reason, "id": clip.id, "label": clip.label or "",
-                                    "sha1": file_sha1})
+                    skipped.append({"path": path, "reason": reason, "id": _printable(clip.id),
+                                    "label": _printable(clip.label or ""), "sha1": detail})
+                elif detail > 1.0:  # the peak of float audio beyond full scale
+                    clipped.append(clip.id)
                 for record_id, pcm, sha1 in pieces or ():
                     label_index = self.label_indices.get(clip.label, -1)
                     records.write(encode_example(record_id, pcm, label_index, clip.transcript))
                     rows.append(self._row(clip, record_id, path, label_index, len(pcm), sha1, index))
                 bar.update(1)
         _write_json(self.root / PART_PATTERN.format(index=index),
-                    {"clip_ids": [clip.id for clip in shard], "rows": rows, "skipped": skipped})
+                    {"clip_ids": [clip.id for clip in shard], "rows": rows, "skipped": skipped, "clipped": clipped})
         os.replace(temporary, shard_path)
 
     def _relative(self, path):
-        return Path(os.path.relpath(Path(path).resolve(), self.data_dir)).as_posix()
+        # The folders are resolved, the file name is not: a symbolic link is named as it is listed.
+        path = Path(path)
+        return Path(os.path.relpath(path.parent.resolve() / path.name, self.data_dir)).as_posix()
 
     def _row(self, clip, record_id, path, label_index, num_samples, sha1, shard_index):
         row = {
@@ -375,12 +463,13 @@ def _progress_bar(total, done, enabled):
 
 
 def _collected_parts(root, shard_count):
-    rows, skipped = [], []
+    rows, skipped, clipped = [], [], []
     for index in range(shard_count):
         part = json.loads((root / PART_PATTERN.format(index=index)).read_text())
         rows.extend(part["rows"])
         skipped.extend(part["skipped"])
-    return rows, skipped
+        clipped.extend(part.get("clipped", []))
+    return rows, skipped, clipped
 
 
 def _duplicate_sets(rows):

@@ -83,7 +83,10 @@ def test_cache_round_trip(tmp_path):
     assert shard_ids(tmp_path / "cache", 0) == ["clip0", "clip1", "clip2", "clip3"]
     assert shard_ids(tmp_path / "cache", 1) == ["clip4", "clip5"]
     assert {row["shard"] for row in cache.manifest if row["id"] == "clip5"} == {"1"}
-    assert not list((tmp_path / "cache").rglob("*.tmp")) and not (tmp_path / "cache" / "parts").exists()
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
+    # What each shard was made from stays, so that a damaged shard can be decoded again alone.
+    assert sorted(path.name for path in (tmp_path / "cache" / "parts").iterdir()) == ["shard-00000.json",
+                                                                                       "shard-00001.json"]
 
 
 def test_unusable_files_are_skipped_and_the_run_goes_on(tmp_path):
@@ -160,8 +163,9 @@ def test_cough_segments_become_clips_of_their_recording(tmp_path):
     for start in (0.5, 2.0):
         audio[int(start * 16000):int((start + 0.3) * 16000)] += 0.5 * rng.standard_normal(int(0.3 * 16000))
     path = write_audio(tmp_path / "data" / "two_coughs.wav", audio.astype(np.float32), 16000)
-    summary = prepare_clips([Clip("rec", path, "positive", "patient7")], tmp_path / "cache", workers=1,
-                            progress=False, trim_silence=True, segment={"threshold_db": -25.0})
+    with pytest.warns(UserWarning, match="only one class"):
+        summary = prepare_clips([Clip("rec", path, "positive", "patient7")], tmp_path / "cache", workers=1,
+                                progress=False, trim_silence=True, segment={"threshold_db": -25.0})
     manifest = open_cache(tmp_path / "cache").manifest
     assert summary["clips"] == 2 and [row["id"] for row in manifest] == ["rec#000", "rec#001"]
     assert {(row["label"], row["group"], row["path"]) for row in manifest} == {("positive", "patient7",
@@ -300,3 +304,125 @@ def test_bench_prepare_reports_flat_memory(tmp_path):
     assert [run["prepared"] for run in results["runs"].values()] == [40, 120]
     assert results["under_limit"] and results["peak_memory_mib"] < 1024
     assert results["peak_growth"] < 1.2
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_its_reason(tmp_path):
+    data = write_folder_of_two(tmp_path / "data")
+    written = write_audio(data / "dry" / "cafe_1.wav", tone(seconds=0.5, seed=9), 16000)
+    os.rename(os.fsencode(written), os.fsencode(data / "dry") + b"/caf\xe9_1.wav")  # Latin-1: no UTF-8 text
+    summary = prepare("folder", data, tmp_path / "cache", workers=1, progress=False)
+    assert summary["clips"] == 4 and summary["skipped"] == 1
+    (row,) = read_csv(tmp_path / "cache" / "skipped.csv")
+    assert row["path"] == "dry/caf\\xe9_1.wav" and "not valid UTF-8" in row["reason"]
+    again = prepare("folder", data, tmp_path / "cache", workers=1, progress=False)
+    assert again["status"] == "complete"
+
+
+def write_folder_of_two(folder):
+    for index, name in enumerate(("dry/ann_1.wav", "dry/bob_1.wav", "wet/ann_2.wav", "wet/bob_2.wav")):
+        write_audio(folder / name, tone(seconds=0.4, frequency=300.0 + 200 * index, seed=index), 16000)
+    return folder
+
+
+def test_damaged_shards_are_found_on_open_by_verify_and_repaired_by_prepare(tmp_path, capsys):
+    from coughclf.cache import verify_cache
+
+    clips = mixed_clips(tmp_path / "data")
+    cache = tmp_path / "cache"
+    prepare_clips(clips, cache, shard_size=2, workers=1, progress=False)
+    info = json.loads((cache / "cache.json").read_text())
+    assert [entry["records"] for entry in info["shard_files"].values()] == [2, 2, 2]
+    assert verify_cache(cache, full=True) == []
+    assert main(["info", str(cache), "--verify"]) == 0
+    assert "verified: 3 shards, 6 records" in capsys.readouterr().out
+    # A truncated shard: its size no longer matches cache.json; opening the cache names it.
+    shard = cache / SHARD_PATTERN.format(index=1)
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(CoughclfError, match=r"shard-00001.tfrecord.*(size|bytes).*coughclf prepare"):
+        open_cache(cache)
+    assert main(["info", str(cache), "--verify"]) == 2
+    assert "shard-00001.tfrecord" in capsys.readouterr().err
+    # A flipped byte keeps the size: only the full check (info --verify, prepare --verify) sees it.
+    other = cache / SHARD_PATTERN.format(index=2)
+    content = bytearray(other.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    other.write_bytes(bytes(content))
+    problems = verify_cache(cache, full=True)
+    assert [Path(path).name for path, _ in problems] == ["shard-00001.tfrecord", "shard-00002.tfrecord"]
+    untouched = (cache / SHARD_PATTERN.format(index=0)).stat().st_mtime_ns
+    repaired = prepare_clips(clips, cache, shard_size=2, workers=1, progress=False, verify=True)
+    assert repaired["status"] == "prepared" and repaired["repaired"] == 2 and repaired["clips"] == 6
+    assert "repaired 2 damaged shards" in format_summary(repaired)
+    assert verify_cache(cache, full=True) == []
+    assert (cache / SHARD_PATTERN.format(index=0)).stat().st_mtime_ns == untouched
+    assert sorted(records(cache)) == [f"clip{index}" for index in range(6)]
+    # A deleted shard is found by the cheap check alone, and prepare without --verify repairs it.
+    shard.unlink()
+    assert prepare_clips(clips, cache, shard_size=2, workers=1, progress=False)["repaired"] == 1
+    assert open_cache(cache).manifest and len(records(cache)) == 6
+
+
+def test_broken_cache_files_are_named_with_the_fix(tmp_path):
+    clips = mixed_clips(tmp_path / "data")
+    cache = tmp_path / "cache"
+    prepare_clips(clips, cache, workers=1, progress=False)
+    manifest = (cache / "manifest.csv").read_bytes()
+    (cache / "manifest.csv").unlink()
+    with pytest.raises(CoughclfError, match=r"no manifest.csv.*did not finish.*coughclf prepare") as raised:
+        open_cache(cache)
+    assert "data_dir" not in str(raised.value)
+    (cache / "manifest.csv").write_bytes(manifest)
+    for content in ("not json at all", "[1, 2]", '{"dataset": "x"}'):
+        (cache / "cache.json").write_text(content)
+        with pytest.raises(CoughclfError, match=r"cache.json is not a coughclf cache description"):
+            open_cache(cache)
+        with pytest.raises(CoughclfError, match=r"cache.json is not a coughclf cache description"):
+            prepare_clips(clips, cache, workers=1, progress=False)
+
+
+def test_a_full_disk_while_preparing_is_a_clear_error_and_the_run_resumes(tmp_path, monkeypatch):
+    import errno
+
+    import coughclf.prepare as prepare_module
+
+    clips = mixed_clips(tmp_path / "data")
+    cache = tmp_path / "cache"
+    real_write = prepare_module._ShardWriter.write
+    calls = []
+
+    def write_until_full(self, index, *arguments):
+        calls.append(index)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, index, *arguments)
+
+    monkeypatch.setattr(prepare_module._ShardWriter, "write", write_until_full)
+    with pytest.raises(CoughclfError, match=rf"disk is full.*{cache.name}.*free space.*same command"):
+        prepare_clips(clips, cache, shard_size=2, workers=1, progress=False)
+    monkeypatch.setattr(prepare_module._ShardWriter, "write", real_write)
+    summary = prepare_clips(clips, cache, shard_size=2, workers=1, progress=False)
+    assert summary["clips"] == 6 and sorted(records(cache)) == [f"clip{index}" for index in range(6)]
+
+
+def test_missing_audio_clipping_and_broken_symlinks_are_reported(tmp_path):
+    data = tmp_path / "data"
+    clips = mixed_clips(data)
+    loud = write_audio(data / "wet" / "loud.wav", 3.0 * tone(seconds=0.5, seed=5), 16000, subtype="FLOAT")  # peak 1.5
+    (data / "dry" / "link.wav").symlink_to(data / "dry" / "gone.wav")
+    clips += [Clip("loud", loud, "wet"), Clip("link", data / "dry" / "link.wav", "dry"),
+              Clip("listed", data / "dry" / "listed_but_absent.wav", "dry")]
+    with pytest.warns(UserWarning, match=r"1 clip.*above full scale"):
+        summary = prepare_clips(clips, tmp_path / "cache", data_dir=data, workers=1, progress=False)
+    assert summary["clips"] == 7 and summary["skipped"] == 2 and summary["missing"] == 2
+    text = format_summary(summary)
+    assert "skipped: 2 (2 listed files are missing" in text and "clipped: 1 clip" in text
+    reasons = {row["path"]: row["reason"] for row in read_csv(tmp_path / "cache" / "skipped.csv")}
+    assert set(reasons) == {"dry/link.wav", "dry/listed_but_absent.wav"}
+    assert describe_cache(tmp_path / "cache")["clipped"] == ["loud"]
+
+
+def test_a_single_class_cache_is_a_warning(tmp_path):
+    clips = [clip for clip in mixed_clips(tmp_path / "data") if clip.label == "dry"]
+    with pytest.warns(UserWarning, match=r"only one class \(dry\)"):
+        summary = prepare_clips(clips, tmp_path / "cache", workers=1, progress=False)
+    assert "only one class" in format_summary(summary)

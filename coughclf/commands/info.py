@@ -10,6 +10,9 @@ EXAMPLE = "coughclf info prepared/covid19_cough --json"
 def add_arguments(parser):
     parser.add_argument("cache", metavar="CACHE", help="a folder written by 'coughclf prepare'")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--verify", action="store_true",
+                        help="read every record and check it against manifest.csv (ids, counts, audio hashes); "
+                             "exit 2 naming each damaged shard")
 
 
 def describe_cache(path):
@@ -45,6 +48,8 @@ def describe_cache(path):
             "clips": len(duplicates),
             "conflicting": len({row["sha1"] for row in duplicates if row["conflict"] == "True"}),
         },
+        "missing": cache.info.get("missing", 0),
+        "clipped": cache.info.get("clipped", []),
         "prepare": {key: cache.info.get(key) for key in ("trim_silence", "segment", "drop_conflicts", "options")},
     }
 
@@ -55,7 +60,22 @@ def _clock(seconds):
     return f"{hours}h {minutes:02d}m {seconds:02d}s"
 
 
+def verify(path):
+    """Read every record of the cache at ``path``; a one-line error names each damaged shard."""
+    from coughclf.cache import open_cache, repair_hint, verify_cache
+    from coughclf.errors import CoughclfError
+
+    cache = open_cache(path)
+    problems = verify_cache(cache.root, full=True, info=cache.info)
+    if problems:
+        listed = "; ".join(f"{shard}: {problem}" for shard, problem in problems)
+        raise CoughclfError(f"{len(problems)} damaged shard(s): {listed}; {repair_hint(cache.root)}")
+    return f"verified: {len(cache.shard_paths)} shards, {len(cache.manifest)} records match manifest.csv"
+
+
 def run(args):
+    if args.verify:
+        print(verify(args.cache))
     summary = describe_cache(args.cache)
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -33,6 +33,9 @@ def add_arguments(parser):
                              "pad_seconds, frame_length, hop_length (implies --segment-coughs)")
     parser.add_argument("--drop-conflicts", action="store_true",
                         help="leave out every copy of a recording whose identical copies carry different labels")
+    parser.add_argument("--verify", action="store_true",
+                        help="read every record of an existing cache and decode its damaged shards again "
+                             "(without it, only shard sizes are checked)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -71,5 +74,5 @@ def run(args):
     summary = prepare(args.dataset, args.data_dir, args.out, options=parse_options(args.option),
                       sample_rate=args.sample_rate, shard_size=args.shard_size, workers=args.workers,
                       trim_silence=trim, segment=segment, drop_conflicts=args.drop_conflicts,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, verify=args.verify)
     print(format_summary(summary))
