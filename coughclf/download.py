@@ -6,9 +6,16 @@ the file to ``dest``. ``fetch_dataset(name, out)`` downloads every archive of a 
 dataset and extracts them into a temporary sibling folder that is renamed to ``out/name`` once
 complete, so a crash never leaves a half-extracted dataset behind and a finished one is not
 fetched again.
+
+Extraction is bounded: an archive that would inflate more than ``max_ratio`` times its own size
+(a zip bomb) or beyond ``max_bytes``, or more than the disk has free, is refused before (zip) or
+while (tar) it is written. An archive that turns out to be corrupt (a bad CRC, a cut-off stream) is
+deleted, so the next run downloads it again instead of failing on the same file forever.
 """
 
+import errno
 import hashlib
+import lzma
 import os
 import shutil
 import sys
@@ -17,13 +24,22 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from coughclf.errors import CoughclfError
 
 CHUNK_BYTES = 1 << 20
 TIMEOUT_SECONDS = 60
+# Audio archives inflate 1-5x; text-heavy ones perhaps 20x. 1,000x is a zip bomb.
+MAX_EXPANSION_RATIO = 100
+MAX_EXTRACTED_BYTES = 200 * 1024 ** 3  # LibriSpeech, the largest corpus here, is about 60 GiB
 _USER_AGENT = "coughclf-download"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class CorruptArchiveError(CoughclfError):
+    """An archive whose contents cannot be read back (bad CRC, cut-off compressed stream)."""
 
 
 def sha256_of(path):
@@ -96,6 +112,10 @@ def _stream(url, part, *, progress):
                     received += len(chunk)
                     bar.update(len(chunk))
             except OSError as error:
+                if error.errno in _DISK_FULL:
+                    raise CoughclfError(f"the disk is full while writing {part} ({error.strerror}) after {received} "
+                                        "bytes; free space on that disk and run the command again: the partial "
+                                        "download is kept and resumed") from None
                 raise CoughclfError(f"download of {url} interrupted after {received} bytes ({error}); run the "
                                     "command again to resume") from None
     if total is not None and received < total:
@@ -103,25 +123,67 @@ def _stream(url, part, *, progress):
                             "to resume")
 
 
-def extract(archive, folder):
-    """Extract a zip or tar(.gz/.bz2/.xz) archive into ``folder``, refusing members that escape it."""
+def extract(archive, folder, *, max_ratio=MAX_EXPANSION_RATIO, max_bytes=MAX_EXTRACTED_BYTES):
+    """Extract a zip or tar(.gz/.bz2/.xz) archive into ``folder``, refusing members that escape it and
+    archives that inflate beyond ``max_ratio`` times their size, ``max_bytes`` or the free disk space.
+
+    Raises :class:`CorruptArchiveError` when the archive's contents are damaged.
+    """
     archive, folder = Path(archive), Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as bundle:
-            root = folder.resolve()
-            for member in bundle.namelist():
-                if not (root / member).resolve().is_relative_to(root):
-                    raise CoughclfError(f"{archive} holds a file outside its folder ({member}); refusing to extract")
-            bundle.extractall(folder)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive, "r:*") as bundle:
-            try:
-                bundle.extractall(folder, filter="data")
-            except tarfile.FilterError as error:
-                raise CoughclfError(f"{archive} holds an unsafe member ({error}); refusing to extract") from None
-    else:
-        raise CoughclfError(f"{archive} is neither a zip nor a tar archive; delete it and run again")
+    limit = _ExtractionLimit(archive, folder, max_ratio, max_bytes)
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as bundle:
+                root = folder.resolve()
+                for member in bundle.infolist():
+                    if not (root / member.filename).resolve().is_relative_to(root):
+                        raise CoughclfError(f"{archive} holds a file outside its folder ({member.filename}); "
+                                            "refusing to extract")
+                    limit.add(member.file_size, member.filename)  # sizes from the central directory: no work yet
+                bundle.extractall(folder)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive, "r:*") as bundle:
+                def checked(member, path):
+                    member = tarfile.data_filter(member, path)
+                    limit.add(member.size, member.name)
+                    return member
+
+                try:
+                    bundle.extractall(folder, filter=checked)
+                except tarfile.FilterError as error:
+                    raise CoughclfError(f"{archive} holds an unsafe member ({error}); refusing to extract") from None
+        else:
+            raise CoughclfError(f"{archive} is neither a zip nor a tar archive; delete it and run again")
+    except (zipfile.BadZipFile, tarfile.ReadError, EOFError, zlib.error, lzma.LZMAError) as error:
+        raise CorruptArchiveError(f"{archive} is corrupt ({error})") from None
+    except OSError as error:
+        if error.errno in _DISK_FULL:
+            raise CoughclfError(f"the disk is full while extracting {archive} into {folder} ({error.strerror}); "
+                                "free space on that disk and run the command again") from None
+        if error.errno is None:  # gzip's and bz2's damaged-stream errors carry no errno
+            raise CorruptArchiveError(f"{archive} is corrupt ({error})") from None
+        raise
+
+
+class _ExtractionLimit:
+    """Adds up the bytes an archive inflates to and refuses to go past the limits of :func:`extract`."""
+
+    def __init__(self, archive, folder, max_ratio, max_bytes):
+        self.archive, self.total = archive, 0
+        archive_bytes = max(archive.stat().st_size, 1)
+        self.limits = [(max_ratio * archive_bytes, f"{max_ratio}x the archive's {archive_bytes} bytes "
+                                                   "(a decompression bomb?)"),
+                       (max_bytes, f"the {max_bytes} bytes allowed"),
+                       (shutil.disk_usage(folder).free, f"the {shutil.disk_usage(folder).free} bytes free on the "
+                                                        f"disk of {folder}")]
+
+    def add(self, size, name):
+        self.total += size
+        for limit, description in self.limits:
+            if self.total > limit:
+                raise CoughclfError(f"{self.archive} inflates to more than {description} (at least {self.total} "
+                                    f"bytes, reached at {name}); refusing to extract it")
 
 
 def _archive_url(archive, base_url):
@@ -134,12 +196,14 @@ def _archive_name(archive):
     return archive.filename or Path(urllib.parse.urlparse(archive.url).path).name
 
 
-def fetch_dataset(name, out, base_url=None, *, keep_archives=False, progress=True):
+def fetch_dataset(name, out, base_url=None, *, keep_archives=False, progress=True, max_ratio=MAX_EXPANSION_RATIO,
+                  max_bytes=MAX_EXTRACTED_BYTES):
     """Download and extract dataset ``name`` into ``out/name``; return that folder.
 
     ``base_url`` replaces the archives' host and path (``{base_url}/{archive file name}``), for
     mirrors and tests. A finished ``out/name`` is returned at once. Archives are deleted after a
-    successful extraction unless ``keep_archives``.
+    successful extraction unless ``keep_archives``; ``max_ratio`` and ``max_bytes`` bound the
+    extraction (:func:`extract`).
     """
     from coughclf.datasets import get
 
@@ -161,7 +225,12 @@ def fetch_dataset(name, out, base_url=None, *, keep_archives=False, progress=Tru
     try:
         for archive in archives:
             print(f"extracting {archive.name}", file=sys.stderr)
-            extract(archive, staging)
+            try:
+                extract(archive, staging, max_ratio=max_ratio, max_bytes=max_bytes)
+            except CorruptArchiveError as error:
+                archive.unlink(missing_ok=True)
+                raise CoughclfError(f"{error}; it was deleted, so running the command again downloads it anew "
+                                    "(if it fails again, the archive is damaged at its source)") from None
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -189,3 +189,86 @@ def test_download_command(server, tmp_path, capsys):
     assert (out / "free-spoken-digit-dataset-master.zip").exists()
     assert main(["download", "nosuch", "--out", str(out)]) == 2
     assert "unknown dataset" in capsys.readouterr().err
+
+
+def bomb_zip(megabytes=20):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as bundle:
+        bundle.writestr("bomb/zeros.wav", bytes(megabytes << 20))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_an_archive_that_inflates_a_thousandfold_is_refused(tmp_path, kind):
+    archive = tmp_path / f"bomb.{kind}"
+    if kind == "zip":
+        archive.write_bytes(bomb_zip())
+    else:
+        with tarfile.open(archive, "w:gz") as bundle:
+            member = tarfile.TarInfo("bomb/zeros.wav")
+            member.size = 20 << 20
+            bundle.addfile(member, io.BytesIO(bytes(member.size)))
+    assert archive.stat().st_size < (20 << 20) / 500
+    with pytest.raises(CoughclfError, match=r"bomb.*inflates to more than 100x the archive's"):
+        extract(archive, tmp_path / "out")
+    assert sum(path.stat().st_size for path in (tmp_path / "out").rglob("*") if path.is_file()) < (2 << 20)
+    # The total size has its own limit, and so has the free disk space.
+    small = tmp_path / "small.zip"
+    small.write_bytes(zip_folder(miniatures.write_yesno(tmp_path / "yesno", count=3), "yesno"))
+    with pytest.raises(CoughclfError, match="more than the 1000 bytes allowed"):
+        extract(small, tmp_path / "out2", max_bytes=1000)
+
+
+def test_extraction_beyond_the_free_disk_space_is_refused_before_writing(tmp_path, monkeypatch):
+    import shutil
+
+    small = tmp_path / "small.zip"
+    small.write_bytes(zip_folder(miniatures.write_yesno(tmp_path / "yesno", count=3), "yesno"))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: type("Usage", (), {"free": 100})())
+    with pytest.raises(CoughclfError, match=r"more than the 100 bytes free on the disk"):
+        extract(small, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_corrupt_zip_is_deleted_so_the_next_run_downloads_it_again(server, tmp_path):
+    miniatures.write_fsdd(tmp_path / "source", speakers=("jackson",), digits=(0, 1), takes=range(2))
+    good = zip_folder(tmp_path / "source", "free-spoken-digit-dataset-master")
+    damaged = bytearray(good)
+    damaged[200] ^= 0xFF  # inside the first member's stored data: its CRC no longer matches
+    server.files["free-spoken-digit-dataset-master.zip"] = bytes(damaged)
+    out = tmp_path / "out"
+    with pytest.raises(CoughclfError, match=r"free-spoken-digit-dataset-master.zip is corrupt.*(CRC|crc).*deleted"):
+        fetch_dataset("fsdd", out, base_url=server.url, progress=False)
+    assert list(out.iterdir()) == []
+    server.files["free-spoken-digit-dataset-master.zip"] = good
+    folder = fetch_dataset("fsdd", out, base_url=server.url, progress=False)
+    assert len(datasets.get("fsdd").list_clips(folder)) == 4 and len(server.requests) == 2
+
+
+def test_a_full_disk_while_downloading_keeps_the_partial_file_and_says_so(server, tmp_path, monkeypatch):
+    import errno
+
+    import coughclf.download as download_module
+
+    server.files["data.bin"] = bytes(3 << 20)
+
+    class FullDisk(io.BytesIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(download_module, "open", lambda *args, **kwargs: FullDisk(), raising=False)
+    with pytest.raises(CoughclfError, match=r"disk is full while writing .*data.bin.part.*free space"):
+        download(f"{server.url}/data.bin", tmp_path / "data.bin", progress=False)
+
+
+def test_download_command_refuses_a_bomb_unless_the_limit_is_raised(server, tmp_path, capsys):
+    server.files["free-spoken-digit-dataset-master.zip"] = bomb_zip(megabytes=4)
+    out = tmp_path / "out"
+    assert main(["download", "fsdd", "--out", str(out), "--base-url", server.url]) == 2
+    assert "inflates to more than 100x" in capsys.readouterr().err
+    assert not (out / "fsdd").exists()
+    assert main(["download", "fsdd", "--out", str(out), "--base-url", server.url, "--max-ratio", "2000"]) == 0
+    assert (out / "fsdd" / "bomb" / "zeros.wav").stat().st_size == 4 << 20
