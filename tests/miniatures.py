@@ -264,18 +264,34 @@ COSWARA_PARTICIPANTS = (
 )
 
 
-def write_coswara(root, participants=COSWARA_PARTICIPANTS):
-    """``{date}/{id}/{sound}.wav`` + ``{date}/{date}.csv`` (id, a, covid_status, ep, g, ...)."""
+def write_coswara(root, participants=COSWARA_PARTICIPANTS, layout="beside"):
+    """Coswara's tables (id, a, covid_status, ep, g, ...) and ``{sound}.wav`` per participant.
+
+    ``layout``: ``"beside"`` puts the audio at ``{date}/{id}/`` next to ``{date}/{date}.csv``;
+    ``"extracted"`` is the release as its extract_data.py leaves it: ``{date}/{date}.csv`` beside the
+    compressed parts ``{date}/{date}.tar.gz.aa``, audio at ``Extracted_data/{date}/{id}/``;
+    ``"combined"`` adds the newer releases' root ``combined_data.csv`` (with ``record_date`` written
+    2020-04-13) and keeps no date tables.
+    """
     root = Path(root)
+    audio_base = root / "Extracted_data" if layout in ("extracted", "combined") else root
     rows_by_date = {}
+    header = ["id", "a", "covid_status", "ep", "g", "l_c", "l_s"]
     for index, (date, participant, status, sounds) in enumerate(participants):
         for sound in sounds:
-            _clip(root / date / participant / f"{sound}.wav", int(status.startswith("positive")), seed=index,
+            _clip(audio_base / date / participant / f"{sound}.wav", int(status.startswith("positive")), seed=index,
                   sample_rate=44100)
         rows_by_date.setdefault(date, []).append([participant, 20 + index, status, "y", "female" if index % 2 else
                                                   "male", "India", "KA"])
+    if layout == "combined":
+        _write_csv(root / "combined_data.csv", header + ["record_date"],
+                   [row + [f"{date[:4]}-{date[4:6]}-{date[6:]}"] for date, rows in rows_by_date.items()
+                    for row in rows])
+        return root
     for date, rows in rows_by_date.items():
-        _write_csv(root / date / f"{date}.csv", ["id", "a", "covid_status", "ep", "g", "l_c", "l_s"], rows)
+        _write_csv(root / date / f"{date}.csv", header, rows)
+        if layout == "extracted":
+            (root / date / f"{date}.tar.gz.aa").write_bytes(b"\x1f\x8b compressed part")
     return root
 
 

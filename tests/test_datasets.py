@@ -2,6 +2,7 @@
 
 import inspect
 import json
+import shutil
 import time
 from collections import Counter
 
@@ -51,11 +52,16 @@ WRITERS = {
 }
 
 
+LISTED_WITHOUT_AUDIO = {"ljspeech": ["LJ003-0001"], "coswara": ["20200415/p04/cough-shallow"]}
+
+
 @pytest.mark.parametrize("name", sorted(WRITERS))
 def test_clips_are_unique_absolute_existing_and_grouped(tmp_path, name):
     clips = clips_of(name, WRITERS[name](tmp_path / name))
     assert len({clip.id for clip in clips}) == len(clips)
-    assert all(clip.path.is_absolute() and clip.path.exists() for clip in clips)
+    assert all(clip.path.is_absolute() for clip in clips)
+    # Every file on disk, except rows the miniature lists without their audio (prepare reports those).
+    assert [clip.id for clip in clips if not clip.path.exists()] == LISTED_WITHOUT_AUDIO.get(name, [])
     assert all(clip.group for clip in clips)
     task = datasets.get(name).task
     assert all((clip.label is not None) == (task == "classification") for clip in clips)
@@ -102,6 +108,10 @@ def test_coughvid_drops_unlabelled_and_low_scores_and_keeps_three_classes(tmp_pa
     expected_suffix = ".webm" if (root / "public_dataset" / f"{first.id}.webm").exists() else ".ogg"
     assert first.path.suffix == expected_suffix
     assert clips["00000002-healthy-a"].path.suffix == ".ogg"
+    # a kept row whose recording is gone is listed (as .webm) for prepare to report
+    clips["00000002-healthy-a"].path.unlink()
+    again = by_id(clips_of("coughvid", root))
+    assert len(again) == 7 and again["00000002-healthy-a"].path.name == "00000002-healthy-a.webm"
 
 
 def test_coughvid_options_two_classes_threshold_expert_labels_and_cleaning(tmp_path):
@@ -138,22 +148,55 @@ def test_covid19_cough_lists_every_file_with_source_metadata(tmp_path):
     assert all(clip.group == clip_id for clip_id, clip in clips.items())
 
 
-def test_coswara_maps_statuses_and_selects_sounds(tmp_path):
-    root = miniatures.write_coswara(tmp_path)
-    clips = by_id(clips_of("coswara", root))
+@pytest.mark.parametrize("layout", ["beside", "extracted", "combined"])
+def test_coswara_maps_statuses_and_selects_sounds(tmp_path, layout):
+    root = miniatures.write_coswara(tmp_path, layout=layout)
+    with pytest.warns(UserWarning, match=r"1 participant left out .*recovered_full 1.*keep_all=true"):
+        clips = by_id(clips_of("coswara", root))
     assert sorted(clips) == ["20200413/p01/cough-heavy", "20200413/p01/cough-shallow", "20200413/p02/cough-heavy",
-                             "20200413/p02/cough-shallow", "20200415/p04/cough-heavy", "20200415/p05/cough-heavy",
-                             "20200415/p05/cough-shallow"]
+                             "20200413/p02/cough-shallow", "20200415/p04/cough-heavy", "20200415/p04/cough-shallow",
+                             "20200415/p05/cough-heavy", "20200415/p05/cough-shallow"]
+    # p04 recorded no shallow cough: listed all the same, so that prepare reports it
+    assert not clips["20200415/p04/cough-shallow"].path.exists()
+    assert clips["20200415/p04/cough-heavy"].path.exists()
+    if layout != "beside":
+        assert clips["20200413/p01/cough-heavy"].path == root / "Extracted_data" / "20200413" / "p01" / \
+            "cough-heavy.wav"
     assert clips["20200413/p02/cough-heavy"].label == "positive"
     assert clips["20200415/p04/cough-heavy"].label == "positive"
     assert clips["20200413/p01/cough-heavy"].label == "negative"
     assert clips["20200413/p01/cough-shallow"].group == "p01"
     assert clips["20200413/p02/cough-heavy"].metadata["age"] == "21"
     assert clips["20200413/p02/cough-heavy"].metadata["gender"] == "female"
-    vowels = clips_of("coswara", root, sounds="vowel-a")
-    assert [clip.id for clip in vowels] == ["20200413/p01/vowel-a"]
+    with pytest.warns(UserWarning):
+        vowels = clips_of("coswara", root, sounds="vowel-a")
+    assert [clip.id for clip in vowels if clip.path.exists()] == ["20200413/p01/vowel-a"]
     everyone = by_id(clips_of("coswara", root, sounds="cough-heavy", keep_all="true"))
     assert everyone["20200413/p03/cough-heavy"].label == "recovered_full"
+
+
+def test_coswara_release_with_its_audio_still_compressed_says_to_extract_it(tmp_path):
+    root = miniatures.write_coswara(tmp_path, layout="extracted")
+    shutil.rmtree(root / "Extracted_data")
+    with pytest.raises(CoughclfError, match=r"still compressed.*20200413.tar.gz.aa.*extract_data.py"):
+        clips_of("coswara", root)
+
+
+def test_prepare_reports_missing_rows_and_a_single_class_cache(tmp_path):
+    from coughclf.cache import read_csv
+    from coughclf.prepare import format_summary, prepare
+
+    root = miniatures.write_coswara(tmp_path / "coswara", layout="extracted")
+    with pytest.warns(UserWarning):
+        summary = prepare("coswara", root, tmp_path / "cache", workers=1, progress=False)
+    assert summary["clips"] == 7 and summary["missing"] == 1
+    assert "1 listed file is missing" in format_summary(summary)
+    (row,) = read_csv(tmp_path / "cache" / "skipped.csv")
+    assert row["path"] == "Extracted_data/20200415/p04/cough-shallow.wav" and row["reason"] == "file not found"
+    negatives_only = [participant for participant in miniatures.COSWARA_PARTICIPANTS if participant[2] == "healthy"]
+    root = miniatures.write_coswara(tmp_path / "healthy", participants=negatives_only)
+    with pytest.warns(UserWarning, match=r"only one class \(negative\)"):
+        prepare("coswara", root, tmp_path / "cache2", workers=1, progress=False)
 
 
 def test_virufy_lists_segments_with_patient_groups(tmp_path):
@@ -167,6 +210,8 @@ def test_virufy_lists_segments_with_patient_groups(tmp_path):
     assert segment.metadata["age"] == "50" and segment.metadata["gender"] == "male"
     original = clips_of("virufy", root / "virufy-data-main", audio="original")
     assert len(original) == 3 and all(clip.path.parent.parent.name == "original" for clip in original)
+    # the clinical/ folder itself, as a user who cloned the repository would point at it
+    assert by_id(clips_of("virufy", root / "virufy-data-main" / "clinical")) == by_id(clips)
     with pytest.raises(CoughclfError, match="clinical/manual not found"):
         clips_of("virufy", root, audio="manual")
 
@@ -253,7 +298,9 @@ def test_urbansound8k_ten_folds(tmp_path):
 
 def test_ljspeech_keeps_quotes_and_uses_normalized_text(tmp_path):
     clips = by_id(clips_of("ljspeech", miniatures.write_ljspeech(tmp_path)))
-    assert sorted(clips) == ["LJ001-0001", "LJ001-0002", "LJ002-0001"]  # the row without wav is left out
+    # the row without its wav is listed too, so that prepare reports it
+    assert sorted(clips) == ["LJ001-0001", "LJ001-0002", "LJ002-0001", "LJ003-0001"]
+    assert not clips["LJ003-0001"].path.exists() and clips["LJ003-0001"].path.name == "LJ003-0001.wav"
     assert clips["LJ001-0002"].transcript == 'He said "No. two" to Mister Smith'
     assert clips["LJ001-0002"].metadata["text"] == 'He said "No. 2" to Mr. Smith'
     assert clips["LJ002-0001"].group == "LJ002"
@@ -268,6 +315,26 @@ def test_librispeech_root_or_one_subset(tmp_path):
     assert (clip.group, clip.split, clip.transcript) == ("284", "validation", "CHAPTER ONE THE DAY")
     dev = clips_of("librispeech", root / "LibriSpeech" / "dev-clean")
     assert {clip.metadata["subset"] for clip in dev} == {"dev-clean"} and len(dev) == 4
+    # a transcript line whose audio is absent is listed for prepare to report
+    clip.path.unlink()
+    listed = by_id(clips_of("librispeech", root))
+    assert len(listed) == 12 and not listed["284-198-0001"].path.exists()
+
+
+def test_every_listed_row_whose_audio_is_missing_is_reported_by_prepare(tmp_path):
+    from coughclf.cache import read_csv
+    from coughclf.prepare import prepare
+
+    root = miniatures.write_ljspeech(tmp_path / "lj", ids=tuple(f"LJ001-{index:04d}" for index in range(1, 4)))
+    metadata = root / "LJSpeech-1.1" / "metadata.csv"
+    metadata.write_text(metadata.read_text() + "".join(f"LJ050-{index:04d}|Text {index}|Text {index}\n"
+                                                       for index in range(40)))
+    summary = prepare("ljspeech", root, tmp_path / "cache", workers=1, progress=False)
+    assert (summary["clips"], summary["skipped"], summary["missing"]) == (3, 41, 41)
+    assert {row["reason"] for row in read_csv(tmp_path / "cache" / "skipped.csv")} == {"file not found"}
+    (root / "LJSpeech-1.1" / "wavs").rename(root / "elsewhere")
+    with pytest.raises(CoughclfError, match=r"44 listed, none of them on disk"):
+        clips_of("ljspeech", root)
 
 
 def test_yesno_transcripts_and_half_split(tmp_path):

@@ -1,6 +1,9 @@
-"""COUGHVID (Zenodo record 4498364): ``metadata_compiled.csv`` and ``public_dataset/{uuid}.webm|.ogg``."""
+"""COUGHVID (Zenodo record 4498364): ``metadata_compiled.csv`` and ``public_dataset/{uuid}.webm|.ogg``.
 
-import warnings
+A kept row whose recording is absent is listed as ``{uuid}.webm`` all the same, so ``prepare``
+reports it in ``skipped.csv``.
+"""
+
 from collections import Counter
 
 from coughclf.datasets.base import Archive, Clip, register_dataset
@@ -66,20 +69,16 @@ def list_coughvid(data_dir, *, classes=3, min_cough_detected=0.8, expert_labels=
         age_counts = Counter(row.get("age", "") for row in rows)
         rows = [row for row in rows if not row.get("age", "") or age_counts[row["age"]] >= min_age_count]
 
-    missing = [row["uuid"] for row in rows if row["uuid"] not in audio_of]
-    if missing:
-        warnings.warn(f"coughvid: {len(missing)} metadata rows have no {{uuid}}.webm/.ogg in {audio_folder} "
-                      f"and are left out (first: {missing[0]})", stacklevel=2)
     metadata_columns = [column for column in _SELF_REPORTED if column in rows[0]] if rows else []
     if expert_labels:
         metadata_columns += [f"{field}_{expert}" for expert in range(1, EXPERTS + 1) for field in EXPERT_FIELDS
                              if rows and f"{field}_{expert}" in rows[0]]
     clips = [Clip(id=row["uuid"],
-                  path=audio_folder / audio_of[row["uuid"]],
+                  path=audio_folder / audio_of.get(row["uuid"], f"{row['uuid']}.webm"),
                   label=TWO_CLASS_LABEL[row["status"]] if classes == 2 else row["status"],
                   group=row["uuid"],
                   metadata={column: row[column] or "" for column in metadata_columns})
-             for row in rows if row["uuid"] in audio_of]
+             for row in rows]
     return require_clips(sorted(clips, key=lambda clip: clip.id), data_dir, LAYOUT, dataset="coughvid")
 
 

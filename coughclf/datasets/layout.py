@@ -128,9 +128,13 @@ def flag_text(value):
 
 
 def require_clips(clips, data_dir, layout, *, dataset):
-    """``clips`` unchanged, or an error when the layout was found but held no usable recording."""
-    if not clips:
-        raise CoughclfError(f"no '{dataset}' recordings found in {data_dir}: expected {layout}")
+    """``clips`` unchanged, or an error when the layout was found but held no recording: none listed,
+    or (for :class:`Clip` lists, which may name missing files for prepare to report) none on disk."""
+    from coughclf.datasets.base import Clip
+
+    if not clips or not any(not isinstance(clip, Clip) or clip.path.exists() for clip in clips):
+        listed = f" ({len(clips)} listed, none of them on disk)" if clips else ""
+        raise CoughclfError(f"no '{dataset}' recordings found in {data_dir}{listed}: expected {layout}")
     return clips
 
 

@@ -1,4 +1,8 @@
-"""LibriSpeech: ``{subset}/{speaker}/{chapter}/{speaker}-{chapter}-{utt}.flac`` + ``{speaker}-{chapter}.trans.txt``."""
+"""LibriSpeech: ``{subset}/{speaker}/{chapter}/{speaker}-{chapter}-{utt}.flac`` + ``{speaker}-{chapter}.trans.txt``.
+
+Every transcript line is listed, its audio present or not (``.flac``, or a ``.wav`` conversion):
+``prepare`` reports the missing ones in ``skipped.csv``.
+"""
 
 from coughclf.datasets.base import Clip, register_dataset
 from coughclf.datasets.layout import file_names, loader, require_clips, subfolders
@@ -46,9 +50,10 @@ def _chapter_clips(chapter, subset, split):
     clips = []
     for line in transcripts.read_text(encoding="utf-8").splitlines():
         utterance, _, text = line.strip().partition(" ")
-        audio = next((name for name in (f"{utterance}.flac", f"{utterance}.wav") if name in present), None)
-        if utterance and audio:
-            clips.append(Clip(id=utterance, path=chapter / audio, group=speaker, split=split,
-                              transcript=text.strip(),
-                              metadata={"speaker": speaker, "chapter": chapter.name, "subset": subset}))
+        if not utterance:
+            continue
+        audio = next((name for name in (f"{utterance}.flac", f"{utterance}.wav") if name in present),
+                     f"{utterance}.flac")
+        clips.append(Clip(id=utterance, path=chapter / audio, group=speaker, split=split, transcript=text.strip(),
+                          metadata={"speaker": speaker, "chapter": chapter.name, "subset": subset}))
     return clips

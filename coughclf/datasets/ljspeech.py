@@ -1,9 +1,13 @@
-"""LJSpeech-1.1: ``wavs/{id}.wav`` and ``metadata.csv`` (``id|text|normalized text``, no header)."""
+"""LJSpeech-1.1: ``wavs/{id}.wav`` and ``metadata.csv`` (``id|text|normalized text``, no header).
+
+Every row is listed, its wav present or not: ``prepare`` reports the missing ones in ``skipped.csv``
+(a partial copy of the corpus says how partial it is).
+"""
 
 import csv
 
 from coughclf.datasets.base import Archive, Clip, register_dataset
-from coughclf.datasets.layout import file_names, find_root, loader, require_clips
+from coughclf.datasets.layout import find_root, loader, require_clips
 from coughclf.errors import CoughclfError
 
 LAYOUT = "metadata.csv (id|text|normalized text, no header) and wavs/{id}.wav"
@@ -25,7 +29,6 @@ LAYOUT = "metadata.csv (id|text|normalized text, no header) and wavs/{id}.wav"
 def list_ljspeech(data_dir):
     root = find_root(data_dir, "metadata.csv", LAYOUT, dataset="ljspeech")
     wavs = root / "wavs"
-    present = set(file_names(wavs, (".wav",))) if wavs.is_dir() else set()
     clips = []
     # Texts contain double quotes that are not CSV quoting, hence QUOTE_NONE.
     with open(root / "metadata.csv", newline="", encoding="utf-8") as handle:
@@ -36,8 +39,6 @@ def list_ljspeech(data_dir):
                 raise CoughclfError(f"{root / 'metadata.csv'} line {line_number} is not 'id|text|normalized text'")
             clip_id, text = row[0], row[1]
             normalized = row[2] if len(row) > 2 and row[2] else text
-            if f"{clip_id}.wav" not in present:
-                continue
             clips.append(Clip(id=clip_id, path=wavs / f"{clip_id}.wav", group=clip_id.split("-")[0],
                               transcript=normalized, metadata={"text": text}))
     return require_clips(clips, root, LAYOUT, dataset="ljspeech")

@@ -35,7 +35,9 @@ _LABELS = {"positive": "positive", "negative": "negative", "pos": "positive", "n
 )
 @loader
 def list_virufy(data_dir, *, audio="segmented"):
-    root = find_root(data_dir, "clinical/labels.csv", LAYOUT, dataset="virufy") / "clinical"
+    # The clinical/ folder itself is accepted too.
+    root = data_dir if (data_dir / "labels.csv").exists() else \
+        find_root(data_dir, "clinical/labels.csv", LAYOUT, dataset="virufy") / "clinical"
     audio_folder = root / audio
     if not audio_folder.is_dir():
         raise CoughclfError(f"{audio_folder} not found: 'virufy' expects {LAYOUT}")
