@@ -132,19 +132,19 @@ def repair_hint(root):
             "'coughclf info --verify'): it decodes the damaged shards again")
 
 
-def open_cache(path) -> PreparedCache:
-    """Open a cache folder written by ``coughclf prepare``; errors say how to make or repair one.
+def check_cache(path):
+    """The ``cache.json`` dict of the complete, undamaged cache at ``path``; otherwise an error that says
+    what is wrong with it (no cache, unfinished, not a cache description, a damaged shard) and the fix.
 
-    Each shard's size is compared with ``cache.json`` (cheap), so a truncated or missing shard is
-    named here rather than as a data-loss error half-way through training.
+    Each shard's size is compared with ``cache.json`` (a stat per shard), so a truncated or missing
+    shard is named here rather than as a data-loss error half-way through training.
     """
     root = Path(path)
-    info_path, manifest_path = root / "cache.json", root / "manifest.csv"
-    if not info_path.exists():
+    if not (root / "cache.json").exists():
         raise CoughclfError(f"{root} is not a complete prepared cache (no cache.json/manifest.csv); "
                             "run 'coughclf prepare DATASET --data-dir DIR --out CACHE' first")
     info = read_cache_info(root)
-    if not manifest_path.exists():
+    if not (root / "manifest.csv").exists():
         raise CoughclfError(f"{root} has no manifest.csv: its preparation did not finish (interrupted, or still "
                             "running); run the same 'coughclf prepare' command again to finish it")
     problems = verify_cache(root, info=info)
@@ -152,7 +152,13 @@ def open_cache(path) -> PreparedCache:
         shard, problem = problems[0]
         more = f" (and {len(problems) - 1} more shards)" if len(problems) > 1 else ""
         raise CoughclfError(f"{shard} is damaged: {problem}{more}; {repair_hint(root)}")
-    return PreparedCache(root=root, info=info, manifest=read_csv(manifest_path))
+    return info
+
+
+def open_cache(path) -> PreparedCache:
+    """Open a cache folder written by ``coughclf prepare`` after :func:`check_cache`."""
+    info = check_cache(path)
+    return PreparedCache(root=Path(path), info=info, manifest=read_csv(Path(path) / "manifest.csv"))
 
 
 def shard_file_record(path, records):
