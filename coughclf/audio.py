@@ -245,7 +245,7 @@ class _FfmpegSource:
             pending += more
             usable = len(pending) - len(pending) % frame_bytes
             if usable:
-                yield np.frombuffer(pending[:usable], dtype="<f4").reshape(-1, self.channels)
+                yield np.frombuffer(pending[:usable], dtype="<f4").reshape(-1, self.channels).copy()
                 pending = pending[usable:]
             if not more:
                 return

@@ -154,3 +154,13 @@ def test_streamed_blocks_equal_the_whole_file(tmp_path, suffix, rate):
     if stream.expected_samples is not None:
         assert stream.expected_samples == len(whole)
     assert 0.4 < stream.peak < 0.6
+
+
+@needs_ffmpeg
+def test_decoded_audio_is_writable_whichever_decoder_read_it(tmp_path):
+    wav = write_audio(tmp_path / "clip.wav", tone(seconds=0.5, sample_rate=16000), 16000)
+    webm = tmp_path / "clip.webm"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(wav), "-c:a", "libopus", str(webm)], check=True)
+    for path in (wav, webm):
+        decoded = load_audio(path, 48000 if path == webm else 16000)
+        decoded[0] = 0.0  # callers may work in place
