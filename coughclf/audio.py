@@ -76,7 +76,7 @@ class AudioStream:
         if self.path.suffix.lower() not in FFMPEG_SUFFIXES:
             try:
                 with quiet_native_stderr():
-                    self._declared = soundfile.info(str(self.path))
+                    self._declared = soundfile.info(os.fsencode(self.path))
             except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
                 self._soundfile_error = error
         if self._declared is not None and self._declared.frames > 0:
@@ -139,6 +139,12 @@ def load_audio(path, sample_rate=16000, stream=None):
     return np.concatenate(blocks) if len(blocks) != 1 else blocks[0]
 
 
+def printable(path):
+    """``path`` as text that any UTF-8 file or terminal takes: the bytes of a file name that are not
+    UTF-8 are written as ``\\xNN``."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def to_pcm16(audio):
     """Float audio in [-1, 1) -> int16 PCM (clipped, rounded), the cache's storage format."""
     scaled = np.round(np.asarray(audio, dtype=np.float64) * 32768.0)
@@ -168,7 +174,7 @@ class _SoundfileSource:
         self.path = path
         try:
             with quiet_native_stderr():
-                self.handle = soundfile.SoundFile(str(path))
+                self.handle = soundfile.SoundFile(os.fsencode(path))
         except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
             raise AudioDecodeError(path, f"undecodable or corrupt: {error}") from None
         self.rate, self.frames = self.handle.samplerate, self.handle.frames

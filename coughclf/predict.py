@@ -290,7 +290,7 @@ def predict_files(model_path, files, hop_seconds=None, predictor=None, lexicon=N
     (classifiers; ``timeline``: see :func:`predict_stream`), ``text``/``windows`` (speech;
     ``lexicon``: see :func:`predict_stream`), or ``error`` for a file that could not be used.
     Folders in ``files`` are searched recursively for audio files (:func:`expand_inputs`)."""
-    from coughclf.audio import stream_audio
+    from coughclf.audio import printable, stream_audio
 
     predictor = predictor or load_predictor(model_path)
     if hop_seconds is not None and hop_seconds <= 0:
@@ -303,10 +303,11 @@ def predict_files(model_path, files, hop_seconds=None, predictor=None, lexicon=N
             if path.is_dir():
                 raise CoughclfError("a folder holding no audio files")
             stream = stream_audio(path, predictor.metadata["sample_rate"])
-            results.append({"file": str(path), **predict_stream(predictor, stream, hop_seconds, lexicon, timeline)})
+            results.append({"file": printable(path),
+                            **predict_stream(predictor, stream, hop_seconds, lexicon, timeline)})
         except (CoughclfError, OSError, MemoryError) as error:
             reason = getattr(error, "reason", None) or str(error).removeprefix(f"{path}: ")
-            results.append({"file": str(path), "error": reason or type(error).__name__})
+            results.append({"file": printable(path), "error": printable(reason or type(error).__name__)})
     return results
 
 

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from coughclf import segment as segmentation
-from coughclf.audio import MISSING_REASON, AudioStream, load_audio, to_pcm16
+from coughclf.audio import MISSING_REASON, AudioStream, load_audio, printable, to_pcm16
 from coughclf.cache import (FORMAT_VERSION, MANIFEST_COLUMNS, METADATA_PREFIX, SHARD_PATTERN, encode_example,
                             read_cache_info, shard_file_record, verify_cache)
 from coughclf.errors import AudioDecodeError, CoughclfError
@@ -241,11 +241,6 @@ def _utf8(text):
         return False
 
 
-def _printable(text):
-    """``text`` with the undecodable bytes of a file name written as ``\\xNN``, for CSV files."""
-    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def _write_missing_shards(root, shards, settings, classes, workers, progress):
     """Decode and write every shard not complete yet; returns how many clips that took."""
     pending = [index for index, shard in enumerate(shards) if not _shard_complete(root, index, shard)]
@@ -423,10 +418,10 @@ class _ShardWriter:
         rows, skipped, clipped = [], [], []
         with tf.io.TFRecordWriter(str(temporary)) as records:
             for clip, (pieces, reason, detail) in zip(shard, decoded):
-                path = _printable(self._relative(clip.path))
+                path = printable(self._relative(clip.path))
                 if reason:
-                    skipped.append({"path": path, "reason": reason, "id": _printable(clip.id),
-                                    "label": _printable(clip.label or ""), "sha1": detail})
+                    skipped.append({"path": path, "reason": reason, "id": printable(clip.id),
+                                    "label": printable(clip.label or ""), "sha1": detail})
                 elif detail > 1.0:  # the peak of float audio beyond full scale
                     clipped.append(clip.id)
                 for record_id, pcm, sha1 in pieces or ():

@@ -300,3 +300,17 @@ def test_folders_lists_csv_and_timelines(exported, tmp_path, capsys):
     assert main(["predict", str(tflite_path), str(empty), str(files["short"])]) == 1
     error = capsys.readouterr().err
     assert "no audio files" in error and "ffmpeg" not in error
+
+
+def test_a_file_name_that_is_not_utf8_is_predicted_and_written_readably(tmp_path):
+    import os
+
+    from coughclf.predict import write_csv
+
+    folder = tmp_path / "recordings"
+    written = write_audio(folder / "cafe.wav", tone(1.5, 16000, 300.0))
+    os.rename(os.fsencode(written), os.fsencode(folder) + b"/caf\xe9.wav")
+    (row,) = predict_files(None, [folder], predictor=FakePredictor())
+    assert row["file"].endswith("caf\\xe9.wav") and row["windows"] == 2 and "error" not in row
+    write_csv([row], tmp_path / "out.csv", ["low", "high"])
+    assert "caf\\xe9.wav" in (tmp_path / "out.csv").read_text(encoding="utf-8")
