@@ -121,14 +121,19 @@ def format_summary(summary):
     ]
     if duplicates["dropped"]:
         lines.append(f"dropped {duplicates['dropped']} clips whose identical copies carry contradicting labels")
-    clipped = len(summary.get("clipped", ()))
-    if clipped:
-        lines.append(f"clipped: {clipped} clip{'s' if clipped != 1 else ''} held float samples above full scale, "
-                     f"stored clipped to [-1, 1] (ids in {root}/cache.json, key clipped)")
+    if summary.get("clipped"):
+        lines.append(_clipped_note(summary) + f" (ids in {root}/cache.json, key clipped)")
     lone_class = _lone_class(summary)
     if lone_class:
         lines.append(f"warning: only one class ({lone_class}) in this cache: a classifier needs at least two")
     return "\n".join(lines)
+
+
+def _clipped_note(summary):
+    count = len(summary["clipped"])
+    return (f"clipped: {count} clip{'s' if count != 1 else ''} held samples above full scale (peak up to "
+            f"{summary['clipped_peak']:.2f}), stored clipped to [-1, 1]; float files, and lossy files (mp3, ogg, "
+            "webm) of recordings clipped at the source, decode so")
 
 
 def _lone_class(summary):
@@ -218,8 +223,7 @@ def _prepare(clips, root, settings, task, workers, progress, repaired=0):
     summary = {**_summary(root, info, status="prepared"), "seconds": elapsed, "repaired": repaired,
                "clips_per_second": decoded / elapsed if elapsed > 0 else 0.0}
     if summary["clipped"]:
-        warnings.warn(f"{len(summary['clipped'])} clip(s) of {root} held float samples above full scale and were "
-                      f"stored clipped to [-1, 1] (first: {summary['clipped'][0]})", stacklevel=3)
+        warnings.warn(f"{root}: {_clipped_note(summary)} (first: {summary['clipped'][0]})", stacklevel=3)
     if _lone_class(summary):
         warnings.warn(f"{root} holds only one class ({_lone_class(summary)}): a classifier needs at least two; "
                       "check the dataset's labels and options", stacklevel=3)
@@ -278,7 +282,8 @@ def _finish(root, info, shard_count):
         "counts": {name: counts.get(name, 0) for name in info["classes"]},
         "skipped": len(skipped),
         "missing": sum(row["reason"].startswith(MISSING_REASON) for row in skipped),
-        "clipped": clipped,
+        "clipped": [clip_id for clip_id, _ in clipped],
+        "clipped_peak": max((peak for _, peak in clipped), default=0.0),
         "shards": shard_count,
         "shard_files": {Path(SHARD_PATTERN.format(index=index)).name:
                         shard_file_record(root / SHARD_PATTERN.format(index=index), records[index])
@@ -295,6 +300,7 @@ def _summary(root, info, status):
     return {"cache": str(root), "status": status, "dataset": info["dataset"], "task": info.get("task"),
             "clips": info["clips"], "classes": info["classes"], "counts": info["counts"],
             "skipped": info["skipped"], "missing": info.get("missing", 0), "clipped": info.get("clipped", []),
+            "clipped_peak": info.get("clipped_peak", 0.0),
             "shards": info["shards"], "duplicates": info["duplicates"]}
 
 
@@ -422,8 +428,8 @@ class _ShardWriter:
                 if reason:
                     skipped.append({"path": path, "reason": reason, "id": printable(clip.id),
                                     "label": printable(clip.label or ""), "sha1": detail})
-                elif detail > 1.0:  # the peak of float audio beyond full scale
-                    clipped.append(clip.id)
+                elif detail > 1.0:  # the peak of audio beyond full scale (PCM's -1.0 is not: it is stored)
+                    clipped.append((clip.id, round(detail, 4)))
                 for record_id, pcm, sha1 in pieces or ():
                     label_index = self.label_indices.get(clip.label, -1)
                     records.write(encode_example(record_id, pcm, label_index, clip.transcript))

@@ -411,11 +411,12 @@ def test_missing_audio_clipping_and_broken_symlinks_are_reported(tmp_path):
     (data / "dry" / "link.wav").symlink_to(data / "dry" / "gone.wav")
     clips += [Clip("loud", loud, "wet"), Clip("link", data / "dry" / "link.wav", "dry"),
               Clip("listed", data / "dry" / "listed_but_absent.wav", "dry")]
-    with pytest.warns(UserWarning, match=r"1 clip.*above full scale"):
+    with pytest.warns(UserWarning, match=r"1 clip held samples above full scale"):
         summary = prepare_clips(clips, tmp_path / "cache", data_dir=data, workers=1, progress=False)
     assert summary["clips"] == 7 and summary["skipped"] == 2 and summary["missing"] == 2
     text = format_summary(summary)
-    assert "skipped: 2 (2 listed files are missing" in text and "clipped: 1 clip" in text
+    assert "skipped: 2 (2 listed files are missing" in text
+    assert "clipped: 1 clip held samples above full scale (peak up to 1.5" in text
     reasons = {row["path"]: row["reason"] for row in read_csv(tmp_path / "cache" / "skipped.csv")}
     assert set(reasons) == {"dry/link.wav", "dry/listed_but_absent.wav"}
     assert describe_cache(tmp_path / "cache")["clipped"] == ["loud"]

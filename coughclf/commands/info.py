@@ -50,6 +50,7 @@ def describe_cache(path):
         },
         "missing": cache.info.get("missing", 0),
         "clipped": cache.info.get("clipped", []),
+        "clipped_peak": cache.info.get("clipped_peak", 0.0),
         "prepare": {key: cache.info.get(key) for key in ("trim_silence", "segment", "drop_conflicts", "options")},
     }
 
