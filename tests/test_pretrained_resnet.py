@@ -118,3 +118,13 @@ def test_wrong_checkpoints_are_named(resnet18_file, tmp_path):
         build("resnet18", weights=path, channels=1)
     with pytest.raises(CoughclfError, match="freeze='backbone' needs weights="):
         build("resnet18", freeze="backbone")
+
+
+def test_models_json_says_which_models_take_weights_and_in_which_formats():
+    from coughclf.commands.models import describe
+    from coughclf.models.checkpoints import FORMATS
+
+    assert describe("resnet18")["weight_formats"] == ["safetensors", "pytorch"]
+    assert describe("kws_cnn")["weight_formats"] == []
+    assert spec("ast").weight_formats == ("transformers", "safetensors", "pytorch")
+    assert set(spec("ast").weight_formats) <= set(FORMATS)
