@@ -15,28 +15,15 @@ from coughclf.layers.kaldi import kaldi_samples
 from coughclf.layers.patches import resize_positional_grid
 from coughclf.models import build
 from coughclf.models.checkpoints import read_checkpoint
-from torch_reference import torch
+from torch_reference import TINY, random_ast, torch
 
 transformers = pytest.importorskip("transformers")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
-        "max_length": 56, "num_mel_bins": 36, "num_labels": 5}
 # Gong et al.'s ASTModel on AudioSet: 12 x 768, 1,024 frames x 128 bins, stride 10, 527 classes.
 AUDIOSET = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
             "max_length": 1024, "num_mel_bins": 128, "num_labels": 527}
 TOLERANCE = 1e-4
-
-
-def random_ast(config, head=True, seed=0):
-    """transformers' AST with every parameter drawn at random (LayerNorms included), in eval mode."""
-    torch.manual_seed(seed)
-    config = transformers.ASTConfig(**config)
-    model = (transformers.ASTForAudioClassification if head else transformers.ASTModel)(config).eval()
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0.0, 0.3)
-    return model
 
 
 def torch_log_probabilities(model, fbank):

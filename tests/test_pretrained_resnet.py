@@ -8,29 +8,12 @@ from coughclf.errors import CoughclfError
 from coughclf.models import build, spec
 from coughclf.models.checkpoints import layer_groups, load_pretrained
 from coughclf.models.resnet import IMAGENET_MEAN, IMAGENET_STD
-from torch_reference import torch
+from torch_reference import random_torchvision, torch
 
 torchvision = pytest.importorskip("torchvision")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 TOLERANCE = 1e-4
-
-
-def random_torchvision(name, seed=0):
-    """torchvision's ``resnet18``/``resnet34`` with random weights and BatchNorm statistics, in eval mode."""
-    torch.manual_seed(seed)
-    model = getattr(torchvision.models, name)(weights=None).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0.0, 0.1)
-                module.running_mean.normal_(0.0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-        # Random statistics let activations grow through the stages: a small fc keeps the logits
-        # near 1, so float32 probabilities stay comparable instead of saturating.
-        model.fc.weight.mul_(0.01)
-    return model
 
 
 @pytest.fixture(scope="module")
