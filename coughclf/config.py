@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coughclf.errors import CoughclfError
+from coughclf.tasks import TASKS
 
 REQUIRED = object()
 FREE = "free"  # a table whose keys belong to another component (model builder, loader, tuner)
@@ -61,7 +62,7 @@ class Key:
 
 SCHEMA = {
     "name": Key(str, None),
-    "task": Key(str, None, ("classification", "ctc")),
+    "task": Key(str, None, tuple(TASKS)),
     "description": Key(str, ""),
     "data": {
         "dataset": Key(str, REQUIRED),
@@ -460,9 +461,6 @@ def dumps_config(config) -> str:
 
 def dump_config(config, path):
     """Write ``config`` to ``path`` as TOML, atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(dumps_config(config), encoding="utf-8")
-    temporary.replace(path)
-    return path
+    from coughclf.files import write_text
+
+    return write_text(path, dumps_config(config))
