@@ -21,6 +21,12 @@ in the report's count).
 
 :func:`transfer_weights` moves a trained model's weights to one built for another
 input length, cutting or interpolating the positional grid like the original does.
+
+Published weights: ``build("ast", weights=PATH)`` reads transformers'
+``ASTForAudioClassification`` / ``ASTModel`` folders and the AST repository's ``.pth``
+state dicts (:func:`checkpoint_options`, :func:`load_checkpoint`, through
+:mod:`coughclf.models.checkpoints`), and in waveform mode computes the recipe's Kaldi
+fbank with its AudioSet normalisation inside the model (:class:`coughclf.layers.KaldiFbank`).
 """
 
 import keras

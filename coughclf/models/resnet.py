@@ -11,6 +11,11 @@ pads asymmetrically under stride 2); zero padding before the max pool equals PyT
 ``-inf`` padding because the pool's input is post-ReLU (non-negative). BatchNorm uses
 PyTorch's ε = 1e-5 and momentum 0.1 (Keras ``momentum=0.9``); γ and β are trainable
 and the moving statistics are not, so Keras' trainable count is torchvision's.
+
+Published weights: ``build("resnet18", weights="resnet18-f37072fd.pth")`` maps a
+torchvision state dict name by name (:func:`load_torchvision`) and adds torchvision's
+ImageNet input normalisation inside the model (``imagenet_normalization``);
+``input_mode="image"`` takes torchvision's own input, a ``[height, width, 3]`` image.
 """
 
 import functools
