@@ -25,7 +25,8 @@ def one_step(optimizer):
     before = [weight.copy() for weight in model.get_weights()]
     model.compile(optimizer=optimizer, loss="categorical_crossentropy", jit_compile=False)
     rng = np.random.default_rng(1)
-    model.train_on_batch(rng.standard_normal((8, 4)).astype("float32"), np.eye(2, dtype="float32")[rng.integers(0, 2, 8)])
+    labels = np.eye(2, dtype="float32")[rng.integers(0, 2, 8)]
+    model.train_on_batch(rng.standard_normal((8, 4)).astype("float32"), labels)
     return model, [after - start for after, start in zip(model.get_weights(), before)]
 
 

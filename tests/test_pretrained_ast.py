@@ -143,9 +143,11 @@ def test_waveform_mode_computes_the_recipes_features(tiny_ast):
     waveforms = (0.1 * rng.standard_normal((2, kaldi_samples(56)))).astype("float32")
     extractor = transformers.ASTFeatureExtractor(num_mel_bins=36, max_length=56)
     features = extractor(list(waveforms), sampling_rate=16000, return_tensors="np")["input_values"]
-    # Kaldi's log fbank matches torchaudio within 1e-3; the network carries that difference through.
+    # transformers' feature extractor runs torchaudio's Kaldi fbank: the whole path, waveform to class.
     np.testing.assert_allclose(np.log(keras_model.predict(waveforms, verbose=0)),
-                               torch_log_probabilities(model, features.astype("float32")), atol=1e-2, rtol=0)
+                               torch_log_probabilities(model, features.astype("float32")), atol=TOLERANCE, rtol=0)
+    with pytest.raises(CoughclfError, match=r"frontend options \['mel_scale'\] are not KaldiFbank's"):
+        build("ast", weights=folder, input_mode="waveform", frontend={"mel_scale": "htk", "hop_length": 160})
 
 
 def test_unmapped_tensors_and_shape_mismatches_are_named(tiny_ast, tmp_path):

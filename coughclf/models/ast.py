@@ -216,8 +216,9 @@ def load_checkpoint(model, checkpoint, native_options, mapper):
         mapper.loaded.initialised += ["head_norm", "head"]
         return
     weight_and_bias(names["head_norm"], "head_norm")
-    mapper.assign_or_initialise("head", [(f"{names['head']}.weight", linear_kernel(mapper.take(f"{names['head']}.weight"))),
-                                         (f"{names['head']}.bias", mapper.take(f"{names['head']}.bias"))])
+    head = names["head"]
+    mapper.assign_or_initialise("head", [(f"{head}.weight", linear_kernel(mapper.take(f"{head}.weight"))),
+                                         (f"{head}.bias", mapper.take(f"{head}.bias"))])
 
 
 def _load_positions(model, mapper, source, native_options):
@@ -291,8 +292,14 @@ def audio_spectrogram_transformer(
     if frontend_layer not in FRONTEND_LAYERS:
         raise CoughclfError(f"ast: frontend_layer={frontend_layer!r}; choose one of {', '.join(FRONTEND_LAYERS)}")
     if frontend_layer == "KaldiFbank" and input_mode == "waveform":
+        import inspect
+
         from coughclf.layers.kaldi import KaldiFbank, kaldi_samples
 
+        unknown = sorted(set(frontend or {}) - set(inspect.signature(KaldiFbank).parameters))
+        if unknown:
+            raise CoughclfError(f"ast: frontend options {unknown} are not KaldiFbank's (frontend_layer='KaldiFbank'); "
+                                "drop them, or the [frontend] table")
         fbank = KaldiFbank(sample_rate=sample_rate, n_mels=n_mels, **(frontend or {}), name="kaldi_fbank")
         inputs, waveform = classifier_inputs(
             input_mode, feature_shape=None, sample_rate=sample_rate, frontend=None,
