@@ -180,6 +180,9 @@ def test_a_file_that_is_not_a_checkpoint_is_one_clear_line(tmp_path):
     (tmp_path / "model.ckpt").write_bytes(b"x")
     with pytest.raises(CoughclfError, match="unknown checkpoint type '.ckpt'"):
         read_checkpoint(tmp_path / "model.ckpt")
+    (tmp_path / "broken.safetensors").write_bytes(b"not a header")
+    with pytest.raises(CoughclfError, match="not a .safetensors file"):
+        read_checkpoint(tmp_path / "broken.safetensors")
     (tmp_path / "broken.pth").write_bytes(b"not a zip")
     with pytest.raises(CoughclfError, match="not a PyTorch state dict"):
         read_checkpoint(tmp_path / "broken.pth")

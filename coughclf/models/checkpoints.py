@@ -120,8 +120,10 @@ def _read_safetensors(path):
     try:
         return load_file(str(path))
     except (SafetensorError, TypeError, ValueError) as error:
-        raise CoughclfError(f"{path}: not a readable float32/float16 .safetensors file ({error}); "
-                            "a bfloat16 file needs PyTorch: save it as a .pth state dict") from error
+        if "bfloat16" in str(error):  # numpy has no bfloat16
+            raise CoughclfError(f"{path} holds bfloat16 tensors, which numpy cannot read; save them as "
+                                "float32 (or as a .pth state dict, read with PyTorch)") from error
+        raise CoughclfError(f"{path}: not a .safetensors file ({error}); download it again") from error
 
 
 def _read_torch(path):
