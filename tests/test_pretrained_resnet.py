@@ -70,7 +70,7 @@ def test_new_head_keeps_the_backbone_and_freezing_trains_the_head_only(resnet18_
     assert groups["head"] == ["fc"] and "stem_conv" in groups["backbone"] and "layer4_1_2_bn" in groups["backbone"]
 
 
-def test_log_mel_input_becomes_an_imagenet_normalised_image(resnet18_file):
+def test_log_mel_input_becomes_an_imagenet_normalised_image(resnet18_file, tmp_path):
     _, path = resnet18_file
     keras_model = build("resnet18", weights=path, num_classes=3, input_mode="waveform", clip_seconds=0.5)
     assert keras_model.get_layer("stem_conv").kernel.shape == (7, 7, 3, 64)
@@ -81,6 +81,9 @@ def test_log_mel_input_becomes_an_imagenet_normalised_image(resnet18_file):
     unit = (log_mel[0].T + 80.0) / 80.0  # [-80, 0] dB below the maximum -> [0, 1], frequency as height
     expected = (unit[..., None] - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
     np.testing.assert_allclose(normalized[0], expected, atol=1e-5, rtol=0)
+    keras_model.save(tmp_path / "resnet18.keras")
+    loaded = keras.saving.load_model(tmp_path / "resnet18.keras", safe_mode=True)
+    np.testing.assert_array_equal(loaded.predict(waveform, verbose=0), keras_model.predict(waveform, verbose=0))
 
 
 def test_wrong_checkpoints_are_named(resnet18_file, tmp_path):
