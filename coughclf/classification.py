@@ -66,7 +66,20 @@ def build_model(config, num_classes, sample_rate, metadata_dim=0):
     if "clip_seconds" in rejected:
         raise CoughclfError(f"{config.source}: {model_name} has a fixed input length; remove "
                             "data.clip_seconds / data.window_seconds")
-    return models.build(model_name, **{k: v for k, v in options.items() if k not in rejected})
+    return models.build(model_name, weights=config["model"]["weights"], freeze=config["model"]["freeze"],
+                        **{k: v for k, v in options.items() if k not in rejected})
+
+
+def backbone_lr_factors(config, model):
+    """``{backbone layer: optimizer.backbone_lr_factor}`` of a pretrained model; ``{}`` at factor 1."""
+    factor = config["optimizer"]["backbone_lr_factor"]
+    if factor == 1.0:
+        return {}
+    from coughclf import models
+    from coughclf.models.checkpoints import layer_groups
+
+    head = models.spec(config["model"]["name"]).pretrained.head_layers
+    return {name: factor for name in layer_groups(model, head)["backbone"]}
 
 
 def compile_model(model, config, num_classes):
@@ -74,7 +87,7 @@ def compile_model(model, config, num_classes):
     import keras
 
     model.compile(
-        optimizer=make_optimizer(config),
+        optimizer=make_optimizer(config, backbone_lr_factors(config, model)),
         loss=keras.losses.CategoricalCrossentropy(),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
                  keras.metrics.AUC(multi_label=True, num_labels=num_classes, name="auc")],

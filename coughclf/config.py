@@ -15,7 +15,9 @@ A config has these tables (every key optional unless marked required; defaults i
                 that always train, see coughclf.datasets.extra)
     [split]     method (random|official|fold|kfold), val, test, k, seed, stratify, fold,
                 train_folds, val_folds, test_folds
-    [model]     name (required), input_mode, then any option of the model's builder
+    [model]     name (required), input_mode, weights (a published checkpoint: coughclf.models.build's
+                weights=, its head replaced for the data's classes), freeze (none|backbone: train the
+                head only), then any option of the model's builder
     [frontend]  LogMelSpectrogram options overriding the model's defaults (models with a log-mel
                 front end only)
     [augment]   layers of coughclf.layers.augment and their options (build_augmentation)
@@ -26,7 +28,8 @@ A config has these tables (every key optional unless marked required; defaults i
                 schedule (constant|cosine|exponential|plateau), decay_rate, min_lr, warmup_epochs
                 (linear ramp to lr over the first epochs, then the schedule over the rest), ema
                 (momentum of an exponential moving average of the weights, 0 = off; checkpoints,
-                validation and the saved model use the average)
+                validation and the saved model use the average), backbone_lr_factor (with
+                model.weights: the pretrained backbone learns at lr x this, the head at lr)
     [train]     epochs, batch_size, patience (0: no early stopping), monitor, mode, seed,
                 steps_per_epoch, jit_compile (auto: XLA on accelerators only | on | off)
     [metrics]   group_by, bootstrap, confidence, specificity, positive_class, examples
@@ -105,6 +108,8 @@ SCHEMA = {
     "model": {
         "name": Key(str, REQUIRED),
         "input_mode": Key(str, "waveform", ("waveform", "features")),
+        "weights": Key(str, None),
+        "freeze": Key(str, "none", ("none", "backbone")),
     },
     "frontend": COMPONENT,
     "augment": COMPONENT,
@@ -126,6 +131,7 @@ SCHEMA = {
         "min_lr": Key(float, 0.0),
         "warmup_epochs": Key(int, 0),
         "ema": Key(float, 0.0),
+        "backbone_lr_factor": Key(float, 1.0),
     },
     "train": {
         "epochs": Key(int, 30),
@@ -316,6 +322,7 @@ def _validate_references(config, path):
     elif config["task"] != spec.task:
         raise CoughclfError(f"{path}: task = {config['task']!r} but model {model_name!r} is a "
                             f"{spec.task!r} model; remove 'task' or pick a {config['task']} model")
+    _validate_pretrained(config, spec, path)
     accepted = accepted_model_options(model_name)
     for option in model_options(config):
         if option not in accepted:
@@ -396,6 +403,25 @@ def frontend_options():
                   if name not in ("self", "sample_rate", "name") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
 
 
+def _validate_pretrained(config, spec, path):
+    """[model] weights and freeze and [optimizer] backbone_lr_factor: a model that reads checkpoints, and a
+    checkpoint for the other two (whether the file exists is :func:`check_data`'s, before the data)."""
+    weights, freeze = config["model"]["weights"], config["model"]["freeze"]
+    factor = config["optimizer"]["backbone_lr_factor"]
+    if (weights or freeze != "none" or factor != 1.0) and spec.pretrained is None:
+        from coughclf import models
+
+        takers = [name for name in models.available() if models.spec(name).pretrained is not None]
+        raise CoughclfError(f"{path}: model.weights, model.freeze and optimizer.backbone_lr_factor need a model "
+                            f"that reads pretrained checkpoints; {spec.name} does not (use {', '.join(takers)})")
+    if not weights and (freeze != "none" or factor != 1.0):
+        raise CoughclfError(f"{path}: model.freeze / optimizer.backbone_lr_factor apply to pretrained weights; "
+                            "set model.weights to a checkpoint (or remove them)")
+    if factor < 0.0:
+        raise CoughclfError(f"{path}: optimizer.backbone_lr_factor = {factor} must be >= 0 (0 freezes the "
+                            "backbone's weights but not its BatchNorm statistics; prefer model.freeze)")
+
+
 def accepted_model_options(model_name):
     """Names of the options the model's builder takes.
 
@@ -467,8 +493,13 @@ def config_from_dict(raw, source="<config>", *, check_names=True) -> ExperimentC
 
 
 def check_data(config):
-    """Fail early when neither a complete cache nor a data folder to prepare it from is given."""
+    """Fail early when neither a complete cache nor a data folder to prepare it from is given, or when
+    [model] weights names no file."""
     data, source = config["data"], config.source
+    weights = config["model"]["weights"]
+    if weights and not Path(weights).exists():
+        raise CoughclfError(f"{source}: model.weights = {weights!r} does not exist; download the checkpoint "
+                            "(README: 'Pretrained backbones') and set model.weights to its path")
     cache = data["cache"]
     complete = cache is not None and (Path(cache) / "manifest.csv").exists()
     if complete:

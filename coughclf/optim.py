@@ -8,22 +8,31 @@ the weight averaging (:func:`weight_averaging_callbacks`).
 import math
 
 
-def make_optimizer(config):
-    """The optimiser of [optimizer] (``weight_decay`` is decoupled, as Keras applies it)."""
+def make_optimizer(config, layer_lr_factors=None):
+    """The optimiser of [optimizer] (``weight_decay`` is decoupled, as Keras applies it).
+
+    ``layer_lr_factors`` (``{layer name: factor}``, e.g. a pretrained backbone's
+    ``optimizer.backbone_lr_factor``): those layers learn at ``lr * factor``
+    (:mod:`coughclf.optimizers`).
+    """
     import keras
 
     settings = config["optimizer"]
-    common = {"learning_rate": settings["lr"], "clipnorm": settings["clipnorm"],
-              "weight_decay": settings["weight_decay"] or None}
+    options = {"learning_rate": settings["lr"], "clipnorm": settings["clipnorm"],
+               "weight_decay": settings["weight_decay"] or None}
     if settings["ema"]:
-        common.update(use_ema=True, ema_momentum=settings["ema"])
-    if settings["name"] == "adam":
-        return keras.optimizers.Adam(**common)
+        options.update(use_ema=True, ema_momentum=settings["ema"])
     if settings["name"] == "adamw":
-        return keras.optimizers.AdamW(**{**common, "weight_decay": settings["weight_decay"]})
-    if settings["name"] == "sgd":
-        return keras.optimizers.SGD(momentum=settings["momentum"], **common)
-    return keras.optimizers.RMSprop(momentum=settings["momentum"], **common)
+        options["weight_decay"] = settings["weight_decay"]
+    if settings["name"] in ("sgd", "rmsprop"):
+        options["momentum"] = settings["momentum"]
+    if layer_lr_factors:
+        from coughclf.optimizers import layerwise_optimizer
+
+        return layerwise_optimizer(settings["name"], layer_lr_factors, **options)
+    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
+               "rmsprop": keras.optimizers.RMSprop}
+    return classes[settings["name"]](**options)
 
 
 def jit_compile(config):

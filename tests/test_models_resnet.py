@@ -9,7 +9,7 @@ from coughclf.errors import CoughclfError
 from coughclf.models import build, spec
 from coughclf.models.common import trainable_params
 
-TORCHVISION = {"channels": 3, "num_classes": 1000, "image_size": (224, 224)}
+TORCHVISION = {"input_mode": "image", "channels": 3, "num_classes": 1000, "image_size": (224, 224)}
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet34"])

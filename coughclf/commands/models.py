@@ -1,6 +1,7 @@
 """``coughclf models``: list the architectures, their inputs and parameter counts."""
 
-HELP = "list the model zoo with inputs and parameter counts (report vs Keras), or summarise one model"
+HELP = ("list the model zoo with inputs, parameter counts (report vs Keras) and the checkpoint formats "
+        "weights= reads, or summarise one model")
 EXAMPLE = "coughclf models --json   |   coughclf models cough_crnn"
 
 
@@ -33,6 +34,8 @@ def describe(name):
         "report_params": model_spec.report_params,
         "param_difference": model_spec.param_difference,
         "difference_reason": model_spec.difference_reason,
+        # build(name, weights=PATH) reads these checkpoint formats (coughclf.models.checkpoints.FORMATS); [] for none.
+        "weight_formats": list(model_spec.weight_formats),
     }
     keras.backend.clear_session()
     return entry

@@ -16,4 +16,5 @@ from coughclf.layers.augment import (
     load_noise_bank,
 )
 from coughclf.layers.frontend import MFCC, LogMelSpectrogram, RMSEnergy, SpectralCentroid, ZeroCrossingRate
+from coughclf.layers.kaldi import KaldiFbank
 from coughclf.layers.pcm import PCMToFloat

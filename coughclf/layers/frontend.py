@@ -322,8 +322,41 @@ class ShortTimeSpectrum(keras.layers.Layer):
         return config
 
 
+class MelProjection:
+    """Mixin of the mel front ends: ``[batch, frames, bins]`` power → ``[batch, frames, n_mels]``.
+
+    The layer sets ``mel_projection`` (``"dense"`` or ``"banded"``, see
+    :class:`LogMelSpectrogram`), ``n_mels`` and ``num_bins``, and calls
+    :meth:`build_mel_projection` with its ``[n_mels, bins]`` filterbank in ``build``.
+    """
+
+    def build_mel_projection(self, filterbank):
+        if self.mel_projection == "dense":
+            self.mel_filterbank = add_constant(self, "mel_filterbank", np.asarray(filterbank).T)
+        else:
+            # Indices and run shapes follow from the filterbank's shape, not training: plain constants.
+            self.mel_band_indices, weights, self.mel_band_shape = banded_filterbank(filterbank)
+            self.mel_band_weights = add_constant(self, "mel_band_weights", weights[:, None])
+
+    def mel_power(self, spectrum):
+        """``[batch, frames, bins]`` power (or magnitude) spectrum → ``[batch, frames, n_mels]``."""
+        if self.mel_projection == "dense":
+            return ops.matmul(spectrum, self.mel_filterbank)
+        # Bins first, batch and frames flattened: the gather copies whole rows, not single floats.
+        batch_frames = ops.shape(spectrum)[:2]
+        rows = ops.reshape(ops.transpose(spectrum, (2, 0, 1)), (self.num_bins, -1))
+        weighted = ops.take(rows, self.mel_band_indices, axis=0) * self.mel_band_weights
+        mels, offset = [], 0
+        for count, width in self.mel_band_shape:
+            run = weighted[offset : offset + count * width]
+            mels.append(ops.sum(ops.reshape(run, (count, width, -1)), axis=1))
+            offset += count * width
+        mel = ops.transpose(ops.concatenate(mels, axis=0))
+        return ops.reshape(mel, (*batch_frames, self.n_mels))
+
+
 @keras.saving.register_keras_serializable(package="coughclf")
-class LogMelSpectrogram(ShortTimeSpectrum):
+class LogMelSpectrogram(MelProjection, ShortTimeSpectrum):
     """Log-mel spectrogram equal to ``librosa.power_to_db(librosa.feature.melspectrogram(...))``.
 
     Input ``[batch, samples]`` float32, output ``[batch, frames, n_mels]`` in dB
@@ -403,28 +436,7 @@ class LogMelSpectrogram(ShortTimeSpectrum):
             norm=self.norm,
             dtype=np.float64,
         )
-        if self.mel_projection == "dense":
-            self.mel_filterbank = add_constant(self, "mel_filterbank", filterbank.T)
-        else:
-            # Indices and run shapes follow from the filterbank's shape, not training: plain constants.
-            self.mel_band_indices, weights, self.mel_band_shape = banded_filterbank(filterbank)
-            self.mel_band_weights = add_constant(self, "mel_band_weights", weights[:, None])
-
-    def mel_power(self, spectrum):
-        """``[batch, frames, bins]`` power (or magnitude) spectrum → ``[batch, frames, n_mels]``."""
-        if self.mel_projection == "dense":
-            return ops.matmul(spectrum, self.mel_filterbank)
-        # Bins first, batch and frames flattened: the gather copies whole rows, not single floats.
-        batch_frames = ops.shape(spectrum)[:2]
-        rows = ops.reshape(ops.transpose(spectrum, (2, 0, 1)), (self.num_bins, -1))
-        weighted = ops.take(rows, self.mel_band_indices, axis=0) * self.mel_band_weights
-        mels, offset = [], 0
-        for count, width in self.mel_band_shape:
-            run = weighted[offset : offset + count * width]
-            mels.append(ops.sum(ops.reshape(run, (count, width, -1)), axis=1))
-            offset += count * width
-        mel = ops.transpose(ops.concatenate(mels, axis=0))
-        return ops.reshape(mel, (*batch_frames, self.n_mels))
+        self.build_mel_projection(filterbank)
 
     def power_to_db(self, power):
         """``librosa.power_to_db`` per example on ``[batch, frames, bins]``."""

@@ -1,7 +1,9 @@
-"""Model registry: ``build(name, **options)``, ``available()``, ``spec(name)``.
+"""Model registry: ``build(name, weights=None, **options)``, ``available()``, ``spec(name)``.
 
 Each architecture module registers its builders with :func:`register_model`;
-they are imported on first use.
+they are imported on first use. A model registered with ``pretrained=`` (a
+:class:`coughclf.models.checkpoints.PretrainedSupport`) also builds from a published
+checkpoint: ``build("ast", weights="ast-finetuned-audioset-10-10-0.4593/")``.
 """
 
 import functools
@@ -26,6 +28,7 @@ class ModelSpec:
         param_difference: Keras count minus report count, by construction (0 if none).
         difference_reason: why they differ (e.g. "Keras LSTM: one bias, 4*h fewer per direction").
         defaults: the report's default options (input shape, classes, front end, clip length).
+        pretrained: how it reads published checkpoints (``build(name, weights=PATH)``), or None.
     """
 
     name: str
@@ -36,20 +39,26 @@ class ModelSpec:
     param_difference: int = 0
     difference_reason: str = ""
     defaults: dict = field(default_factory=dict)
+    pretrained: object = None
+
+    @property
+    def weight_formats(self):
+        """Checkpoint formats ``build(name, weights=PATH)`` reads (keys of ``checkpoints.FORMATS``)."""
+        return tuple(self.pretrained.formats) if self.pretrained else ()
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(name, *, task="classification", report, report_params, param_difference=0,
-                   difference_reason="", defaults=None):
+                   difference_reason="", defaults=None, pretrained=None):
     """Decorator registering a builder function under ``name``."""
 
     def decorator(builder):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
         _REGISTRY[name] = ModelSpec(name, task, builder, report, report_params, param_difference,
-                                    difference_reason, dict(defaults or {}))
+                                    difference_reason, dict(defaults or {}), pretrained)
         return builder
 
     return decorator
@@ -74,6 +83,20 @@ def spec(name) -> ModelSpec:
     return _REGISTRY[name]
 
 
-def build(name, **options):
-    """Build the registered model ``name``; ``options`` override the report's defaults."""
-    return spec(name).builder(**options)
+def build(name, weights=None, freeze="none", **options):
+    """Build the registered model ``name``; ``options`` override the report's defaults.
+
+    ``weights``: a published checkpoint (see :mod:`coughclf.models.checkpoints`); the
+    architecture is read from it and ``options`` override it (``num_classes`` for a new head,
+    ``frames`` for another clip length). ``freeze="backbone"`` (with ``weights``) trains the
+    head only.
+    """
+    model_spec = spec(name)
+    if weights is None:
+        if freeze != "none":
+            raise CoughclfError(f"freeze={freeze!r} needs weights=: a randomly initialised backbone "
+                                "cannot stay frozen")
+        return model_spec.builder(**options)
+    from coughclf.models.checkpoints import load_pretrained
+
+    return load_pretrained(model_spec, weights, options, freeze)[0]
