@@ -191,8 +191,8 @@ def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
     window_ids, window_labels, window_probabilities = predict(model, dataset)
     clip_ids, labels, probabilities = metric_functions.aggregate_by_clip(window_ids, window_labels,
                                                                         window_probabilities)
-    results = {"run": str(run_dir), "model": config["model"]["name"], "split": split, "cache": str(cache.root),
-               "clips": int(len(clip_ids)), **_metrics(config, labels, probabilities, classes)}
+    results = {"run": str(run_dir), "task": "classification", "model": config["model"]["name"], "split": split,
+               "cache": str(cache.root), "clips": int(len(clip_ids)), **_metrics(config, labels, probabilities, classes)}
     if config["data"]["windows"]:
         results["window_level"] = _metrics(config, window_labels, window_probabilities, classes)
     rows = {row["id"]: row for row in cache.manifest}
@@ -212,6 +212,29 @@ def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
     if make_plots:
         _plot(run_dir / f"plots{tag}", run_dir, config, model, dataset, labels, probabilities, results, classes)
     return json_ready(results)
+
+
+def summary_lines(results):
+    """An evaluation's results as readable lines: the headline metrics with their intervals, per group."""
+    lines = [f"{results['model']} on {results['clips']} {results['split']} clips of {results['cache']}"]
+    for name in ("accuracy", "auc", "balanced_accuracy", "macro_f1"):
+        interval = results.get(f"{name}_ci")
+        extra = f"  (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval and None not in interval else ""
+        value = results[name]
+        lines.append(f"  {name:<18} {'n/a' if value is None else f'{value:.4f}'}{extra}")
+    if "sensitivity_at_specificity" in results:
+        point = results["sensitivity_at_specificity"]
+        sensitivity = "n/a" if point["sensitivity"] is None else f"{point['sensitivity']:.3f}"
+        lines.append(f"  sensitivity {sensitivity} at specificity {point['specificity']:.2f}")
+    if "window_level" in results:
+        window = results["window_level"]
+        auc = "n/a" if window["auc"] is None else f"{window['auc']:.4f}"
+        lines.append(f"  per window: accuracy {window['accuracy']:.4f}, AUC {auc}")
+    for column, groups in results.get("groups", {}).items():
+        for value, group in groups.items():
+            auc = "n/a" if group["auc"] is None else f"{group['auc']:.4f}"
+            lines.append(f"  {column}={value}: n {group['n']}, accuracy {group['accuracy']:.4f}, AUC {auc}")
+    return lines
 
 
 def _plot(folder, run_dir, config, model, dataset, labels, probabilities, results, classes):

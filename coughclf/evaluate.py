@@ -24,3 +24,8 @@ def evaluate(run_dir, data=None, split="test", *, make_plots=True):
     """
     config = run_config(run_dir)
     return tasks.get(config["task"]).evaluate(run_dir, data=data, split=split, make_plots=make_plots)
+
+
+def summary_lines(results):
+    """The lines a person reads of an evaluation's ``results``, by the task that made them."""
+    return tasks.get(results["task"]).summary_lines(results)

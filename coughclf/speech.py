@@ -404,8 +404,10 @@ def evaluate_ctc(run_dir, data=None, split="test"):
     if settings["decoder"] == "lexicon":
         strategies, lexicon = strategies + ("lexicon",), run_lexicon(config, run_dir, settings)
     references, hypotheses, clip_ids = transcribe(model, batches, strategies, settings["beam_width"], lexicon)
-    results = {"run": str(run_dir), "model": config["model"]["name"], "split": split, "cache": str(cache.root),
-               "utterances": len(references), "decoder": settings["decoder"]}
+    tag = evaluation_tag(split, data)
+    results = {"run": str(run_dir), "task": "ctc", "model": config["model"]["name"], "split": split,
+               "cache": str(cache.root), "utterances": len(references), "decoder": settings["decoder"],
+               "examples": str(run_dir / f"examples{tag}.csv")}
     for strategy, texts_out in hypotheses.items():
         cer, char_edits, chars = error_rate(references, texts_out, "char")
         wer, word_edits, words = error_rate(references, texts_out, "word")
@@ -416,16 +418,22 @@ def evaluate_ctc(run_dir, data=None, split="test"):
     if lexicon:
         results["lexicon"].update(beam_width=settings["beam_width"], lexicon_words=len(lexicon))
     results["cer"], results["wer"] = results[settings["decoder"]]["cer"], results[settings["decoder"]]["wer"]
-    tag = evaluation_tag(split, data)
     write_json(run_dir / f"metrics{tag}.json", results)
     write_csv(run_dir / f"examples{tag}.csv",
                [{"id": clip_id, "reference": reference, **{strategy: texts_out[row]
                                                           for strategy, texts_out in hypotheses.items()}}
                 for row, (clip_id, reference) in enumerate(zip(clip_ids, references))])
-    print(f"{run_dir} {split}: {len(references)} utterances, CER {results['cer']:.2%}, WER {results['wer']:.2%} "
-          f"({settings['decoder']}; greedy CER {results['greedy']['cer']:.2%}, WER {results['greedy']['wer']:.2%})")
-    _print_examples(references, hypotheses[settings["decoder"]], settings["examples"])
     return results
+
+
+def summary_lines(results):
+    """An evaluation's results as readable lines: CER and WER of every decoder, the reported one first."""
+    decoders = [results["decoder"], *(name for name in ("greedy", "beam_search", "lexicon")
+                                      if name in results and name != results["decoder"])]
+    return [f"{results['model']} on {results['utterances']} {results['split']} utterances of {results['cache']}",
+            *(f"  {name:<12} CER {results[name]['cer']:.2%}  WER {results[name]['wer']:.2%}  sentences right "
+              f"{results[name]['sentence_accuracy']:.2%}" for name in decoders),
+            f"  every transcription: {results['examples']}"]
 
 
 def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):

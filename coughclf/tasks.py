@@ -11,7 +11,9 @@ Each task gives:
 ``plan_fit(config, run_dir, cache, split, strategy)``
     the :class:`coughclf.fitting.FitPlan` of a run (model, datasets, monitor, callbacks);
 ``evaluate(run_dir, data=None, split="test", make_plots=True)``
-    the evaluation of a finished run's ``best.keras``: writes metrics.json, returns the results.
+    the evaluation of a finished run's ``best.keras``: writes metrics.json, returns the results;
+``summary_lines(results)``
+    those results as the lines a person reads (``coughclf evaluate`` and the end of ``coughclf train``).
 """
 
 import importlib
@@ -24,11 +26,12 @@ class Task(NamedTuple):
     module: str     # the module holding the functions below
     plan_fit: str   # its function preparing a fit
     evaluate: str   # its function evaluating a run
+    summary_lines: str  # its function turning the evaluation's results into readable lines
 
 
 TASKS = {
-    "classification": Task("coughclf.classification", "plan_fit", "evaluate_run"),
-    "ctc": Task("coughclf.speech", "plan_fit", "evaluate_run"),
+    "classification": Task("coughclf.classification", "plan_fit", "evaluate_run", "summary_lines"),
+    "ctc": Task("coughclf.speech", "plan_fit", "evaluate_run", "summary_lines"),
 }
 
 
@@ -36,6 +39,7 @@ class TaskFunctions(NamedTuple):
     name: str
     plan_fit: object
     evaluate: object
+    summary_lines: object
 
 
 def get(name):
@@ -44,4 +48,4 @@ def get(name):
         raise CoughclfError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     task = TASKS[name]
     module = importlib.import_module(task.module)
-    return TaskFunctions(name, getattr(module, task.plan_fit), getattr(module, task.evaluate))
+    return TaskFunctions(name, *(getattr(module, function) for function in task[1:]))

@@ -1,0 +1,69 @@
+"""A run's records under hostile conditions (issue 15): kills at bad moments, NaN losses, damaged
+model files, full disks, relative paths, and what train and evaluate print."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import tone, write_audio
+from train_data import write_config, write_tone_cache
+
+from coughclf.config import config_from_dict, load_config
+from coughclf.errors import CoughclfError
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CTC_MODEL = {"name": "deepspeech2_lite", "conv_filters": 8, "conv_kernel": 5, "rnn_units": 8, "rnn_layers": 1,
+                  "activation": "tanh"}
+TINY_CTC_FRONTEND = {"n_fft": 256, "win_length": 200, "hop_length": 80, "n_mels": 16}
+
+
+@pytest.fixture(scope="module")
+def tone_cache(tmp_path_factory):
+    return write_tone_cache(tmp_path_factory.mktemp("cache") / "tones")
+
+
+def untrained_run(config, cache, run_dir, build):
+    """A run folder as training leaves it, with the untrained model ``build(config, cache)`` as best.keras:
+    evaluation can be tested without the minutes a fit takes."""
+    from coughclf.inputs import run_split
+    from coughclf.runs import claim_run_dir
+
+    claim_run_dir(config, run_dir)
+    run_split(config, cache, run_dir)
+    build(config, cache).save(run_dir / "best.keras")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def speech_run(tmp_path_factory):
+    """An untrained CTC run on a yesno layout (eight utterances, official split: four tested)."""
+    from coughclf.inputs import open_data
+    from coughclf.speech import build_ctc_model
+
+    root = tmp_path_factory.mktemp("speech")
+    for index, name in enumerate(["0_1", "1_1", "0_0", "1_0", "0_1_1", "1_0_0", "0_0_1", "1_1_0"]):
+        write_audio(root / "yesno" / "waves_yesno" / f"{name}.wav",
+                    tone(seconds=1.0, sample_rate=8000, frequency=300.0 + 200 * name.count("1"), seed=index), 8000)
+    config = config_from_dict({
+        "name": "tiny_ctc", "data": {"dataset": "yesno", "data_dir": str(root / "yesno"), "sample_rate": 8000,
+                                     "cache": str(root / "cache")},
+        "split": {"method": "official", "val": 0.0}, "model": dict(TINY_CTC_MODEL), "frontend": TINY_CTC_FRONTEND,
+        "train": {"epochs": 1, "batch_size": 4, "patience": 0}, "ctc": {"beam_width": 2, "examples": 1}})
+    return untrained_run(config, open_data(config), root / "run",
+                         lambda config, cache: build_ctc_model(config, cache.sample_rate))
+
+
+# --- item 1: evaluate on a speech run ------------------------------------------------------------
+
+def test_cli_evaluate_of_a_speech_run_prints_its_summary_and_json_alone(speech_run, capsys):
+    from coughclf.cli import main
+
+    assert main(["evaluate", str(speech_run), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)  # nothing but the JSON on stdout
+    assert printed["task"] == "ctc" and printed["utterances"] == 4
+    assert printed["cer"] == json.loads((speech_run / "metrics.json").read_text())["cer"]
+    assert main(["evaluate", str(speech_run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("deepspeech2_lite on 4 test utterances")
+    assert lines[1].split()[0] == "beam_search" and f"CER {printed['cer']:.2%}" in lines[1]
