@@ -24,7 +24,7 @@ from coughclf.fitting import FitPlan
 from coughclf.inputs import (fit_metadata_encoding, input_seconds, make_inputs, metadata_width, model_clip_seconds,
                              open_data, selected_ids)
 from coughclf.optim import jit_compile, make_optimizer
-from coughclf.runs import best_model_path, evaluation_tag, monitor_mode, run_config
+from coughclf.runs import evaluation_tag, load_best_model, monitor_mode, run_config
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -170,13 +170,11 @@ def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
         results = evaluate("saved_models/kws_cnn-20250101-120000")
         print(results["accuracy"], results["auc_ci"])
     """
-    import keras
-
     from coughclf.cache import open_cache
 
     run_dir = Path(run_dir)
     config = run_config(run_dir)
-    model_path = best_model_path(run_dir)
+    model = load_best_model(run_dir)  # before any data is opened: a damaged file fails at once
     cache = open_cache(data) if data else open_data(config)
     classes = read_json(run_dir / "training.json")["classes"] if (run_dir / "training.json").exists() else None
     if classes is not None and classes != cache.classes:
@@ -185,7 +183,6 @@ def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
     ids = selected_ids(run_dir, cache, split, external=data is not None)
     metadata_path = run_dir / "metadata.json"
     metadata = read_json(metadata_path) if metadata_path.exists() else None
-    model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     dataset = make_inputs(config, cache, ids, mode="eval", seconds=input_seconds(model, cache.sample_rate),
                           metadata=metadata, with_ids=True)
     window_ids, window_labels, window_probabilities = predict(model, dataset)

@@ -1,6 +1,7 @@
 """The ``coughclf`` command line: one subcommand per module in :mod:`coughclf.commands`."""
 
 import argparse
+import errno
 import os
 import sys
 import tempfile
@@ -79,12 +80,26 @@ def main(argv=None):
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            return _unexpected(args, error)
+        from coughclf.files import disk_full_error
+
+        if args.debug:
+            traceback.print_exc()
+        print(f"coughclf {args.command}: error: {disk_full_error(error.filename or 'a file')}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"coughclf {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # an unexpected failure still gets one readable line
-        if args.debug:
-            traceback.print_exc()
-        print(f"coughclf {args.command}: unexpected error: {type(error).__name__}: {error} "
-              "(run again with --debug for the traceback and report it)", file=sys.stderr)
-        return 1
+    except Exception as error:
+        return _unexpected(args, error)
+
+
+def _unexpected(args, error):
+    """An unexpected failure still gets one readable line."""
+    if args.debug:
+        traceback.print_exc()
+    print(f"coughclf {args.command}: unexpected error: {type(error).__name__}: {error} "
+          "(run again with --debug for the traceback and report it)", file=sys.stderr)
+    return 1

@@ -232,6 +232,14 @@ def best_model_path(run_dir):
     return path
 
 
+def load_best_model(run_dir):
+    """The model of ``run_dir/best.keras``, with errors naming the file and how to mend it."""
+    from coughclf.model_files import load_model_file
+
+    return load_model_file(best_model_path(run_dir),
+                           remedy=f"delete it and train again into {run_dir} (training.json too, if present)")
+
+
 def evaluation_tag(split, data):
     """The suffix of an evaluation's files: "" for the run's own test split, else ``-{split}[-{cache}]``."""
     return "" if split == "test" and data is None else f"-{split}" + (f"-{Path(data).name}" if data else "")

@@ -45,7 +45,7 @@ from coughclf.files import read_json, write_csv, write_json
 from coughclf.fitting import FitPlan
 from coughclf.inputs import open_data, selected_ids
 from coughclf.optim import make_optimizer
-from coughclf.runs import best_model_path, evaluation_tag, run_config
+from coughclf.runs import evaluation_tag, load_best_model, run_config
 from coughclf.text import BLANK, CHARACTERS, decode, encode, normalize
 
 CTC_DEFAULTS = {"numbers_as_words": True, "decoder": "beam_search", "beam_width": 32, "lexicon": "",
@@ -383,21 +383,16 @@ def evaluate_ctc(run_dir, data=None, split="test"):
         from coughclf.speech import evaluate_ctc
         print(evaluate_ctc("saved_models/speech_yesno-20250101-120000")["wer"])
     """
-    import keras
-
-    from coughclf import models
     from coughclf.cache import open_cache
     from coughclf.ctc import error_rate
 
     run_dir = Path(run_dir)
     config = run_config(run_dir)
-    model_path = best_model_path(run_dir)
+    model = load_best_model(run_dir)  # before any data is opened: a damaged file fails at once
     settings = ctc_settings(config)
     cache = open_cache(data) if data else open_data(config)
     ids = selected_ids(run_dir, cache, split, external=data is not None)
     texts = normalized_transcripts(cache, ids, settings["numbers_as_words"])
-    models.available()  # registers every custom layer before loading
-    model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     batches = make_ctc_dataset(cache, ids, texts, mode="eval", batch_size=config["train"]["batch_size"],
                                with_ids=True)
     strategies, lexicon = ("greedy", "beam_search"), None

@@ -67,3 +67,77 @@ def test_cli_evaluate_of_a_speech_run_prints_its_summary_and_json_alone(speech_r
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("deepspeech2_lite on 4 test utterances")
     assert lines[1].split()[0] == "beam_search" and f"CER {printed['cer']:.2%}" in lines[1]
+
+
+# --- item 17: damaged and untrusted model files, a full disk --------------------------------------
+
+def _copy_run(run, destination):
+    import shutil
+
+    shutil.copytree(run, destination, ignore=shutil.ignore_patterns(".lock"))
+    return destination
+
+
+def test_a_truncated_best_keras_is_named_as_corrupt_with_the_fix(speech_run, tmp_path, capsys):
+    from coughclf.cli import main
+    from coughclf.evaluate import evaluate
+
+    run = _copy_run(speech_run, tmp_path / "run")
+    model = run / "best.keras"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    with pytest.raises(CoughclfError, match=rf"{model} is corrupt or truncated .*train again into {run}"):
+        evaluate(run)
+    assert main(["evaluate", str(run)]) == 2
+    error = capsys.readouterr().err
+    assert "corrupt or truncated" in error and "File not found" not in error and "unexpected" not in error
+
+
+def test_a_lambda_layer_is_refused_with_a_message_naming_the_file(tmp_path):
+    import keras
+
+    from coughclf.model_files import load_model_file
+
+    inputs = keras.Input((4,))
+    path = tmp_path / "untrusted.keras"
+    keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(path)
+    with pytest.raises(CoughclfError, match=rf"{path} holds a Lambda layer, whose Python code would run"):
+        load_model_file(path)
+
+
+def test_a_full_disk_keeps_the_previous_file_and_says_what_to_do(tmp_path, monkeypatch):
+    import errno
+
+    from coughclf.files import write_json
+
+    target = write_json(tmp_path / "history.json", [{"epoch": 0}])
+    original = Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        original(self, "[{\"ep", encoding="utf-8")  # the disk fills up part way
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(CoughclfError, match=rf"no space left on the device writing {target}; free some space"):
+        write_json(target, [{"epoch": 0}, {"epoch": 1}])
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == [{"epoch": 0}]
+    assert [path.name for path in tmp_path.iterdir()] == ["history.json"]
+
+
+def test_the_cli_reports_a_full_disk_in_a_model_save_as_one_line(monkeypatch, capsys):
+    import errno
+
+    from coughclf import cli
+
+    def fails_on_a_full_disk(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "run/best.partial.keras")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser.set_defaults()
+    for action in parser._subparsers._group_actions[0].choices.values():
+        action.set_defaults(_run=fails_on_a_full_disk)
+    assert cli.main(["datasets"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "coughclf datasets: error: no space left on the device writing run/best.partial.keras; free some space "
+        "(or write to another folder) and run the command again: a run resumes where it stopped")
