@@ -53,6 +53,26 @@ def resumed_rows(run_dir):
     return resumed_at, [row for row in history_rows(run_dir) if row["epoch"] < resumed_at]
 
 
+PENDING_BEST = "best.pending-{epoch:04d}.keras"  # Keras fills in the epoch, counting from 1
+
+
+def settle_pending_best(run_dir, resumed_at):
+    """Promote the best-model candidate of the last committed epoch to best.keras; delete the others.
+
+    A candidate ``best.pending-NNNN.keras`` is written when epoch NNNN (counting from 1)
+    improves, and renamed to best.keras once the epoch's backup is committed. A run killed
+    in between resumes at epoch ``resumed_at`` (counting from 0): a candidate of an epoch up
+    to it was committed, a later one belongs to an epoch that runs again.
+    """
+    pending = sorted(Path(run_dir).glob(PENDING_BEST.replace("{epoch:04d}", "[0-9]*")))
+    committed = [path for path in pending if int(path.stem.rsplit("-", 1)[1]) <= resumed_at]
+    if committed:
+        committed[-1].replace(Path(run_dir) / "best.keras")
+    for path in pending:
+        if path.exists():
+            path.unlink()
+
+
 def best_row(rows, monitor, mode):
     """The history row with the best ``monitor`` value (``mode`` ``"min"`` or ``"max"``), or None."""
     seen = [row for row in rows if row.get(monitor) is not None]

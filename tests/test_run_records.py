@@ -141,3 +141,92 @@ def test_the_cli_reports_a_full_disk_in_a_model_save_as_one_line(monkeypatch, ca
     assert capsys.readouterr().err.strip() == (
         "coughclf datasets: error: no space left on the device writing run/best.partial.keras; free some space "
         "(or write to another folder) and run the command again: a run resumes where it stopped")
+
+
+# --- items 3 and 4: an epoch's records are one step; a NaN loss ends a run cleanly ---------------
+
+def _train_in_subprocess(config, run_dir, prelude):
+    """Train ``config`` into ``run_dir`` in a child process after running ``prelude`` (which may kill it)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(REPO / "tests")!r})
+import keras
+from coughclf.config import load_config
+from coughclf.train import train
+{prelude}
+train(load_config({str(config)!r}), {str(run_dir)!r}, evaluate_after=False)
+"""
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+
+
+def test_a_kill_right_after_the_backup_keeps_the_epochs_history_row_and_best_model(tone_cache, tmp_path):
+    """SIGKILL just after the epoch-2 backup is written: the resumed run has every epoch's row, and its
+    best.keras is the best epoch of its history."""
+    import signal
+
+    from coughclf.train import train
+
+    config = write_config(tmp_path / "tones.toml", tone_cache, epochs=4)
+    run_dir = tmp_path / "run"
+    killed = _train_in_subprocess(config, run_dir, """
+save = keras.callbacks.BackupAndRestore._save_model
+def save_then_die(self):
+    save(self)
+    if self._current_epoch == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+keras.callbacks.BackupAndRestore._save_model = save_then_die
+""")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    train(load_config(config), run_dir, evaluate_after=False)
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3]
+    summary = json.loads((run_dir / "training.json").read_text())
+    assert summary["epochs_run"] == 4 and summary["resumed_at_epoch"] == 2 and not summary["stopped_early"]
+    best = max(history, key=lambda row: row["val_accuracy"])  # the first of equal values, as Keras keeps it
+    assert summary["best_epoch"] == best["epoch"]
+    assert not list(run_dir.glob("best.pending-*"))
+
+
+def test_a_kill_before_the_backup_runs_the_epoch_again_and_drops_its_candidate(tone_cache, tmp_path):
+    from coughclf.runs import settle_pending_best
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for epoch, content in ((1, b"committed"), (3, b"not committed")):
+        (run_dir / f"best.pending-{epoch:04d}.keras").write_bytes(content)
+    settle_pending_best(run_dir, resumed_at=2)
+    assert (run_dir / "best.keras").read_bytes() == b"committed"
+    assert sorted(path.name for path in run_dir.iterdir()) == ["best.keras"]
+
+
+def test_a_loss_that_becomes_nan_ends_the_run_with_its_last_good_model_and_says_why(tone_cache, tmp_path, capsys):
+    import keras
+    import numpy as np
+
+    from coughclf.train import train
+
+    class PoisonTheWeights(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                for weights in self.model.trainable_weights:
+                    weights.assign(np.full(weights.shape, np.nan, "float32"))
+
+    config = load_config(write_config(tmp_path / "tones.toml", tone_cache, epochs=3))
+    run = train(config, tmp_path / "run", callbacks=[PoisonTheWeights()])
+    summary = json.loads((run / "training.json").read_text())
+    assert summary["terminated_on_nan"] and not summary["stopped_early"] and summary["best_epoch"] == 0
+    assert "the loss became NaN in epoch 2; best.keras is the model of epoch 1" in summary["stopped_because"]
+    assert "training stopped: the loss became NaN in epoch 2" in capsys.readouterr().out
+    assert np.isfinite(np.load(run / "predictions.npz")["probabilities"]).all()
+
+
+def test_a_nan_learning_rate_keeps_no_model_and_says_why(tone_cache, tmp_path):
+    from coughclf.train import train
+
+    config = load_config(write_config(tmp_path / "tones.toml", tone_cache, epochs=2), ["optimizer.lr=nan"])
+    with pytest.raises(CoughclfError, match=r"kept no model: the loss became NaN in epoch 1; lower optimizer.lr"):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "best.keras").exists()
