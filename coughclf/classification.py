@@ -22,7 +22,7 @@ from coughclf.errors import CoughclfError
 from coughclf.files import atomic_path, json_ready, read_json, write_json
 from coughclf.fitting import FitPlan
 from coughclf.inputs import (fit_metadata_encoding, input_seconds, make_inputs, metadata_width, model_clip_seconds,
-                             open_data, selected_ids)
+                             run_data, selected_ids)
 from coughclf.optim import jit_compile, make_optimizer
 from coughclf.runs import evaluation_tag, load_best_model, monitor_mode, run_config
 
@@ -175,7 +175,7 @@ def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
     run_dir = Path(run_dir)
     config = run_config(run_dir)
     model = load_best_model(run_dir)  # before any data is opened: a damaged file fails at once
-    cache = open_cache(data) if data else open_data(config)
+    cache = open_cache(data) if data else run_data(config, run_dir)
     classes = read_json(run_dir / "training.json")["classes"] if (run_dir / "training.json").exists() else None
     if classes is not None and classes != cache.classes:
         raise CoughclfError(f"{cache.root} has classes {cache.classes}, the model was trained on {classes}")

@@ -20,6 +20,7 @@ import numpy as np
 
 from coughclf import metrics as metric_functions
 from coughclf import plots
+from coughclf.console import report
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
 from coughclf.inputs import open_data
@@ -91,10 +92,10 @@ def cross_validate(config, out_dir=None, strategy=None, *, callbacks=()):
         fold_dir = out_dir / f"fold-{index}"
         marker = fold_dir / DONE_MARKER
         if marker.exists():
-            print(f"fold {index + 1}/{len(folds)} already done ({fold_dir})")
+            report(f"fold {index + 1}/{len(folds)} already done ({fold_dir})")
             results.append(read_json(marker))
             continue
-        print(f"fold {index + 1}/{len(folds)}: {len(split['train'])} train, {len(split['validation'])} "
+        report(f"fold {index + 1}/{len(folds)}: {len(split['train'])} train, {len(split['validation'])} "
               f"validation, {len(split['test'])} test clips")
         train(config, fold_dir, strategy, split=split, callbacks=callbacks)
         if chief:

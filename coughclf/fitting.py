@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from coughclf.console import fit_verbose, report
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
 from coughclf.inputs import open_data, run_split
@@ -32,7 +33,7 @@ class FitPlan(NamedTuple):
     callbacks: tuple = ()    # the task's own, run before the checkpoint and history callbacks
     class_weight: object = None
     summary: dict = {}       # the task's entries of training.json
-    verbose: object = "auto"
+    verbose: object = None   # Keras' fit verbosity when the task needs one; None: coughclf.console decides
 
 
 def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
@@ -46,7 +47,7 @@ def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
 
     run_dir = Path(run_dir)
     if (run_dir / "training.json").exists():
-        print(f"{run_dir} has finished training; evaluating only")
+        report(f"{run_dir} has finished training; evaluating only")
         return read_json(run_dir / "training.json")
     keras.utils.set_random_seed(config["train"]["seed"])
     cache = open_data(config)
@@ -68,11 +69,11 @@ def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
     resumed_at, rows_before = resumed_rows(run_dir)
     settle_pending_best(run_dir, resumed_at)
     if resumed_at:
-        print(f"resuming {run_dir} at epoch {resumed_at + 1}")
+        report(f"resuming {run_dir} at epoch {resumed_at + 1}")
     started = time.time()
     history = plan.model.fit(
         train_data, validation_data=validation_data, epochs=config["train"]["epochs"], steps_per_epoch=steps,
-        class_weight=plan.class_weight, verbose=plan.verbose, shuffle=False,
+        class_weight=plan.class_weight, verbose=fit_verbose(plan.verbose), shuffle=False,
         callbacks=[*run_callbacks(config, run_dir, plan, rows_before, is_chief(strategy)), *callbacks])
     rows = history_rows(run_dir)
     best = best_row([row for row in rows if nan_epoch([row]) is None], plan.monitor, plan.mode)
@@ -198,7 +199,7 @@ def run_callbacks(config, run_dir, plan, rows_before, chief):
 
         def on_epoch_end(self, epoch, logs=None):
             if "val_loss" in (logs or {}) and not _finite(logs["val_loss"]):
-                print(f"Epoch {epoch + 1}: invalid validation loss, terminating training")
+                report(f"Epoch {epoch + 1}: invalid validation loss, terminating training")
                 self.model.stop_training = True
 
     monitor, mode = plan.monitor, plan.mode

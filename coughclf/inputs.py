@@ -60,7 +60,8 @@ def open_data(config):
     if not (cache_path / "manifest.csv").exists():
         from coughclf.prepare import prepare
 
-        print(f"preparing {data['dataset']} from {data['data_dir']} into {cache_path} (once)")
+        print(f"preparing {data['dataset']} from {data['data_dir']} into {cache_path} (once; it is not "
+              "complete there)")
         if data["extra_train"]:
             from coughclf import datasets
             from coughclf.prepare import prepare_clips
@@ -77,6 +78,25 @@ def open_data(config):
                             f"{cache_path} holds {cache.sample_rate} Hz audio; set data.sample_rate = "
                             f"{cache.sample_rate} or prepare the cache again")
     return cache
+
+
+def run_data(config, run_dir):
+    """The cache a run trained on: the absolute path its training.json records, else :func:`open_data`.
+
+    The run's config may name its data relative to the folder training ran in; the recorded
+    path holds wherever evaluation runs from. When that cache has gone, the config's data
+    is opened (prepared again, which :func:`open_data` says).
+    """
+    from coughclf.cache import open_cache
+
+    summary = Path(run_dir) / "training.json"
+    recorded = read_json(summary).get("cache") if summary.exists() else None
+    if recorded and (Path(recorded) / "manifest.csv").exists():
+        return open_cache(recorded)
+    if recorded:
+        print(f"{run_dir} trained on the cache {recorded}, which is gone (or is relative to another folder); "
+              "opening the data of its config instead")
+    return open_data(config)
 
 
 def split_clips(config, cache):

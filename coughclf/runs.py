@@ -151,6 +151,9 @@ def new_run_dir(config):
 def claim_run_dir(config, run_dir):
     """Create ``run_dir`` with config.toml, or check that a resumed run uses the same config.
 
+    A folder whose earlier run failed before finishing an epoch (:func:`has_progress`) takes
+    the new config instead: there is nothing of the old one to resume.
+
     The folder stays locked to this process until it exits (an advisory ``flock`` on
     ``run_dir/.lock``, which the system releases even after a SIGKILL, so a killed run resumes):
     a second process started on the same folder fails at once instead of training the same
@@ -166,12 +169,22 @@ def claim_run_dir(config, run_dir):
         # Both sides with today's defaults filled in: a key added to the schema since the run
         # started, at its default, is not a different config.
         previous = config_from_dict(tomllib.loads(saved.read_text(encoding="utf-8")), str(saved), check_names=False)
-        if tomllib.loads(dumps_config(previous)) != tomllib.loads(dumps_config(config)):
+        if tomllib.loads(dumps_config(previous)) == tomllib.loads(dumps_config(config)):
+            return run_dir
+        if has_progress(run_dir):
             raise CoughclfError(f"{run_dir} holds a run of a different config ({saved}); resume it with the "
                                 "same config and --set values, or start it in another folder")
-    else:
-        dump_config(config, saved)
+        print(f"{run_dir}: its earlier run stopped before finishing an epoch; starting it again with this config")
+        for derived in ("split.json", "metadata.json"):  # decided from the earlier config
+            (run_dir / derived).unlink(missing_ok=True)
+    dump_config(config, saved)
     return run_dir
+
+
+def has_progress(run_dir):
+    """Whether a run folder holds training worth resuming: a finished epoch's records or backup."""
+    run_dir = Path(run_dir)
+    return any((run_dir / name).exists() for name in ("history.json", "backup", "best.keras", "training.json"))
 
 
 _RUN_DIR_LOCKS = {}  # resolved folder -> the open lock file, held until the process exits

@@ -40,10 +40,11 @@ from pathlib import Path
 import numpy as np
 
 from coughclf.config import model_options
+from coughclf.console import report
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
 from coughclf.fitting import FitPlan
-from coughclf.inputs import open_data, selected_ids
+from coughclf.inputs import run_data, selected_ids
 from coughclf.optim import make_optimizer
 from coughclf.runs import evaluation_tag, load_best_model, run_config
 from coughclf.text import BLANK, CHARACTERS, decode, encode, normalize
@@ -116,7 +117,7 @@ def run_lexicon(config, run_dir, settings):
     if settings["lexicon"]:
         return lexicon_words(settings, ())
     training = read_json(Path(run_dir) / "split.json")["train"]
-    return lexicon_words(settings, normalized_transcripts(open_data(config), training,
+    return lexicon_words(settings, normalized_transcripts(run_data(config, run_dir), training,
                                                           settings["numbers_as_words"]).values())
 
 
@@ -239,7 +240,7 @@ def make_ctc_dataset(cache, ids, texts, *, mode, batch_size, seed=0, shuffle_buf
     if mode == "train" and word_crops > 0:
         table = word_crop_table(cache, ids, texts)
         cropped = sum(len(table[clip_id][0]) > 1 for clip_id in ids)
-        print(f"word crops: {cropped} of {len(ids)} training utterances have silences between all their words")
+        report(f"word crops: {cropped} of {len(ids)} training utterances have silences between all their words")
         crops = tuple(tf.ragged.constant([table[clip_id][part] for clip_id in ids], tf.int32) for part in (0, 1))
         # One seed per batch, new each epoch and deterministic under the run's seed.
         dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed, rerandomize_each_iteration=True))
@@ -313,7 +314,7 @@ def transcribe(model, batches, strategies=("greedy",), beam_width=32, lexicon=No
 
 def _print_examples(references, hypotheses, count):
     for reference, hypothesis in list(zip(references, hypotheses))[:count]:
-        print(f"    ref: {reference}\n    hyp: {hypothesis}")
+        report(f"    ref: {reference}\n    hyp: {hypothesis}")
 
 
 def _transcription_callback(validation, examples):
@@ -330,7 +331,7 @@ def _transcription_callback(validation, examples):
             references, hypotheses, _ = transcribe(self.model, validation)
             logs["val_cer"] = error_rate(references, hypotheses["greedy"], "char")[0]
             logs["val_wer"] = error_rate(references, hypotheses["greedy"], "word")[0]
-            print(f"\nepoch {epoch + 1}: validation CER {logs['val_cer']:.2%}, WER {logs['val_wer']:.2%}")
+            report(f"\nepoch {epoch + 1}: validation CER {logs['val_cer']:.2%}, WER {logs['val_wer']:.2%}")
             _print_examples(references, hypotheses["greedy"], examples)
 
     return TranscriptionMetrics()
@@ -371,12 +372,13 @@ def plan_fit(config, run_dir, cache, split, strategy):
 
 # --- evaluation ---------------------------------------------------------------------------------
 
-def evaluate_ctc(run_dir, data=None, split="test"):
+def evaluate_ctc(run_dir, data=None, split="test", *, make_plots=True):
     """CER and WER of the run's ``best.keras`` on ``split`` (greedy and beam search); writes metrics.json.
 
     ``data`` is another prepared cache to evaluate on (default: the run's own). Writes
     ``metrics.json`` and ``examples.csv`` for the run's own test split,
-    ``metrics-{split}[-{cache}].json`` / ``examples-...csv`` otherwise. Returns the metrics.
+    ``metrics-{split}[-{cache}].json`` / ``examples-...csv`` otherwise, and with ``make_plots`` the
+    learning curves (loss, validation CER and WER) in ``plots[-...]/``. Returns the metrics.
 
     Example::
 
@@ -390,7 +392,7 @@ def evaluate_ctc(run_dir, data=None, split="test"):
     config = run_config(run_dir)
     model = load_best_model(run_dir)  # before any data is opened: a damaged file fails at once
     settings = ctc_settings(config)
-    cache = open_cache(data) if data else open_data(config)
+    cache = open_cache(data) if data else run_data(config, run_dir)
     ids = selected_ids(run_dir, cache, split, external=data is not None)
     texts = normalized_transcripts(cache, ids, settings["numbers_as_words"])
     batches = make_ctc_dataset(cache, ids, texts, mode="eval", batch_size=config["train"]["batch_size"],
@@ -418,7 +420,20 @@ def evaluate_ctc(run_dir, data=None, split="test"):
                [{"id": clip_id, "reference": reference, **{strategy: texts_out[row]
                                                           for strategy, texts_out in hypotheses.items()}}
                 for row, (clip_id, reference) in enumerate(zip(clip_ids, references))])
+    if make_plots:
+        _plot_learning_curves(run_dir, config, tag)
     return results
+
+
+def _plot_learning_curves(run_dir, config, tag):
+    """The loss and the validation CER/WER per epoch (plots[-tag]/learning_curves.png)."""
+    from coughclf import plots
+
+    rows = read_json(run_dir / "history.json") if (run_dir / "history.json").exists() else []
+    if rows:
+        monitor = "val_cer" if "val_cer" in rows[0] else "loss"
+        plots.learning_curves(rows, run_dir / f"plots{tag}" / "learning_curves.png", monitor=monitor,
+                              title=f"{config['name']}: loss and validation CER/WER")
 
 
 def summary_lines(results):
@@ -432,5 +447,5 @@ def summary_lines(results):
 
 
 def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
-    """:func:`evaluate_ctc` as the task registry calls it (a CTC run has no plots to make)."""
-    return evaluate_ctc(run_dir, data, split)
+    """:func:`evaluate_ctc` as the task registry calls it."""
+    return evaluate_ctc(run_dir, data, split, make_plots=make_plots)

@@ -230,3 +230,109 @@ def test_a_nan_learning_rate_keeps_no_model_and_says_why(tone_cache, tmp_path):
     with pytest.raises(CoughclfError, match=r"kept no model: the loss became NaN in epoch 1; lower optimizer.lr"):
         train(config, tmp_path / "run")
     assert not (tmp_path / "run" / "best.keras").exists()
+
+
+# --- items 15, 18 and 21: the command line's output, and a run that holds wherever it is read from ---
+
+@pytest.fixture(scope="module")
+def cli_run(tone_cache, tmp_path_factory):
+    """``coughclf train`` run as a user runs it, its output piped, with the cache named relative to the
+    working folder (``prepared/tones``)."""
+    import shutil
+    import subprocess
+    import sys
+
+    workdir = tmp_path_factory.mktemp("workdir")
+    shutil.copytree(tone_cache, workdir / "prepared" / "tones")
+    write_config(workdir / "tones.toml", "prepared/tones", epochs=2)
+    result = subprocess.run([sys.executable, "-m", "coughclf", "train", "tones.toml", "--run-dir", "run"],
+                            cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, result
+
+
+def test_training_through_a_pipe_prints_one_line_per_epoch_and_no_library_noise(cli_run):
+    from coughclf.console import is_native_log
+
+    _, result = cli_run
+    assert not any(code in result.stdout for code in ("\r", "\x08", "\x1b["))
+    epoch_lines = [line for line in result.stdout.splitlines() if "val_loss" in line]
+    assert len(epoch_lines) == 2 and "Epoch 2/2" in result.stdout  # one line per epoch, no bar
+    noise = [line for line in result.stderr.splitlines() if is_native_log(line.encode()) or "cuInit" in line]
+    assert noise == []
+
+
+def test_training_ends_by_printing_its_test_metrics(cli_run):
+    workdir, result = cli_run
+    metrics = json.loads((workdir / "run" / "metrics.json").read_text())
+    assert f"cough_small_cnn on {metrics['clips']} test clips of" in result.stdout
+    assert f"accuracy           {metrics['accuracy']:.4f}" in result.stdout
+
+
+def test_a_run_records_its_cache_absolutely_and_evaluates_from_another_folder(cli_run, tmp_path):
+    import subprocess
+    import sys
+
+    workdir, _ = cli_run
+    recorded = json.loads((workdir / "run" / "training.json").read_text())["cache"]
+    assert recorded == str((workdir / "prepared" / "tones").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([sys.executable, "-m", "coughclf", "evaluate", str(workdir / "run"), "--json",
+                             "--quiet"], cwd=elsewhere, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["cache"] == recorded
+    assert list(elsewhere.iterdir()) == []  # nothing prepared here
+
+
+def test_progress_is_a_bar_on_a_terminal_a_line_per_epoch_elsewhere_and_nothing_when_quiet(monkeypatch):
+    import sys
+
+    from coughclf import console
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert console.fit_verbose() == 1
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert console.fit_verbose() == 2 and console.fit_verbose(preferred=1) == 1
+    console.set_quiet(True)
+    try:
+        assert console.fit_verbose() == 0 and console.fit_verbose(preferred=2) == 0
+    finally:
+        console.set_quiet(False)
+
+
+@pytest.mark.parametrize("command", ["train", "cv", "tune", "evaluate", "prepare", "predict", "demo"])
+def test_every_long_command_takes_quiet(command):
+    from coughclf.cli import build_parser
+
+    required = {"train": ["c.toml"], "cv": ["c.toml"], "tune": ["c.toml"], "evaluate": ["run"],
+                "prepare": ["fsdd", "--data-dir", "d", "--out", "o"], "predict": ["m.keras", "a.wav"], "demo": []}
+    assert build_parser().parse_args([command, *required[command], "--quiet"]).quiet
+
+
+def test_native_log_lines_are_dropped_and_everything_else_passes(capfd):
+    import os
+
+    from coughclf.console import native_logs_filtered
+
+    with native_logs_filtered():
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                    b"E0000 00:00:1795681214.642448    2496 cuda_platform.cc:52] failed call to cuInit: (303)\n"
+                    b"a real message\n 45%|####5     | 9/20\r")
+        os.write(2, b"I0000 00:00:1795681096.033653    1433 port.cc:153] oneDNN custom operations are on.\n"
+                    b"another one\n")
+    assert capfd.readouterr().err == "a real message\n 45%|####5     | 9/20\ranother one\n"
+
+
+def test_a_run_that_failed_before_its_first_epoch_takes_a_new_config(tone_cache, tmp_path):
+    from coughclf.runs import claim_run_dir
+
+    path = write_config(tmp_path / "tones.toml", tone_cache)
+    run_dir = claim_run_dir(load_config(path), tmp_path / "run")
+    (run_dir / "split.json").write_text("{}")  # what the failed start decided from its config
+    claim_run_dir(load_config(path, ["optimizer.lr=1e-4"]), run_dir)
+    assert load_config(run_dir / "config.toml")["optimizer"]["lr"] == pytest.approx(1e-4)
+    assert not (run_dir / "split.json").exists()
+    (run_dir / "history.json").write_text("[]")  # an epoch finished: that run is resumed, not replaced
+    with pytest.raises(CoughclfError, match="different config"):
+        claim_run_dir(load_config(path, ["optimizer.lr=1e-2"]), run_dir)
