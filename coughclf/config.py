@@ -14,7 +14,8 @@ A config has these tables (every key optional unless marked required; defaults i
                 extra_train (a list of {dataset, data_dir, options, labels}: clips of other corpora
                 that always train, see coughclf.datasets.extra)
     [split]     method (random|official|fold|kfold), val, test, k, seed, stratify, fold,
-                train_folds, val_folds, test_folds
+                train_folds, val_folds, test_folds, group_by (group: a speaker/patient never on two
+                sides | none: split clips)
     [model]     name (required), input_mode, then any option of the model's builder
     [frontend]  LogMelSpectrogram options overriding the model's defaults
     [augment]   passed to coughclf.layers.augment.build_augmentation
@@ -90,6 +91,7 @@ SCHEMA = {
         "train_folds": Key(list, []),
         "val_folds": Key(list, []),
         "test_folds": Key(list, []),
+        "group_by": Key(str, "group", ("group", "none")),
     },
     "model": {
         "name": Key(str, REQUIRED),

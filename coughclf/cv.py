@@ -36,7 +36,7 @@ def fold_splits(config, cache):
     ``[[data.extra_train]]``, train in every fold)."""
     from coughclf import splits
     from coughclf.datasets.extra import with_extra, without_extra
-    from coughclf.inputs import with_validation
+    from coughclf.inputs import by_group, with_validation
 
     method = config["split"]["method"]
     if method not in ("kfold", "fold"):
@@ -45,7 +45,7 @@ def fold_splits(config, cache):
                             "add --set split.method=kfold")
     main, extra_ids = without_extra(cache)
     folds = splits.kfold(main.manifest, k=config["split"]["k"], seed=config["split"]["seed"],
-                         predefined=method == "fold")
+                         predefined=method == "fold", group_by=by_group(config))
     return [with_extra(with_validation(config, main, train_ids, test_ids), extra_ids)
             for train_ids, test_ids in folds]
 
@@ -95,8 +95,7 @@ def cross_validate(config, out_dir=None, strategy=None, *, callbacks=()):
             report(f"fold {index + 1}/{len(folds)} already done ({fold_dir})")
             results.append(read_json(marker))
             continue
-        report(f"fold {index + 1}/{len(folds)}: {len(split['train'])} train, {len(split['validation'])} "
-              f"validation, {len(split['test'])} test clips")
+        report(f"fold {index + 1}/{len(folds)} ({fold_dir})")  # its training prints the parts' sizes
         train(config, fold_dir, strategy, split=split, callbacks=callbacks)
         if chief:
             fold_metrics = read_json(fold_dir / "metrics.json")

@@ -254,10 +254,13 @@ def cli_run(tone_cache, tmp_path_factory):
 def test_training_through_a_pipe_prints_one_line_per_epoch_and_no_library_noise(cli_run):
     from coughclf.console import is_native_log
 
-    _, result = cli_run
+    workdir, result = cli_run
     assert not any(code in result.stdout for code in ("\r", "\x08", "\x1b["))
     epoch_lines = [line for line in result.stdout.splitlines() if "val_loss" in line]
     assert len(epoch_lines) == 2 and "Epoch 2/2" in result.stdout  # one line per epoch, no bar
+    split = json.loads((workdir / "run" / "split.json").read_text())
+    assert (f"split: train {len(split['train'])} clips (4 groups), validation {len(split['validation'])} clips "
+            f"(2 groups), test {len(split['test'])} clips (2 groups)") in result.stdout  # issue 15 item 12
     noise = [line for line in result.stderr.splitlines() if is_native_log(line.encode()) or "cuInit" in line]
     assert noise == []
 
