@@ -446,6 +446,9 @@ def summary_lines(results):
             f"  every transcription: {results['examples']}"]
 
 
-def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
-    """:func:`evaluate_ctc` as the task registry calls it."""
+def evaluate_run(run_dir, data=None, split="test", *, make_plots=True, **options):
+    """:func:`evaluate_ctc` as the task registry calls it; a classifier's options are refused."""
+    if options:
+        raise CoughclfError(f"{', '.join(options)}: options of a classifier's evaluation, and {run_dir} is a "
+                            "speech (CTC) run")
     return evaluate_ctc(run_dir, data, split, make_plots=make_plots)

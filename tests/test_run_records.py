@@ -339,3 +339,79 @@ def test_a_run_that_failed_before_its_first_epoch_takes_a_new_config(tone_cache,
     (run_dir / "history.json").write_text("[]")  # an epoch finished: that run is resumed, not replaced
     with pytest.raises(CoughclfError, match="different config"):
         claim_run_dir(load_config(path, ["optimizer.lr=1e-2"]), run_dir)
+
+
+# --- item 20: evaluation on a cohort whose classes differ -----------------------------------------
+
+@pytest.fixture(scope="module")
+def classifier_run(tone_cache, tmp_path_factory):
+    """An untrained cough_small_cnn run on the tone cache (classes low, high), with its training.json."""
+    from coughclf.cache import open_cache
+    from coughclf.classification import build_model
+    from coughclf.files import write_json
+
+    root = tmp_path_factory.mktemp("classifier")
+    config = load_config(write_config(root / "tones.toml", tone_cache))
+    run = untrained_run(config, open_cache(tone_cache), root / "run",
+                        lambda config, cache: build_model(config, len(cache.classes), cache.sample_rate))
+    write_json(run / "training.json", {"classes": ["low", "high"], "cache": str(tone_cache)})
+    return run
+
+
+def _negatives_only_cohort(tone_cache, root):
+    """The tone cache's ``low`` clips only, its classes named ``quiet`` and ``loud``."""
+    import csv
+    import shutil
+
+    cohort = shutil.copytree(tone_cache, root / "cohort")
+    with open(cohort / "manifest.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["label"] == "low"]
+    for row in rows:
+        row["label"] = "quiet"
+    with open(cohort / "manifest.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    info = json.loads((cohort / "cache.json").read_text())
+    (cohort / "cache.json").write_text(json.dumps({**info, "classes": ["quiet", "loud"]}))
+    return cohort
+
+
+def test_a_negatives_only_cohort_with_renamed_labels_is_evaluated_on_its_classes(classifier_run, tone_cache,
+                                                                               tmp_path, monkeypatch):
+    import numpy as np
+
+    from coughclf import plots
+    from coughclf.evaluate import evaluate
+
+    cohort = _negatives_only_cohort(tone_cache, tmp_path)
+    with pytest.raises(CoughclfError, match=r"clips of \['quiet'\], classes the model .* --map-labels quiet=low"):
+        evaluate(classifier_run, data=cohort, split="all")
+    titles = []
+    roc_curves = plots.roc_curves
+    monkeypatch.setattr(plots, "roc_curves", lambda *args, **kwargs: titles.append(kwargs["title"])
+                        or roc_curves(*args, **kwargs))
+    results = evaluate(classifier_run, data=cohort, split="all", label_map={"quiet": "low", "loud": "high"},
+                       group_by=["group"])
+    saved = np.load(classifier_run / "predictions-all-cohort.npz")
+    assert results["clips"] == 16 and results["classes_present"] == ["low"] and (saved["labels"] == 0).all()
+    assert results["specificity"] == pytest.approx(np.mean(np.argmax(saved["probabilities"], axis=1) == 0))
+    assert results["sensitivity"] is None and results["auc"] is None
+    assert "sensitivity_at_specificity" not in results
+    assert sum(group["n"] for group in results["groups"]["group"].values()) == 16
+    assert len(results["groups"]["group"]) == 8  # per speaker
+    assert titles and "on cohort, all, 16 clips" in titles[0]
+
+
+def test_evaluate_cli_reads_label_maps_and_refuses_bad_ones(classifier_run, tone_cache, tmp_path, capsys):
+    from coughclf.cli import main
+
+    cohort = _negatives_only_cohort(tone_cache, tmp_path)
+    assert main(["evaluate", str(classifier_run), "--data", str(cohort), "--split", "all", "--map-labels",
+                 "quiet=low", "--group-by", "group", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["label_map"] == {"quiet": "low"} and set(printed["groups"]) == {"group"}
+    assert main(["evaluate", str(classifier_run), "--data", str(cohort), "--map-labels", "quiet=silent"]) == 2
+    assert "--map-labels names ['silent'], not classes of the model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(classifier_run), "--map-labels", "quiet"])
