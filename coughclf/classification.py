@@ -70,7 +70,10 @@ def build_model(config, num_classes, sample_rate, metadata_dim=0):
 
 
 def compile_model(model, config, num_classes):
-    """Cross-entropy on one-hot labels; accuracy and ROC AUC (macro one-vs-rest) as metrics."""
+    """Cross-entropy on one-hot labels; accuracy and ROC AUC (macro one-vs-rest) as metrics.
+
+    Their names are the values train.monitor may name (``coughclf.tasks.TASKS``' monitors).
+    """
     import keras
 
     model.compile(

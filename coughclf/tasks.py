@@ -27,11 +27,20 @@ class Task(NamedTuple):
     plan_fit: str   # its function preparing a fit
     evaluate: str   # its function evaluating a run
     summary_lines: str  # its function turning the evaluation's results into readable lines
+    monitors: tuple     # the values its fit logs each epoch, which train.monitor may name
+
+
+def _with_validation(*names):
+    return (*names, *(f"val_{name}" for name in names))
 
 
 TASKS = {
-    "classification": Task("coughclf.classification", "plan_fit", "evaluate_run", "summary_lines"),
-    "ctc": Task("coughclf.speech", "plan_fit", "evaluate_run", "summary_lines"),
+    # The loss and the metrics coughclf.classification.compile_model names.
+    "classification": Task("coughclf.classification", "plan_fit", "evaluate_run", "summary_lines",
+                           _with_validation("loss", "accuracy", "auc")),
+    # The loss and the error rates of coughclf.speech's per-epoch transcription callback.
+    "ctc": Task("coughclf.speech", "plan_fit", "evaluate_run", "summary_lines",
+                ("loss", "val_loss", "val_cer", "val_wer")),
 }
 
 
@@ -48,4 +57,5 @@ def get(name):
         raise CoughclfError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     task = TASKS[name]
     module = importlib.import_module(task.module)
-    return TaskFunctions(name, *(getattr(module, function) for function in task[1:]))
+    return TaskFunctions(name, getattr(module, task.plan_fit), getattr(module, task.evaluate),
+                         getattr(module, task.summary_lines))

@@ -226,7 +226,8 @@ def test_a_loss_that_becomes_nan_ends_the_run_with_its_last_good_model_and_says_
 def test_a_nan_learning_rate_keeps_no_model_and_says_why(tone_cache, tmp_path):
     from coughclf.train import train
 
-    config = load_config(write_config(tmp_path / "tones.toml", tone_cache, epochs=2), ["optimizer.lr=nan"])
+    config = load_config(write_config(tmp_path / "tones.toml", tone_cache, epochs=2))
+    config["optimizer"]["lr"] = float("nan")  # a config made in Python: load_config refuses it in a file
     with pytest.raises(CoughclfError, match=r"kept no model: the loss became NaN in epoch 1; lower optimizer.lr"):
         train(config, tmp_path / "run")
     assert not (tmp_path / "run" / "best.keras").exists()
@@ -415,3 +416,34 @@ def test_evaluate_cli_reads_label_maps_and_refuses_bad_ones(classifier_run, tone
     assert "--map-labels names ['silent'], not classes of the model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["evaluate", str(classifier_run), "--map-labels", "quiet"])
+
+
+# --- items 9 and 16: every value a run uses is checked when the config loads ----------------------
+
+@pytest.mark.parametrize("assignment, message", [
+    ("optimizer.lr=0", r"optimizer\.lr = 0\.0 must be > 0"),
+    ("optimizer.lr=-0.01", r"optimizer\.lr = -0\.01 must be > 0"),
+    ("optimizer.lr=nan", r"optimizer\.lr = nan must be > 0"),
+    ("train.patience=-1", r"train\.patience = -1 must be >= 0"),
+    ('train.monitor="val_acuracy"', r"train\.monitor = 'val_acuracy' is not one of the values a classification run "
+                                    r"logs \(did you mean 'val_accuracy'\?\): loss, accuracy, auc, val_loss"),
+    ("frontend.n_mels=0", r"frontend\.n_mels = 0 must be >= 1"),
+    ("frontend.n_mel=40", r"unknown key 'frontend\.n_mel' \(did you mean 'n_mels'\?\)"),
+    ("data.clip_seconds=0", r"data\.clip_seconds = 0\.0 must be in \(0, 600\]"),
+    ("data.clip_seconds=-1", r"data\.clip_seconds = -1\.0 must be in \(0, 600\]"),
+    ("data.clip_seconds=1e6", r"data\.clip_seconds = 1000000\.0 must be in \(0, 600\]"),
+    ("train.batch_size=0", r"train\.batch_size = 0 must be >= 1"),
+    ("train.epochs=0", r"train\.epochs = 0 must be >= 1"),
+    ("data.sample_rate=0", r"data\.sample_rate = 0 must be in \[1000, 384000\]"),
+])
+def test_a_bad_value_is_refused_at_load_naming_the_key_and_the_file(tone_cache, tmp_path, assignment, message):
+    path = write_config(tmp_path / "tones.toml", tone_cache)
+    with pytest.raises(CoughclfError, match=rf"^{tmp_path / 'tones.toml'}: {message}"):
+        load_config(path, [assignment])
+
+
+def test_the_values_a_speech_run_logs_are_its_monitors(tmp_path):
+    raw = {"data": {"dataset": "yesno", "data_dir": str(tmp_path)}, "model": dict(TINY_CTC_MODEL)}
+    assert config_from_dict({**raw, "train": {"monitor": "val_wer"}})["train"]["monitor"] == "val_wer"
+    with pytest.raises(CoughclfError, match=r"train\.monitor = 'val_accuracy' is not one of the values a ctc run"):
+        config_from_dict({**raw, "train": {"monitor": "val_accuracy"}})
