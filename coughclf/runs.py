@@ -148,11 +148,12 @@ def new_run_dir(config):
     return RUNS_ROOT / f"{config['name']}-{stamp}"
 
 
-def claim_run_dir(config, run_dir):
+def claim_run_dir(config, run_dir, *, retake_unstarted=False):
     """Create ``run_dir`` with config.toml, or check that a resumed run uses the same config.
 
-    A folder whose earlier run failed before finishing an epoch (:func:`has_progress`) takes
-    the new config instead: there is nothing of the old one to resume.
+    With ``retake_unstarted`` (a training run's folder), a folder whose earlier run failed before
+    finishing an epoch (:func:`has_progress`) takes the new config instead: there is nothing of
+    the old one to resume.
 
     The folder stays locked to this process until it exits (an advisory ``flock`` on
     ``run_dir/.lock``, which the system releases even after a SIGKILL, so a killed run resumes):
@@ -171,7 +172,7 @@ def claim_run_dir(config, run_dir):
         previous = config_from_dict(tomllib.loads(saved.read_text(encoding="utf-8")), str(saved), check_names=False)
         if tomllib.loads(dumps_config(previous)) == tomllib.loads(dumps_config(config)):
             return run_dir
-        if has_progress(run_dir):
+        if not retake_unstarted or has_progress(run_dir):
             raise CoughclfError(f"{run_dir} holds a run of a different config ({saved}); resume it with the "
                                 "same config and --set values, or start it in another folder")
         print(f"{run_dir}: its earlier run stopped before finishing an epoch; starting it again with this config")
@@ -239,7 +240,7 @@ def training_run(config, run_dir=None, strategy=None):
     final_dir = Path(run_dir) if run_dir else new_run_dir(config)
     work_dir = final_dir if chief else Path(tempfile.mkdtemp(prefix="coughclf-worker-"))
     try:
-        yield TrainingRun(strategy, final_dir, claim_run_dir(config, work_dir), chief)
+        yield TrainingRun(strategy, final_dir, claim_run_dir(config, work_dir, retake_unstarted=True), chief)
     finally:
         if not chief:
             shutil.rmtree(work_dir, ignore_errors=True)

@@ -332,14 +332,14 @@ def test_a_run_that_failed_before_its_first_epoch_takes_a_new_config(tone_cache,
     from coughclf.runs import claim_run_dir
 
     path = write_config(tmp_path / "tones.toml", tone_cache)
-    run_dir = claim_run_dir(load_config(path), tmp_path / "run")
+    run_dir = claim_run_dir(load_config(path), tmp_path / "run", retake_unstarted=True)
     (run_dir / "split.json").write_text("{}")  # what the failed start decided from its config
-    claim_run_dir(load_config(path, ["optimizer.lr=1e-4"]), run_dir)
+    claim_run_dir(load_config(path, ["optimizer.lr=1e-4"]), run_dir, retake_unstarted=True)
     assert load_config(run_dir / "config.toml")["optimizer"]["lr"] == pytest.approx(1e-4)
     assert not (run_dir / "split.json").exists()
     (run_dir / "history.json").write_text("[]")  # an epoch finished: that run is resumed, not replaced
     with pytest.raises(CoughclfError, match="different config"):
-        claim_run_dir(load_config(path, ["optimizer.lr=1e-2"]), run_dir)
+        claim_run_dir(load_config(path, ["optimizer.lr=1e-2"]), run_dir, retake_unstarted=True)
 
 
 # --- item 20: evaluation on a cohort whose classes differ -----------------------------------------
