@@ -3,7 +3,8 @@
 ``coughclf train`` and ``coughclf evaluate`` hand ``ctc`` configs to :func:`plan_fit`
 and :func:`evaluate_ctc` (:mod:`coughclf.tasks`). The run folder is the classifiers' (config.toml,
 split.json, best.keras, history.json/csv, backup/, training.json, metrics.json) plus
-``examples.csv``: every evaluated utterance with its reference and decoded texts.
+``examples.csv``: every evaluated utterance with its reference and decoded texts, and
+``plots/learning_curves.png``: the loss and the validation CER and WER per epoch.
 
 Batches are whole utterances zero-padded to the longest in the batch, with their
 lengths (``make_dataset(variable_length=True)``); transcripts are normalised

@@ -447,3 +447,21 @@ def test_the_values_a_speech_run_logs_are_its_monitors(tmp_path):
     assert config_from_dict({**raw, "train": {"monitor": "val_wer"}})["train"]["monitor"] == "val_wer"
     with pytest.raises(CoughclfError, match=r"train\.monitor = 'val_accuracy' is not one of the values a ctc run"):
         config_from_dict({**raw, "train": {"monitor": "val_accuracy"}})
+
+
+def test_a_speech_run_gets_learning_curves_of_its_validation_error_rates(speech_run, tmp_path, monkeypatch):
+    from coughclf import plots
+    from coughclf.evaluate import evaluate
+    from coughclf.files import write_json
+
+    run = _copy_run(speech_run, tmp_path / "run")
+    write_json(run / "history.json", [{"epoch": epoch, "learning_rate": 1e-3, "loss": 90.0 - 10 * epoch,
+                                       "val_loss": 95.0 - 9 * epoch, "val_cer": 0.9 - 0.1 * epoch,
+                                       "val_wer": 1.0 - 0.05 * epoch} for epoch in range(3)])
+    panels = []
+    save_figure = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: panels.extend(
+        axis.get_title() for axis in figure.axes) or save_figure(figure, path))
+    evaluate(run)
+    assert (run / "plots" / "learning_curves.png").stat().st_size > 10_000
+    assert panels == ["loss", "cer", "wer"]
