@@ -426,9 +426,9 @@ def _validate_references(config, path):
         raise CoughclfError(f"{path}: optimizer.warmup_epochs = {optimizer['warmup_epochs']} must be "
                             f"between 0 and train.epochs - 1 ({config['train']['epochs'] - 1})")
     monitors = TASKS[config["task"]].monitors
-    if config["train"]["monitor"] not in monitors:
-        unknown_value(config["train"]["monitor"], "train.monitor", monitors, path,
-                      f"the values a {config['task']} run logs")
+    for where, value in (("train.monitor", config["train"]["monitor"]), ("tune.objective", config["tune"]["objective"])):
+        if value is not None and value not in monitors:
+            unknown_value(value, where, monitors, path, f"the values a {config['task']} run logs")
 
 
 def frontend_options():

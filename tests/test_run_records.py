@@ -427,6 +427,8 @@ def test_evaluate_cli_reads_label_maps_and_refuses_bad_ones(classifier_run, tone
     ("train.patience=-1", r"train\.patience = -1 must be >= 0"),
     ('train.monitor="val_acuracy"', r"train\.monitor = 'val_acuracy' is not one of the values a classification run "
                                     r"logs \(did you mean 'val_accuracy'\?\): loss, accuracy, auc, val_loss"),
+    ('tune.objective="val_aucc"', r"tune\.objective = 'val_aucc' is not one of the values a classification run "
+                                  r"logs \(did you mean 'val_auc'\?\)"),
     ("frontend.n_mels=0", r"frontend\.n_mels = 0 must be >= 1"),
     ("frontend.n_mel=40", r"unknown key 'frontend\.n_mel' \(did you mean 'n_mels'\?\)"),
     ("data.clip_seconds=0", r"data\.clip_seconds = 0\.0 must be in \(0, 600\]"),
