@@ -22,9 +22,9 @@ from coughclf.errors import CoughclfError
 from coughclf.files import atomic_path, json_ready, read_json, write_json
 from coughclf.fitting import FitPlan
 from coughclf.inputs import (fit_metadata_encoding, input_seconds, make_inputs, metadata_width, model_input,
-                             open_data, selected_ids)
+                             run_data, selected_ids)
 from coughclf.optim import jit_compile, make_optimizer
-from coughclf.runs import best_model_path, evaluation_tag, monitor_mode, run_config
+from coughclf.runs import evaluation_tag, load_best_model, monitor_mode, run_config
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -83,7 +83,10 @@ def backbone_lr_factors(config, model):
 
 
 def compile_model(model, config, num_classes):
-    """Cross-entropy on one-hot labels; accuracy and ROC AUC (macro one-vs-rest) as metrics."""
+    """Cross-entropy on one-hot labels; accuracy and ROC AUC (macro one-vs-rest) as metrics.
+
+    Their names are the values train.monitor may name (``coughclf.tasks.TASKS``' monitors).
+    """
     import keras
 
     model.compile(
@@ -168,7 +171,7 @@ def _example_spectrograms(model, config, dataset, classes, count):
     return list(zip(log_mel, captions)), front_end.hop_length, note
 
 
-def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
+def evaluate_run(run_dir, data=None, split="test", *, make_plots=True, label_map=None, group_by=None):
     """Evaluate the run's ``best.keras`` on ``split`` of its cache (or of ``data``, another cache).
 
     Writes ``metrics.json`` and ``plots/`` in the run folder for its own test split,
@@ -176,40 +179,49 @@ def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
     predictions beside them (``predictions*.npz``: ids, labels, probabilities, classes).
     Returns the results.
 
+    Another cache may name its classes differently (``label_map`` ``{its name: the model's}``)
+    or hold only some of the model's classes (a negatives-only cohort: the metrics are those
+    of the classes present, its specificity among them). ``group_by`` (manifest columns)
+    replaces [metrics].group_by: metrics per value, e.g. per patient.
+
     Example::
 
         from coughclf.evaluate import evaluate
         results = evaluate("saved_models/kws_cnn-20250101-120000")
         print(results["accuracy"], results["auc_ci"])
     """
-    import keras
-
     from coughclf.cache import open_cache
 
     run_dir = Path(run_dir)
     config = run_config(run_dir)
-    model_path = best_model_path(run_dir)
-    cache = open_cache(data) if data else open_data(config)
-    classes = read_json(run_dir / "training.json")["classes"] if (run_dir / "training.json").exists() else None
-    if classes is not None and classes != cache.classes:
-        raise CoughclfError(f"{cache.root} has classes {cache.classes}, the model was trained on {classes}")
-    classes = cache.classes
+    model = load_best_model(run_dir)  # before any data is opened: a damaged file fails at once
+    cache = open_cache(data) if data else run_data(config, run_dir)
     ids = selected_ids(run_dir, cache, split, external=data is not None)
+    summary = run_dir / "training.json"
+    trained = read_json(summary)["classes"] if summary.exists() else (run_data(config, run_dir) if data else cache).classes
+    classes, model_index = _model_labels(run_dir, trained, cache, ids, label_map)
+    rows = {row["id"]: row for row in cache.manifest}
+    group_by = config["metrics"]["group_by"] if group_by is None else list(group_by)
+    missing_columns = [column for column in group_by if column not in cache.manifest[0]]
+    if missing_columns:
+        raise CoughclfError(f"group by {missing_columns}: not columns of {cache.root}/manifest.csv; available: "
+                            f"{', '.join(column for column in cache.manifest[0] if column not in ('path', 'sha1'))}")
     metadata_path = run_dir / "metadata.json"
     metadata = read_json(metadata_path) if metadata_path.exists() else None
-    model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     dataset = make_inputs(config, cache, ids, mode="eval", seconds=input_seconds(model_input(config), model),
                           metadata=metadata, with_ids=True)
     window_ids, window_labels, window_probabilities = predict(model, dataset)
+    window_labels = model_index[window_labels]
     clip_ids, labels, probabilities = metric_functions.aggregate_by_clip(window_ids, window_labels,
                                                                         window_probabilities)
-    results = {"run": str(run_dir), "model": config["model"]["name"], "split": split, "cache": str(cache.root),
-               "clips": int(len(clip_ids)), **_metrics(config, labels, probabilities, classes)}
+    results = {"run": str(run_dir), "task": "classification", "model": config["model"]["name"], "split": split,
+               "cache": str(cache.root), "clips": int(len(clip_ids)), **_metrics(config, labels, probabilities, classes)}
+    if label_map:
+        results["label_map"] = dict(label_map)
     if config["data"]["windows"]:
         results["window_level"] = _metrics(config, window_labels, window_probabilities, classes)
-    rows = {row["id"]: row for row in cache.manifest}
     groups = {}
-    for column in config["metrics"]["group_by"]:
+    for column in group_by:
         values = np.array([rows[clip_id].get(column, "") for clip_id in clip_ids])
         groups[column] = {str(value): _metrics(config, labels[values == value], probabilities[values == value],
                                                classes)
@@ -222,12 +234,66 @@ def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
     with atomic_path(run_dir / f"predictions{tag}.npz") as temporary, open(temporary, "wb") as handle:
         np.savez(handle, ids=clip_ids, labels=labels, probabilities=probabilities, classes=np.array(classes))
     if make_plots:
-        _plot(run_dir / f"plots{tag}", run_dir, config, model, dataset, labels, probabilities, results, classes)
+        _plot(run_dir / f"plots{tag}", run_dir, config, model, dataset, labels, probabilities, results, classes,
+              [(label_map or {}).get(name, name) for name in cache.classes])
     return json_ready(results)
 
 
-def _plot(folder, run_dir, config, model, dataset, labels, probabilities, results, classes):
-    title = f"{config['name']} ({config['model']['name']}), {results['split']} split, {results['clips']} clips"
+def _model_labels(run_dir, trained, cache, ids, label_map):
+    """``(the model's classes, array: cache label index -> model class index)`` for clips ``ids``.
+
+    ``trained`` are the model's classes; ``label_map`` renames the cache's classes first; a class
+    of the clips that the model does not know is an error that says how to map it.
+    """
+    label_map = dict(label_map or {})
+    for names, owner in ((set(label_map) - set(cache.classes), f"{cache.root} (its classes: {cache.classes})"),
+                         (set(label_map.values()) - set(trained), f"the model (its classes: {trained})")):
+        if names:
+            raise CoughclfError(f"--map-labels names {sorted(names)}, not classes of {owner}")
+    names = [label_map.get(name, name) for name in cache.classes]
+    chosen = set(ids)
+    present = {names[int(row["label_index"])] for row in cache.manifest if row["id"] in chosen}
+    unknown = sorted(present - set(trained))
+    if unknown:
+        raise CoughclfError(f"{cache.root} has clips of {unknown}, classes the model of {run_dir} does not know (its "
+                            f"classes: {trained}); map them onto the model's with --map-labels, e.g. "
+                            f"--map-labels {unknown[0]}={trained[0]}")
+    return list(trained), np.array([trained.index(name) if name in trained else -1 for name in names])
+
+
+def summary_lines(results):
+    """An evaluation's results as readable lines: the headline metrics with their intervals, per group."""
+    lines = [f"{results['model']} on {results['clips']} {results['split']} clips of {results['cache']}"]
+    for name in ("accuracy", "auc", "balanced_accuracy", "macro_f1"):
+        interval = results.get(f"{name}_ci")
+        extra = f"  (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval and None not in interval else ""
+        value = results[name]
+        lines.append(f"  {name:<18} {'n/a' if value is None else f'{value:.4f}'}{extra}")
+    if len(results["classes_present"]) < len(results["class_names"]):
+        lines.append(f"  classes present: {', '.join(results['classes_present'])} (of "
+                     f"{', '.join(results['class_names'])})")
+    for name in ("sensitivity", "specificity"):
+        if name in results:
+            lines.append(f"  {name:<18} {'n/a' if results[name] is None else f'{results[name]:.4f}'}")
+    if "sensitivity_at_specificity" in results:
+        point = results["sensitivity_at_specificity"]
+        sensitivity = "n/a" if point["sensitivity"] is None else f"{point['sensitivity']:.3f}"
+        lines.append(f"  sensitivity {sensitivity} at specificity {point['specificity']:.2f}")
+    if "window_level" in results:
+        window = results["window_level"]
+        auc = "n/a" if window["auc"] is None else f"{window['auc']:.4f}"
+        lines.append(f"  per window: accuracy {window['accuracy']:.4f}, AUC {auc}")
+    for column, groups in results.get("groups", {}).items():
+        for value, group in groups.items():
+            auc = "n/a" if group["auc"] is None else f"{group['auc']:.4f}"
+            lines.append(f"  {column}={value}: n {group['n']}, accuracy {group['accuracy']:.4f}, AUC {auc}")
+    return lines
+
+
+def _plot(folder, run_dir, config, model, dataset, labels, probabilities, results, classes, data_classes):
+    """The evaluation's plots; ``data_classes`` names the dataset's label indices (the examples' captions)."""
+    title = (f"{config['name']} ({config['model']['name']}) on {Path(results['cache']).name}, {results['split']}, "
+             f"{results['clips']} clips")
     history = run_dir / "history.json"
     if history.exists() and read_json(history):
         plots.learning_curves(read_json(history), folder / "learning_curves.png", monitor=config["train"]["monitor"],
@@ -237,7 +303,7 @@ def _plot(folder, run_dir, config, model, dataset, labels, probabilities, result
     plots.confusion_matrix(results["confusion_matrix"], classes, folder / "confusion_matrix.png",
                            title=f"Confusion matrix — {title}\naccuracy {results['accuracy']:.3f}")
     if config["metrics"]["examples"]:
-        examples, hop_length, note = _example_spectrograms(model, config, dataset, classes,
+        examples, hop_length, note = _example_spectrograms(model, config, dataset, data_classes,
                                                            config["metrics"]["examples"])
         plots.spectrograms(examples, folder / "spectrograms.png", sample_rate=config["data"]["sample_rate"],
                            hop_length=hop_length, title=f"Example log-mel spectrograms with labels ({note})")

@@ -14,7 +14,8 @@ A config has these tables (every key optional unless marked required; defaults i
                 extra_train (a list of {dataset, data_dir, options, labels}: clips of other corpora
                 that always train, see coughclf.datasets.extra)
     [split]     method (random|official|fold|kfold), val, test, k, seed, stratify, fold,
-                train_folds, val_folds, test_folds
+                train_folds, val_folds, test_folds, group_by (group: a speaker/patient never on two
+                sides | none: split clips)
     [model]     name (required), input_mode, weights (a published checkpoint: coughclf.models.build's
                 weights=, its head replaced for the data's classes), freeze (none|backbone: train the
                 head only), then any option of the model's builder
@@ -66,12 +67,43 @@ CTC_DECODERS = ("greedy", "beam_search", "lexicon")
 
 
 @dataclass(frozen=True)
+class Interval:
+    """The numbers a key allows: from ``low`` to ``high`` (None: no bound), each end included unless open."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value):  # NaN is in no interval: every comparison with it is false
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below and value == value
+
+    def __str__(self):
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+POSITIVE = Interval(0, low_open=True)
+AT_LEAST_ONE = Interval(1)
+NON_NEGATIVE = Interval(0)
+FRACTION = Interval(0, 1, high_open=True)  # a share of something, never all of it
+SHARE = Interval(0, 1)
+# Audio lengths: longer clips or windows are a typo (1e6 s would allocate tens of gigabytes per batch).
+SECONDS = Interval(0, 600, low_open=True)
+SAMPLE_RATES = Interval(1000, 384000)
+
+
+@dataclass(frozen=True)
 class Key:
-    """One config key: its type, default and allowed values."""
+    """One config key: its type, default, allowed values (``choices``) and allowed numbers (``interval``)."""
 
     type: type | tuple
     default: object = None
     choices: tuple = ()
+    interval: Interval | None = None
 
 
 SCHEMA = {
@@ -83,11 +115,11 @@ SCHEMA = {
         "data_dir": Key(str, None),
         "cache": Key(str, None),
         "options": Key(dict, {}),
-        "sample_rate": Key(int, 16000),
-        "clip_seconds": Key(float, None),
-        "windows": Key(int, None),
-        "window_seconds": Key(float, None),
-        "shuffle_buffer": Key(int, 1024),
+        "sample_rate": Key(int, 16000, interval=SAMPLE_RATES),
+        "clip_seconds": Key(float, None, interval=SECONDS),
+        "windows": Key(int, None, interval=AT_LEAST_ONE),
+        "window_seconds": Key(float, None, interval=SECONDS),
+        "shuffle_buffer": Key(int, 1024, interval=NON_NEGATIVE),
         "random_crops": Key(bool, True),
         "metadata": Key(list, []),
         "prepare": Key(dict, {}),
@@ -95,15 +127,16 @@ SCHEMA = {
     },
     "split": {
         "method": Key(str, "random", ("random", "official", "fold", "kfold")),
-        "val": Key(float, 0.1),
-        "test": Key(float, 0.2),
-        "k": Key(int, 5),
+        "val": Key(float, 0.1, interval=FRACTION),
+        "test": Key(float, 0.2, interval=FRACTION),
+        "k": Key(int, 5, interval=Interval(2)),
         "seed": Key(int, 0),
         "stratify": Key(bool, True),
-        "fold": Key(int, 0),
+        "fold": Key(int, 0, interval=NON_NEGATIVE),
         "train_folds": Key(list, []),
         "val_folds": Key(list, []),
         "test_folds": Key(list, []),
+        "group_by": Key(str, "group", ("group", "none")),
     },
     "model": {
         "name": Key(str, REQUIRED),
@@ -115,58 +148,58 @@ SCHEMA = {
     "augment": COMPONENT,
     "balance": {
         "mode": Key(str, "none", ("none", "oversample", "undersample", "class_weight")),
-        "target": Key(int, None),
-        "max_repeats": Key(float, None),
+        "target": Key(int, None, interval=AT_LEAST_ONE),
+        "max_repeats": Key(float, None, interval=POSITIVE),
         "formula": Key(str, "report", ("report", "inverse")),
         "within": Key(str, ""),
     },
     "optimizer": {
         "name": Key(str, "adam", ("adam", "adamw", "sgd", "rmsprop")),
-        "lr": Key(float, 1e-3),
-        "weight_decay": Key(float, 0.0),
-        "momentum": Key(float, 0.9),
-        "clipnorm": Key(float, None),
+        "lr": Key(float, 1e-3, interval=POSITIVE),
+        "weight_decay": Key(float, 0.0, interval=NON_NEGATIVE),
+        "momentum": Key(float, 0.9, interval=FRACTION),
+        "clipnorm": Key(float, None, interval=POSITIVE),
         "schedule": Key(str, "constant", ("constant", "cosine", "exponential", "plateau")),
-        "decay_rate": Key(float, 0.95),
-        "min_lr": Key(float, 0.0),
-        "warmup_epochs": Key(int, 0),
-        "ema": Key(float, 0.0),
-        "backbone_lr_factor": Key(float, 1.0),
+        "decay_rate": Key(float, 0.95, interval=Interval(0, 1, low_open=True)),
+        "min_lr": Key(float, 0.0, interval=NON_NEGATIVE),
+        "warmup_epochs": Key(int, 0, interval=NON_NEGATIVE),
+        "ema": Key(float, 0.0, interval=FRACTION),
+        "backbone_lr_factor": Key(float, 1.0, interval=NON_NEGATIVE),
     },
     "train": {
-        "epochs": Key(int, 30),
-        "batch_size": Key(int, 32),
-        "patience": Key(int, 10),
+        "epochs": Key(int, 30, interval=AT_LEAST_ONE),
+        "batch_size": Key(int, 32, interval=AT_LEAST_ONE),
+        "patience": Key(int, 10, interval=NON_NEGATIVE),
         "monitor": Key(str, "val_loss"),
         "mode": Key(str, "auto", ("auto", "min", "max")),
         "seed": Key(int, 0),
-        "steps_per_epoch": Key(int, None),
+        "steps_per_epoch": Key(int, None, interval=AT_LEAST_ONE),
         "jit_compile": Key(str, "auto", ("auto", "on", "off")),
     },
     "metrics": {
         "group_by": Key(list, []),
-        "bootstrap": Key(int, 1000),
-        "confidence": Key(float, 0.95),
-        "specificity": Key(float, 0.95),
+        "bootstrap": Key(int, 1000, interval=NON_NEGATIVE),
+        "confidence": Key(float, 0.95, interval=Interval(0, 1, low_open=True, high_open=True)),
+        "specificity": Key(float, 0.95, interval=Interval(0.5, 1, high_open=True)),
         "positive_class": Key(str, None),
-        "examples": Key(int, 4),
+        "examples": Key(int, 4, interval=NON_NEGATIVE),
     },
     # coughclf.tune: the search (see its module docstring)
     "tune": {
         "tuner": Key(str, "random", ("random", "bayesian", "hyperband")),
         "objective": Key(str, None),
         "direction": Key(str, "auto", ("auto", "min", "max")),
-        "max_trials": Key(int, 10),
-        "executions_per_trial": Key(int, 1),
-        "cv": Key(int, 1),
+        "max_trials": Key(int, 10, interval=AT_LEAST_ONE),
+        "executions_per_trial": Key(int, 1, interval=AT_LEAST_ONE),
+        "cv": Key(int, 1, interval=AT_LEAST_ONE),
         "cv_folds": Key(str, None, ("kfold", "predefined")),
         "epochs": Key(int, None),
         "default_space": Key(bool, True),
         "seed": Key(int, None),
         "initial_points": Key(int, None),
         "max_epochs": Key(int, None),
-        "factor": Key(int, 3),
-        "hyperband_iterations": Key(int, 1),
+        "factor": Key(int, 3, interval=Interval(2)),
+        "hyperband_iterations": Key(int, 1, interval=AT_LEAST_ONE),
         "max_retries_per_trial": Key(int, 0),
         "max_consecutive_failed_trials": Key(int, 3),
         "compare_default": Key(bool, False),
@@ -176,12 +209,25 @@ SCHEMA = {
     "ctc": {
         "numbers_as_words": Key(bool, True),
         "decoder": Key(str, "beam_search", CTC_DECODERS),
-        "beam_width": Key(int, 32),
+        "beam_width": Key(int, 32, interval=AT_LEAST_ONE),
         "lexicon": Key(str, ""),
-        "examples": Key(int, 3),
+        "examples": Key(int, 3, interval=NON_NEGATIVE),
         "bucket_boundaries": Key(list, []),
-        "word_crops": Key(float, 0.0),
+        "word_crops": Key(float, 0.0, interval=SHARE),
     },
+}
+
+# The numbers among [frontend]'s options (LogMelSpectrogram's parameters), checked like the keys above.
+FRONTEND_NUMBERS = {
+    "n_fft": Key(int, interval=AT_LEAST_ONE),
+    "hop_length": Key(int, interval=AT_LEAST_ONE),
+    "win_length": Key(int, interval=AT_LEAST_ONE),
+    "n_mels": Key(int, interval=AT_LEAST_ONE),
+    "fmin": Key(float, interval=NON_NEGATIVE),
+    "fmax": Key(float, interval=POSITIVE),
+    "power": Key(float, interval=POSITIVE),
+    "amin": Key(float, interval=POSITIVE),
+    "top_db": Key(float, interval=POSITIVE),
 }
 
 # Options of coughclf.prepare.prepare that [data].prepare may set.
@@ -218,6 +264,8 @@ def coerce_key_value(value, key, where, path):
                             "fix the value in the file or in --set")
     if key.choices and value not in key.choices:
         raise CoughclfError(f"{path}: {where} = {value!r} is not one of {', '.join(map(repr, key.choices))}")
+    if key.interval is not None and value not in key.interval:
+        raise CoughclfError(f"{path}: {where} = {value!r} must be {key.interval}; fix the value in the file or in --set")
     return value
 
 
@@ -227,6 +275,13 @@ def unknown_key(name, where, known, path):
     suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
     raise CoughclfError(f"{path}: unknown key {where!r}{suggestion}; valid keys here: "
                         f"{', '.join(sorted(known))}")
+
+
+def unknown_value(value, where, known, path, what):
+    """Raise the one-line error for ``where = value`` not among ``known`` (``what`` they are), with a suggestion."""
+    hint = difflib.get_close_matches(str(value), known, n=1)
+    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+    raise CoughclfError(f"{path}: {where} = {value!r} is not one of {what}{suggestion}: {', '.join(known)}")
 
 
 def _apply_schema(raw, path):
@@ -327,6 +382,9 @@ def _validate_references(config, path):
     for option in model_options(config):
         if option not in accepted:
             unknown_key(option, f"model.{option}", [*SCHEMA["model"], *accepted], path)
+    for name, key in FRONTEND_NUMBERS.items():
+        if config["frontend"].get(name) is not None:
+            coerce_key_value(config["frontend"][name], key, f"frontend.{name}", path)
     if config["frontend"]:
         if spec.defaults.get("frontend") is None:
             raise CoughclfError(f"{path}: [frontend] is set but {model_name} reads the raw waveform and has no "
@@ -363,11 +421,6 @@ def _validate_references(config, path):
     if data["windows"] is not None and data["window_seconds"] is None:
         raise CoughclfError(f"{path}: data.windows is set but data.window_seconds is not; "
                             "give both (e.g. windows = 9, window_seconds = 1.0)")
-    for fraction in ("val", "test"):
-        if not 0.0 <= config["split"][fraction] < 1.0:
-            raise CoughclfError(f"{path}: split.{fraction} must be a fraction in [0, 1)")
-    if not 0.5 <= config["metrics"]["specificity"] < 1.0:
-        raise CoughclfError(f"{path}: metrics.specificity must be in [0.5, 1)")
     if config["balance"]["within"] and config["balance"]["mode"] not in ("oversample", "undersample"):
         raise CoughclfError(f"{path}: balance.within = {config['balance']['within']!r} resamples cells, so "
                             f"balance.mode must be 'oversample' or 'undersample', not {config['balance']['mode']!r}")
@@ -376,20 +429,13 @@ def _validate_references(config, path):
         raise CoughclfError(f"{path}: optimizer.warmup_epochs needs an epoch-wise schedule, not 'plateau' "
                             "(ReduceLROnPlateau sets the rate itself); set optimizer.schedule to "
                             "constant, cosine or exponential")
-    if not 0.0 <= optimizer["ema"] < 1.0:
-        raise CoughclfError(f"{path}: optimizer.ema = {optimizer['ema']} must be in [0, 1) (0 = no moving "
-                            "average; 0.99 averages over about the last 100 steps)")
     if not 0 <= optimizer["warmup_epochs"] < config["train"]["epochs"]:
         raise CoughclfError(f"{path}: optimizer.warmup_epochs = {optimizer['warmup_epochs']} must be "
                             f"between 0 and train.epochs - 1 ({config['train']['epochs'] - 1})")
-    for name in ("max_trials", "executions_per_trial", "cv", "factor", "hyperband_iterations"):
-        if config["tune"][name] < 1:
-            raise CoughclfError(f"{path}: tune.{name} = {config['tune'][name]} must be at least 1")
-    ctc = config["ctc"]
-    if ctc["beam_width"] < 1:
-        raise CoughclfError(f"{path}: ctc.beam_width must be at least 1")
-    if not 0.0 <= ctc["word_crops"] <= 1.0:
-        raise CoughclfError(f"{path}: ctc.word_crops must be a share between 0.0 and 1.0")
+    monitors = TASKS[config["task"]].monitors
+    for where, value in (("train.monitor", config["train"]["monitor"]), ("tune.objective", config["tune"]["objective"])):
+        if value is not None and value not in monitors:
+            unknown_value(value, where, monitors, path, f"the values a {config['task']} run logs")
 
 
 def frontend_options():

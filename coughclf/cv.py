@@ -20,6 +20,7 @@ import numpy as np
 
 from coughclf import metrics as metric_functions
 from coughclf import plots
+from coughclf.console import report
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
 from coughclf.inputs import open_data
@@ -35,7 +36,7 @@ def fold_splits(config, cache):
     ``[[data.extra_train]]``, train in every fold)."""
     from coughclf import splits
     from coughclf.datasets.extra import with_extra, without_extra
-    from coughclf.inputs import with_validation
+    from coughclf.inputs import by_group, with_validation
 
     method = config["split"]["method"]
     if method not in ("kfold", "fold"):
@@ -44,7 +45,7 @@ def fold_splits(config, cache):
                             "add --set split.method=kfold")
     main, extra_ids = without_extra(cache)
     folds = splits.kfold(main.manifest, k=config["split"]["k"], seed=config["split"]["seed"],
-                         predefined=method == "fold")
+                         predefined=method == "fold", group_by=by_group(config))
     return [with_extra(with_validation(config, main, train_ids, test_ids), extra_ids)
             for train_ids, test_ids in folds]
 
@@ -91,11 +92,10 @@ def cross_validate(config, out_dir=None, strategy=None, *, callbacks=()):
         fold_dir = out_dir / f"fold-{index}"
         marker = fold_dir / DONE_MARKER
         if marker.exists():
-            print(f"fold {index + 1}/{len(folds)} already done ({fold_dir})")
+            report(f"fold {index + 1}/{len(folds)} already done ({fold_dir})")
             results.append(read_json(marker))
             continue
-        print(f"fold {index + 1}/{len(folds)}: {len(split['train'])} train, {len(split['validation'])} "
-              f"validation, {len(split['test'])} test clips")
+        report(f"fold {index + 1}/{len(folds)} ({fold_dir})")  # its training prints the parts' sizes
         train(config, fold_dir, strategy, split=split, callbacks=callbacks)
         if chief:
             fold_metrics = read_json(fold_dir / "metrics.json")

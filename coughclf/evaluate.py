@@ -9,12 +9,13 @@ from coughclf import tasks
 from coughclf.runs import run_config
 
 
-def evaluate(run_dir, data=None, split="test", *, make_plots=True):
+def evaluate(run_dir, data=None, split="test", *, make_plots=True, **options):
     """Evaluate the run's ``best.keras`` on ``split`` of its cache (or of ``data``, another cache).
 
     Writes ``metrics.json`` (and, for a classifier, ``plots/``) in the run folder for its own
     test split, ``metrics-{split}[-{cache name}].json`` and ``plots-...`` otherwise, and the
-    clip-level predictions beside them. Returns the results.
+    clip-level predictions beside them. Returns the results. ``options`` are the task's
+    (a classifier's ``label_map`` and ``group_by``: :func:`coughclf.classification.evaluate_run`).
 
     Example::
 
@@ -23,4 +24,9 @@ def evaluate(run_dir, data=None, split="test", *, make_plots=True):
         print(results["accuracy"], results["auc_ci"])
     """
     config = run_config(run_dir)
-    return tasks.get(config["task"]).evaluate(run_dir, data=data, split=split, make_plots=make_plots)
+    return tasks.get(config["task"]).evaluate(run_dir, data=data, split=split, make_plots=make_plots, **options)
+
+
+def summary_lines(results):
+    """The lines a person reads of an evaluation's ``results``, by the task that made them."""
+    return tasks.get(results["task"]).summary_lines(results)

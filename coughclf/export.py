@@ -86,6 +86,8 @@ def load_trained(source):
     """``(model, run_dir or None)`` from a run folder, a ``.keras`` file or a ``keras.Model``."""
     import keras
 
+    from coughclf.model_files import load_model_file
+
     if isinstance(source, keras.Model):
         return source, None
     source = Path(source)
@@ -95,7 +97,7 @@ def load_trained(source):
         where = f"{source} has no best.keras" if run_dir else f"{source} does not exist"
         raise CoughclfError(f"{where}; give a run folder written by 'coughclf train' or a .keras file")
     _register_custom_objects()
-    return keras.saving.load_model(model_path, safe_mode=True), run_dir
+    return load_model_file(model_path), run_dir  # a damaged file or a Lambda layer: a clear error
 
 
 def _register_custom_objects():

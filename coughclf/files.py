@@ -8,9 +8,12 @@ over the target (a rename within one folder is atomic), through :func:`atomic_pa
 
 import contextlib
 import csv
+import errno
 import json
 import math
 from pathlib import Path
+
+from coughclf.errors import CoughclfError
 
 
 @contextlib.contextmanager
@@ -26,13 +29,21 @@ def atomic_path(path, suffix=None):
     temporary = path.with_name(f"{path.stem}.tmp{suffix}" if suffix else f"{path.name}.tmp")
     try:
         yield temporary
-    except BaseException:
+    except BaseException as error:
         if temporary.is_file():
             temporary.unlink()
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise disk_full_error(path) from error
         raise
     if temporary.is_dir() and path.is_dir():
         path.rmdir()  # only an empty folder: rmdir refuses any other
     temporary.replace(path)
+
+
+def disk_full_error(path):
+    """The error for a write of ``path`` that found the disk full (the previous file, if any, is intact)."""
+    return CoughclfError(f"no space left on the device writing {path}; free some space (or write to another "
+                         "folder) and run the command again: a run resumes where it stopped")
 
 
 def write_text(path, text):

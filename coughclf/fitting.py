@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from coughclf.console import fit_verbose, report
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
-from coughclf.inputs import open_data, run_split
+from coughclf.inputs import describe_split, open_data, run_split
 from coughclf.optim import schedule_callback, weight_averaging_callbacks
-from coughclf.runs import best_row, history_rows, is_chief, resumed_rows
+from coughclf.runs import PENDING_BEST, best_row, history_rows, is_chief, resumed_rows, settle_pending_best
 
 
 class FitPlan(NamedTuple):
@@ -32,7 +33,7 @@ class FitPlan(NamedTuple):
     callbacks: tuple = ()    # the task's own, run before the checkpoint and history callbacks
     class_weight: object = None
     summary: dict = {}       # the task's entries of training.json
-    verbose: object = "auto"
+    verbose: object = None   # Keras' fit verbosity when the task needs one; None: coughclf.console decides
 
 
 def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
@@ -46,11 +47,12 @@ def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
 
     run_dir = Path(run_dir)
     if (run_dir / "training.json").exists():
-        print(f"{run_dir} has finished training; evaluating only")
+        report(f"{run_dir} has finished training; evaluating only")
         return read_json(run_dir / "training.json")
     keras.utils.set_random_seed(config["train"]["seed"])
     cache = open_data(config)
     split = run_split(config, cache, run_dir, split)
+    report(f"split: {describe_split(cache, split)}")
     plan = plan_fit(config, run_dir, cache, split, strategy)
     if not split["validation"] and plan.monitor.startswith("val_"):
         raise CoughclfError(f"{config.source}: no validation clips (split.val = {config['split']['val']}) but "
@@ -66,40 +68,73 @@ def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
     if steps:
         train_data = train_data.repeat()
     resumed_at, rows_before = resumed_rows(run_dir)
+    settle_pending_best(run_dir, resumed_at)
     if resumed_at:
-        print(f"resuming {run_dir} at epoch {resumed_at + 1}")
+        report(f"resuming {run_dir} at epoch {resumed_at + 1}")
     started = time.time()
     history = plan.model.fit(
         train_data, validation_data=validation_data, epochs=config["train"]["epochs"], steps_per_epoch=steps,
-        class_weight=plan.class_weight, verbose=plan.verbose, shuffle=False,
+        class_weight=plan.class_weight, verbose=fit_verbose(plan.verbose), shuffle=False,
         callbacks=[*run_callbacks(config, run_dir, plan, rows_before, is_chief(strategy)), *callbacks])
     rows = history_rows(run_dir)
-    best = best_row(rows, plan.monitor, plan.mode)
+    best = best_row([row for row in rows if nan_epoch([row]) is None], plan.monitor, plan.mode)
+    failed_at = nan_epoch(rows)
+    remedy = (f"lower optimizer.lr (now {config['optimizer']['lr']}), set optimizer.clipnorm or check the data "
+              "(then train again in a new --run-dir)")
     if not (run_dir / "best.keras").exists():
-        raise CoughclfError(f"training in {run_dir} never improved {plan.monitor} (NaN loss?); lower "
-                            "optimizer.lr, set optimizer.clipnorm or check the data")
+        why = (f"the loss became NaN in epoch {failed_at + 1}" if failed_at is not None
+               else f"{plan.monitor} never improved")
+        raise CoughclfError(f"training in {run_dir} kept no model: {why}; {remedy}")
     summary = {
         "epochs_run": len(rows),
         "epochs_this_session": len(history.epoch),
         "resumed_at_epoch": resumed_at,
-        "stopped_early": len(rows) < config["train"]["epochs"],
-        # history.json holds a NaN loss as null
-        "terminated_on_nan": any(row.get("loss") is None or math.isnan(row["loss"]) for row in rows),
+        "stopped_early": failed_at is None and len(rows) < config["train"]["epochs"],
+        "terminated_on_nan": failed_at is not None,
         "monitor": plan.monitor,
         "best_epoch": best["epoch"] if best else None,
         "best_value": best[plan.monitor] if best else None,
         "seconds_this_session": round(time.time() - started, 1),
         "parameters": int(sum(math.prod(w.shape) for w in plan.model.trainable_weights)),
         **plan.summary,
-        "cache": str(cache.root),
+        "cache": str(Path(cache.root).resolve()),
     }
+    if failed_at is not None:
+        kept = f"epoch {best['epoch'] + 1}" if best else "an earlier epoch"
+        summary["stopped_because"] = (f"the loss became NaN in epoch {failed_at + 1}; best.keras is the model of "
+                                      f"{kept}; {remedy}")
+        print(f"{run_dir}: training stopped: {summary['stopped_because']}")
     write_json(run_dir / "training.json", summary)
     return summary
 
 
+def _finite(value):
+    return value is not None and math.isfinite(value)
+
+
+def nan_epoch(rows):
+    """The first epoch (counting from 0) whose loss or validation loss is not a number, or None.
+
+    history.json holds NaN as null, so a missing value of a key the row has counts too.
+    """
+    for row in rows:
+        if any(key in row and not _finite(row[key]) for key in ("loss", "val_loss")):
+            return row["epoch"]
+    return None
+
+
 def run_callbacks(config, run_dir, plan, rows_before, chief):
-    """The run's callbacks: restore, NaN stop, averaging, the task's, schedule, best.keras, history, early stop."""
+    """The run's callbacks: restore, NaN stop, averaging, the task's, schedule, best model, history,
+    early stop, then the commit of the epoch.
+
+    An epoch's records are one step: its history row and its best-model candidate are
+    written first, then the backup that says a resumed run starts after this epoch, then
+    the candidate becomes best.keras (:func:`coughclf.runs.settle_pending_best` finishes
+    that step for a run killed within it).
+    """
     import keras
+
+    run_dir = Path(run_dir)
 
     class EpochHistory(keras.callbacks.Callback):
         """history.csv/json rewritten atomically each epoch; rows of a resumed run continue the old ones."""
@@ -113,21 +148,40 @@ def run_callbacks(config, run_dir, plan, rows_before, chief):
                 self.model.optimizer.learning_rate))}
             row.update({key: float(value) for key, value in (logs or {}).items() if key != "learning_rate"})
             self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
-            write_json(Path(run_dir) / "history.json", self.rows)
-            write_csv(Path(run_dir) / "history.csv", self.rows)
+            write_json(run_dir / "history.json", self.rows)
+            write_csv(run_dir / "history.csv", self.rows)
 
     class BestModel(keras.callbacks.ModelCheckpoint):
-        """ModelCheckpoint writing best.keras atomically, so a kill mid-save leaves the previous best."""
-
-        def __init__(self, target, **kwargs):
-            super().__init__(str(Path(target).with_name("best.partial.keras")), **kwargs)
-            self.target = Path(target)
+        """ModelCheckpoint writing the epoch's candidate ``best.pending-NNNN.keras``, never a model whose
+        loss is not a number (the weights of such an epoch are NaN whatever the monitored value says)."""
 
         def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            if all(_finite(logs[key]) for key in ("loss", "val_loss") if key in logs):
+                super().on_epoch_end(epoch, logs)
+
+    class CommittedBackup(keras.callbacks.BackupAndRestore):
+        """BackupAndRestore whose end-of-epoch save waits for :meth:`commit`: the backup decides where a
+        resumed run starts, so it is written after the epoch's other records."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            pass
+
+        def commit(self, epoch, logs):
             super().on_epoch_end(epoch, logs)
-            partial = Path(self.filepath)
-            if partial.exists():
-                partial.replace(self.target)
+
+    class CommitEpoch(keras.callbacks.Callback):
+        """The epoch's backup, then its best-model candidate promoted: the last records of an epoch."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            # The backup keeps the raw weights, their average in the optimiser, as it was before
+            # SwapEMAWeights put the average in the model for the checkpoint.
+            for swap in averaging:
+                swap.on_epoch_begin(epoch + 1)
+            backup.commit(epoch, logs)
+            for swap in averaging:
+                swap.on_epoch_end(epoch)
+            settle_pending_best(run_dir, epoch + 1)
 
     class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         """EarlyStopping that starts from the best value and patience count of the epochs already run."""
@@ -141,26 +195,37 @@ def run_callbacks(config, run_dir, plan, rows_before, chief):
             if self.restored_best is not None:
                 self.best, self.wait = self.restored_best, self.restored_wait
 
+    class StopOnNaN(keras.callbacks.TerminateOnNaN):
+        """TerminateOnNaN, which watches the training batches, and the validation loss at the epoch's end."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if "val_loss" in (logs or {}) and not _finite(logs["val_loss"]):
+                report(f"Epoch {epoch + 1}: invalid validation loss, terminating training")
+                self.model.stop_training = True
+
     monitor, mode = plan.monitor, plan.mode
     best = best_row(rows_before, monitor, mode)
     best_value = best[monitor] if best else None
+    backup = CommittedBackup(str(run_dir / "backup"), double_checkpoint=True)
+    averaging = weight_averaging_callbacks(config)
     callbacks = [
         # First, so that on resume the epoch is restored before any other callback starts.
-        keras.callbacks.BackupAndRestore(str(Path(run_dir) / "backup"), double_checkpoint=True),
-        keras.callbacks.TerminateOnNaN(),
-        *weight_averaging_callbacks(config),
+        backup,
+        StopOnNaN(),
+        *averaging,
         # Before the schedule, the checkpoint and the history, which read the values they add to the logs.
         *plan.callbacks,
         schedule_callback(config, monitor, mode),
-        BestModel(Path(run_dir) / "best.keras", monitor=monitor, mode=mode, save_best_only=True,
+        BestModel(str(run_dir / PENDING_BEST), monitor=monitor, mode=mode, save_best_only=True,
                   initial_value_threshold=best_value),
         EpochHistory(rows_before),
+        CommitEpoch(),
     ]
     if config["train"]["patience"]:
         wait = (rows_before[-1]["epoch"] - best["epoch"]) if best else 0
         callbacks.append(ResumableEarlyStopping(best_value, wait, monitor=monitor, mode=mode,
                                                 patience=config["train"]["patience"]))
     if chief:
-        callbacks.append(keras.callbacks.TensorBoard(str(Path(run_dir) / "logs"), write_graph=False,
-                                                     profile_batch=0))
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0))
     return callbacks
+

@@ -61,7 +61,8 @@ def open_data(config):
     if not (cache_path / "manifest.csv").exists():
         from coughclf.prepare import prepare
 
-        print(f"preparing {data['dataset']} from {data['data_dir']} into {cache_path} (once)")
+        print(f"preparing {data['dataset']} from {data['data_dir']} into {cache_path} (once; it is not "
+              "complete there)")
         if data["extra_train"]:
             from coughclf import datasets
             from coughclf.prepare import prepare_clips
@@ -78,6 +79,25 @@ def open_data(config):
                             f"{cache_path} holds {cache.sample_rate} Hz audio; set data.sample_rate = "
                             f"{cache.sample_rate} or prepare the cache again")
     return cache
+
+
+def run_data(config, run_dir):
+    """The cache a run trained on: the absolute path its training.json records, else :func:`open_data`.
+
+    The run's config may name its data relative to the folder training ran in; the recorded
+    path holds wherever evaluation runs from. When that cache has gone, the config's data
+    is opened (prepared again, which :func:`open_data` says).
+    """
+    from coughclf.cache import open_cache
+
+    summary = Path(run_dir) / "training.json"
+    recorded = read_json(summary).get("cache") if summary.exists() else None
+    if recorded and (Path(recorded) / "manifest.csv").exists():
+        return open_cache(recorded)
+    if recorded:
+        print(f"{run_dir} trained on the cache {recorded}, which is gone (or is relative to another folder); "
+              "opening the data of its config instead")
+    return open_data(config)
 
 
 def split_clips(config, cache):
@@ -99,7 +119,7 @@ def _split_main(config, cache):
 
     split = config["split"]
     if split["method"] == "kfold":
-        folds = splits.kfold(cache.manifest, k=split["k"], seed=split["seed"])
+        folds = splits.kfold(cache.manifest, k=split["k"], seed=split["seed"], group_by=by_group(config))
         if not 0 <= split["fold"] < len(folds):
             raise CoughclfError(f"{config.source}: split.fold = {split['fold']} but k-fold gives "
                                 f"{len(folds)} folds (0 to {len(folds) - 1})")
@@ -108,7 +128,7 @@ def _split_main(config, cache):
     if split["method"] == "fold" and (split["train_folds"] or split["val_folds"] or split["test_folds"]):
         return _explicit_folds(config, cache)
     return splits.split_ids(cache.manifest, method=split["method"], val=split["val"], test=split["test"],
-                            seed=split["seed"], stratify=split["stratify"])
+                            seed=split["seed"], stratify=split["stratify"], group_by=by_group(config))
 
 
 def _explicit_folds(config, cache):
@@ -135,6 +155,18 @@ def _explicit_folds(config, cache):
     return with_validation(config, cache, train_ids, test_ids)
 
 
+def by_group(config):
+    """Whether splits keep each group (speaker, patient) on one side: split.group_by."""
+    return config["split"]["group_by"] != "none"
+
+
+def describe_split(cache, split):
+    """One line: the clips and groups of each part of ``split``, e.g. ``train 24 clips (6 groups), ...``."""
+    group = {row["id"]: row.get("group") or row["id"] for row in cache.manifest}
+    return ", ".join(f"{part} {len(ids)} clips ({len({group[clip_id] for clip_id in ids})} groups)"
+                     for part, ids in split.items())
+
+
 def with_validation(config, cache, train_ids, test_ids):
     """Carve a group-aware validation part (fraction split.val) out of ``train_ids``."""
     from coughclf import splits
@@ -142,7 +174,8 @@ def with_validation(config, cache, train_ids, test_ids):
     selected = set(train_ids)
     rows = [row for row in cache.manifest if row["id"] in selected]
     inner = splits.split_ids(rows, method="random", val=config["split"]["val"], test=0.0,
-                             seed=config["split"]["seed"], stratify=config["split"]["stratify"])
+                             seed=config["split"]["seed"], stratify=config["split"]["stratify"],
+                             group_by=by_group(config))
     return {"train": inner["train"], "validation": inner["validation"], "test": list(test_ids)}
 
 

@@ -129,7 +129,9 @@ def classification_metrics(labels, probabilities, class_names, *, positive=None,
     Returns:
         dict with ``n``, ``accuracy``, ``auc``, ``balanced_accuracy``, ``macro_f1``,
         ``per_class`` (precision, recall, f1, support by class name), ``confusion_matrix``
-        (rows: true class), and for two classes ``sensitivity_at_specificity``, plus
+        (rows: true class), ``classes_present``, and for two classes ``sensitivity`` and
+        ``specificity`` at the model's decision and, when both classes occur,
+        ``sensitivity_at_specificity``, plus
         ``accuracy_ci`` / ``auc_ci`` when ``bootstrap`` > 0.
     """
     labels = np.asarray(labels, dtype=np.int64)
@@ -147,7 +149,9 @@ def classification_metrics(labels, probabilities, class_names, *, positive=None,
         "accuracy": accuracy(labels, probabilities),
         "auc": macro_auc(labels, probabilities),
         "balanced_accuracy": float(np.mean(recall[present])) if present.any() else float("nan"),
-        "macro_f1": float(np.mean(f1)),
+        # Over the classes present: a cohort of one class (negatives only) has no F1 for the others.
+        "macro_f1": float(np.mean(f1[present])) if present.any() else float("nan"),
+        "classes_present": [name for name, count in zip(class_names, support) if count],
         "per_class": {
             name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                    "support": int(support[i])}
@@ -157,10 +161,14 @@ def classification_metrics(labels, probabilities, class_names, *, positive=None,
         "class_names": list(class_names),
     }
     if num_classes == 2:
-        sensitivity, threshold = sensitivity_at_specificity(labels, probabilities[:, 1], specificity)
         results["positive_class"] = class_names[1]
-        results["sensitivity_at_specificity"] = {"specificity": specificity,
-                                                 "sensitivity": sensitivity, "threshold": threshold}
+        # At the model's own decision (the larger probability); NaN where the set has no such clip.
+        results["sensitivity"] = float(recall[1]) if present[1] else float("nan")
+        results["specificity"] = float(recall[0]) if present[0] else float("nan")
+        if present.all():
+            sensitivity, threshold = sensitivity_at_specificity(labels, probabilities[:, 1], specificity)
+            results["sensitivity_at_specificity"] = {"specificity": specificity,
+                                                     "sensitivity": sensitivity, "threshold": threshold}
     if bootstrap:
         options = dict(resamples=bootstrap, confidence=confidence, seed=seed)
         results["accuracy_ci"] = bootstrap_interval(labels, probabilities, accuracy, **options)

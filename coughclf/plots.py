@@ -33,11 +33,15 @@ def save_figure(figure, path):
 
 
 def learning_curves(history_rows, path, *, monitor=None, title="Learning curves"):
-    """Loss and every metric per epoch, training beside validation; the best epoch marked."""
+    """Loss and every metric per epoch, training beside validation; the best epoch marked.
+
+    A metric measured on validation only (CTC's ``val_cer`` / ``val_wer``) gets its own panel too.
+    """
     from matplotlib.ticker import MaxNLocator
 
     plt = load_pyplot()
-    names = [key for key in history_rows[0] if key not in ("epoch", "learning_rate") and not key.startswith("val_")]
+    keys = [key for key in history_rows[0] if key not in ("epoch", "learning_rate")]
+    names = list(dict.fromkeys(key.removeprefix("val_") for key in keys))
     figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False,
                                 layout="constrained")
     epochs = [row["epoch"] + 1 for row in history_rows]
@@ -47,7 +51,8 @@ def learning_curves(history_rows, path, *, monitor=None, title="Learning curves"
         values = [row.get(monitor, np.nan) for row in history_rows]
         best_epoch = epochs[int(pick(values))]
     for axis, name in zip(axes[0], names):
-        axis.plot(epochs, [row.get(name) for row in history_rows], marker="o", ms=3, label="training")
+        if name in keys:
+            axis.plot(epochs, [row.get(name) for row in history_rows], marker="o", ms=3, label="training")
         if any(f"val_{name}" in row for row in history_rows):
             axis.plot(epochs, [row.get(f"val_{name}") for row in history_rows], marker="o", ms=3,
                       label="validation")

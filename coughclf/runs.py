@@ -53,6 +53,26 @@ def resumed_rows(run_dir):
     return resumed_at, [row for row in history_rows(run_dir) if row["epoch"] < resumed_at]
 
 
+PENDING_BEST = "best.pending-{epoch:04d}.keras"  # Keras fills in the epoch, counting from 1
+
+
+def settle_pending_best(run_dir, resumed_at):
+    """Promote the best-model candidate of the last committed epoch to best.keras; delete the others.
+
+    A candidate ``best.pending-NNNN.keras`` is written when epoch NNNN (counting from 1)
+    improves, and renamed to best.keras once the epoch's backup is committed. A run killed
+    in between resumes at epoch ``resumed_at`` (counting from 0): a candidate of an epoch up
+    to it was committed, a later one belongs to an epoch that runs again.
+    """
+    pending = sorted(Path(run_dir).glob(PENDING_BEST.replace("{epoch:04d}", "[0-9]*")))
+    committed = [path for path in pending if int(path.stem.rsplit("-", 1)[1]) <= resumed_at]
+    if committed:
+        committed[-1].replace(Path(run_dir) / "best.keras")
+    for path in pending:
+        if path.exists():
+            path.unlink()
+
+
 def best_row(rows, monitor, mode):
     """The history row with the best ``monitor`` value (``mode`` ``"min"`` or ``"max"``), or None."""
     seen = [row for row in rows if row.get(monitor) is not None]
@@ -128,8 +148,12 @@ def new_run_dir(config):
     return RUNS_ROOT / f"{config['name']}-{stamp}"
 
 
-def claim_run_dir(config, run_dir):
+def claim_run_dir(config, run_dir, *, retake_unstarted=False):
     """Create ``run_dir`` with config.toml, or check that a resumed run uses the same config.
+
+    With ``retake_unstarted`` (a training run's folder), a folder whose earlier run failed before
+    finishing an epoch (:func:`has_progress`) takes the new config instead: there is nothing of
+    the old one to resume.
 
     The folder stays locked to this process until it exits (an advisory ``flock`` on
     ``run_dir/.lock``, which the system releases even after a SIGKILL, so a killed run resumes):
@@ -146,12 +170,22 @@ def claim_run_dir(config, run_dir):
         # Both sides with today's defaults filled in: a key added to the schema since the run
         # started, at its default, is not a different config.
         previous = config_from_dict(tomllib.loads(saved.read_text(encoding="utf-8")), str(saved), check_names=False)
-        if tomllib.loads(dumps_config(previous)) != tomllib.loads(dumps_config(config)):
+        if tomllib.loads(dumps_config(previous)) == tomllib.loads(dumps_config(config)):
+            return run_dir
+        if not retake_unstarted or has_progress(run_dir):
             raise CoughclfError(f"{run_dir} holds a run of a different config ({saved}); resume it with the "
                                 "same config and --set values, or start it in another folder")
-    else:
-        dump_config(config, saved)
+        print(f"{run_dir}: its earlier run stopped before finishing an epoch; starting it again with this config")
+        for derived in ("split.json", "metadata.json"):  # decided from the earlier config
+            (run_dir / derived).unlink(missing_ok=True)
+    dump_config(config, saved)
     return run_dir
+
+
+def has_progress(run_dir):
+    """Whether a run folder holds training worth resuming: a finished epoch's records or backup."""
+    run_dir = Path(run_dir)
+    return any((run_dir / name).exists() for name in ("history.json", "backup", "best.keras", "training.json"))
 
 
 _RUN_DIR_LOCKS = {}  # resolved folder -> the open lock file, held until the process exits
@@ -206,7 +240,7 @@ def training_run(config, run_dir=None, strategy=None):
     final_dir = Path(run_dir) if run_dir else new_run_dir(config)
     work_dir = final_dir if chief else Path(tempfile.mkdtemp(prefix="coughclf-worker-"))
     try:
-        yield TrainingRun(strategy, final_dir, claim_run_dir(config, work_dir), chief)
+        yield TrainingRun(strategy, final_dir, claim_run_dir(config, work_dir, retake_unstarted=True), chief)
     finally:
         if not chief:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -230,6 +264,14 @@ def best_model_path(run_dir):
         raise CoughclfError(f"{run_dir} has no best.keras: its training has not finished an epoch; resume it "
                             "with 'coughclf train CONFIG --run-dir RUN'")
     return path
+
+
+def load_best_model(run_dir):
+    """The model of ``run_dir/best.keras``, with errors naming the file and how to mend it."""
+    from coughclf.model_files import load_model_file
+
+    return load_model_file(best_model_path(run_dir),
+                           remedy=f"delete it and train again into {run_dir} (training.json too, if present)")
 
 
 def evaluation_tag(split, data):

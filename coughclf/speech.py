@@ -3,7 +3,8 @@
 ``coughclf train`` and ``coughclf evaluate`` hand ``ctc`` configs to :func:`plan_fit`
 and :func:`evaluate_ctc` (:mod:`coughclf.tasks`). The run folder is the classifiers' (config.toml,
 split.json, best.keras, history.json/csv, backup/, training.json, metrics.json) plus
-``examples.csv``: every evaluated utterance with its reference and decoded texts.
+``examples.csv``: every evaluated utterance with its reference and decoded texts, and
+``plots/learning_curves.png``: the loss and the validation CER and WER per epoch.
 
 Batches are whole utterances zero-padded to the longest in the batch, with their
 lengths (``make_dataset(variable_length=True)``); transcripts are normalised
@@ -40,12 +41,13 @@ from pathlib import Path
 import numpy as np
 
 from coughclf.config import model_options
+from coughclf.console import report
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
 from coughclf.fitting import FitPlan
-from coughclf.inputs import model_input, open_data, selected_ids
+from coughclf.inputs import model_input, run_data, selected_ids
 from coughclf.optim import make_optimizer
-from coughclf.runs import best_model_path, evaluation_tag, run_config
+from coughclf.runs import evaluation_tag, load_best_model, run_config
 from coughclf.text import BLANK, CHARACTERS, decode, encode, normalize
 
 def ctc_settings(config):
@@ -95,7 +97,7 @@ def run_lexicon(config, run_dir, settings):
     if settings["lexicon"]:
         return lexicon_words(settings, ())
     training = read_json(Path(run_dir) / "split.json")["train"]
-    return lexicon_words(settings, normalized_transcripts(open_data(config), training,
+    return lexicon_words(settings, normalized_transcripts(run_data(config, run_dir), training,
                                                           settings["numbers_as_words"]).values())
 
 
@@ -218,7 +220,7 @@ def make_ctc_dataset(cache, ids, texts, *, mode, batch_size, seed=0, shuffle_buf
     if mode == "train" and word_crops > 0:
         table = word_crop_table(cache, ids, texts)
         cropped = sum(len(table[clip_id][0]) > 1 for clip_id in ids)
-        print(f"word crops: {cropped} of {len(ids)} training utterances have silences between all their words")
+        report(f"word crops: {cropped} of {len(ids)} training utterances have silences between all their words")
         crops = tuple(tf.ragged.constant([table[clip_id][part] for clip_id in ids], tf.int32) for part in (0, 1))
         # One seed per batch, new each epoch and deterministic under the run's seed.
         dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed, rerandomize_each_iteration=True))
@@ -291,7 +293,7 @@ def transcribe(model, batches, strategies=("greedy",), beam_width=32, lexicon=No
 
 def _print_examples(references, hypotheses, count):
     for reference, hypothesis in list(zip(references, hypotheses))[:count]:
-        print(f"    ref: {reference}\n    hyp: {hypothesis}")
+        report(f"    ref: {reference}\n    hyp: {hypothesis}")
 
 
 def _transcription_callback(validation, examples):
@@ -308,7 +310,7 @@ def _transcription_callback(validation, examples):
             references, hypotheses, _ = transcribe(self.model, validation)
             logs["val_cer"] = error_rate(references, hypotheses["greedy"], "char")[0]
             logs["val_wer"] = error_rate(references, hypotheses["greedy"], "word")[0]
-            print(f"\nepoch {epoch + 1}: validation CER {logs['val_cer']:.2%}, WER {logs['val_wer']:.2%}")
+            report(f"\nepoch {epoch + 1}: validation CER {logs['val_cer']:.2%}, WER {logs['val_wer']:.2%}")
             _print_examples(references, hypotheses["greedy"], examples)
 
     return TranscriptionMetrics()
@@ -349,41 +351,39 @@ def plan_fit(config, run_dir, cache, split, strategy):
 
 # --- evaluation ---------------------------------------------------------------------------------
 
-def evaluate_ctc(run_dir, data=None, split="test"):
+def evaluate_ctc(run_dir, data=None, split="test", *, make_plots=True):
     """CER and WER of the run's ``best.keras`` on ``split`` (greedy and beam search); writes metrics.json.
 
     ``data`` is another prepared cache to evaluate on (default: the run's own). Writes
     ``metrics.json`` and ``examples.csv`` for the run's own test split,
-    ``metrics-{split}[-{cache}].json`` / ``examples-...csv`` otherwise. Returns the metrics.
+    ``metrics-{split}[-{cache}].json`` / ``examples-...csv`` otherwise, and with ``make_plots`` the
+    learning curves (loss, validation CER and WER) in ``plots[-...]/``. Returns the metrics.
 
     Example::
 
         from coughclf.speech import evaluate_ctc
         print(evaluate_ctc("saved_models/speech_yesno-20250101-120000")["wer"])
     """
-    import keras
-
-    from coughclf import models
     from coughclf.cache import open_cache
     from coughclf.ctc import error_rate
 
     run_dir = Path(run_dir)
     config = run_config(run_dir)
-    model_path = best_model_path(run_dir)
+    model = load_best_model(run_dir)  # before any data is opened: a damaged file fails at once
     settings = ctc_settings(config)
-    cache = open_cache(data) if data else open_data(config)
+    cache = open_cache(data) if data else run_data(config, run_dir)
     ids = selected_ids(run_dir, cache, split, external=data is not None)
     texts = normalized_transcripts(cache, ids, settings["numbers_as_words"])
-    models.available()  # registers every custom layer before loading
-    model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     batches = make_ctc_dataset(cache, ids, texts, mode="eval", batch_size=config["train"]["batch_size"],
                                with_ids=True)
     strategies, lexicon = ("greedy", "beam_search"), None
     if settings["decoder"] == "lexicon":
         strategies, lexicon = strategies + ("lexicon",), run_lexicon(config, run_dir, settings)
     references, hypotheses, clip_ids = transcribe(model, batches, strategies, settings["beam_width"], lexicon)
-    results = {"run": str(run_dir), "model": config["model"]["name"], "split": split, "cache": str(cache.root),
-               "utterances": len(references), "decoder": settings["decoder"]}
+    tag = evaluation_tag(split, data)
+    results = {"run": str(run_dir), "task": "ctc", "model": config["model"]["name"], "split": split,
+               "cache": str(cache.root), "utterances": len(references), "decoder": settings["decoder"],
+               "examples": str(run_dir / f"examples{tag}.csv")}
     for strategy, texts_out in hypotheses.items():
         cer, char_edits, chars = error_rate(references, texts_out, "char")
         wer, word_edits, words = error_rate(references, texts_out, "word")
@@ -394,18 +394,40 @@ def evaluate_ctc(run_dir, data=None, split="test"):
     if lexicon:
         results["lexicon"].update(beam_width=settings["beam_width"], lexicon_words=len(lexicon))
     results["cer"], results["wer"] = results[settings["decoder"]]["cer"], results[settings["decoder"]]["wer"]
-    tag = evaluation_tag(split, data)
     write_json(run_dir / f"metrics{tag}.json", results)
     write_csv(run_dir / f"examples{tag}.csv",
                [{"id": clip_id, "reference": reference, **{strategy: texts_out[row]
                                                           for strategy, texts_out in hypotheses.items()}}
                 for row, (clip_id, reference) in enumerate(zip(clip_ids, references))])
-    print(f"{run_dir} {split}: {len(references)} utterances, CER {results['cer']:.2%}, WER {results['wer']:.2%} "
-          f"({settings['decoder']}; greedy CER {results['greedy']['cer']:.2%}, WER {results['greedy']['wer']:.2%})")
-    _print_examples(references, hypotheses[settings["decoder"]], settings["examples"])
+    if make_plots:
+        _plot_learning_curves(run_dir, config, tag)
     return results
 
 
-def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
-    """:func:`evaluate_ctc` as the task registry calls it (a CTC run has no plots to make)."""
-    return evaluate_ctc(run_dir, data, split)
+def _plot_learning_curves(run_dir, config, tag):
+    """The loss and the validation CER/WER per epoch (plots[-tag]/learning_curves.png)."""
+    from coughclf import plots
+
+    rows = read_json(run_dir / "history.json") if (run_dir / "history.json").exists() else []
+    if rows:
+        monitor = "val_cer" if "val_cer" in rows[0] else "loss"
+        plots.learning_curves(rows, run_dir / f"plots{tag}" / "learning_curves.png", monitor=monitor,
+                              title=f"{config['name']}: loss and validation CER/WER")
+
+
+def summary_lines(results):
+    """An evaluation's results as readable lines: CER and WER of every decoder, the reported one first."""
+    decoders = [results["decoder"], *(name for name in ("greedy", "beam_search", "lexicon")
+                                      if name in results and name != results["decoder"])]
+    return [f"{results['model']} on {results['utterances']} {results['split']} utterances of {results['cache']}",
+            *(f"  {name:<12} CER {results[name]['cer']:.2%}  WER {results[name]['wer']:.2%}  sentences right "
+              f"{results[name]['sentence_accuracy']:.2%}" for name in decoders),
+            f"  every transcription: {results['examples']}"]
+
+
+def evaluate_run(run_dir, data=None, split="test", *, make_plots=True, **options):
+    """:func:`evaluate_ctc` as the task registry calls it; a classifier's options are refused."""
+    if options:
+        raise CoughclfError(f"{', '.join(options)}: options of a classifier's evaluation, and {run_dir} is a "
+                            "speech (CTC) run")
+    return evaluate_ctc(run_dir, data, split, make_plots=make_plots)

@@ -6,7 +6,11 @@ ids. A group (speaker, patient, duplicate recording) never lands on two sides;
 classes keep their proportions where the data allows (scikit-learn's
 ``StratifiedGroupKFold``). Rows are ordered by id first, so the result depends
 only on the rows and the seed, not on their order. A row with an empty group is
-its own group.
+its own group; with ``group_by=False`` every clip is (a clip-level split).
+
+Whole groups cannot make every fraction: two books cannot give a 5 % test part. A part
+that lands far from its fraction (:data:`TOLERANCE`) is an error naming both shares and
+the ways out, never a silently different split.
 """
 
 import numpy as np
@@ -16,9 +20,15 @@ from coughclf.errors import CoughclfError
 
 SPLIT_NAMES = ("train", "validation", "test")
 SPLIT_METHODS = ("random", "official", "fold")
+# A held-out part may miss its fraction of the clips by this much (absolute), or by the fraction itself
+# if that is more (up to twice it): whole groups rarely divide exactly, and few groups divide coarsely.
+TOLERANCE = 0.1
+WAYS_OUT = ('set split.group_by = "none" for a clip-level split (a speaker\'s clips may then be on both sides), '
+            'give explicit folds (split.method = "fold" with train_folds/val_folds/test_folds), or change the '
+            'fraction')
 
 
-def split_ids(rows, *, method="random", val=0.1, test=0.2, seed=0, stratify=True, test_fold=None):
+def split_ids(rows, *, method="random", val=0.1, test=0.2, seed=0, stratify=True, test_fold=None, group_by=True):
     """Train/validation/test ids: ``{"train": [...], "validation": [...], "test": [...]}``.
 
     method:
@@ -28,11 +38,14 @@ def split_ids(rows, *, method="random", val=0.1, test=0.2, seed=0, stratify=True
         rows, ``val`` of all clips is carved out of train by group.
         ``"fold"``: the predefined ``fold`` column; ``test_fold`` (default: the
         highest fold) is the test set and ``val`` is carved out of the rest by group.
+
+    ``group_by=False`` splits clips, not groups.
     """
-    table = _Table(rows)
+    table = _Table(rows, group_by)
     if method == "random":
-        rest, test_part = table.hold_out(np.arange(len(table)), test, seed, stratify)
-        train, validation = table.hold_out(rest, _fraction_of(val, len(rest), len(table)), seed, stratify)
+        rest, test_part = table.hold_out(np.arange(len(table)), test, seed, stratify, "split.test")
+        train, validation = table.hold_out(rest, _fraction_of(val, len(rest), len(table)), seed, stratify,
+                                           "split.val")
         return table.named(train, validation, test_part)
     if method == "official":
         splits = table.column("split")
@@ -43,7 +56,8 @@ def split_ids(rows, *, method="random", val=0.1, test=0.2, seed=0, stratify=True
         members = {name: np.flatnonzero(splits == name) for name in SPLIT_NAMES}
         train, validation = members["train"], members["validation"]
         if validation.size == 0:
-            train, validation = table.hold_out(train, _fraction_of(val, len(train), len(table)), seed, stratify)
+            train, validation = table.hold_out(train, _fraction_of(val, len(train), len(table)), seed, stratify,
+                                               "split.val")
         return table.named(train, validation, members["test"])
     if method == "fold":
         folds = table.folds()
@@ -51,18 +65,19 @@ def split_ids(rows, *, method="random", val=0.1, test=0.2, seed=0, stratify=True
         if chosen not in set(folds):
             raise CoughclfError(f"test fold {chosen} does not exist; the manifest's folds are {sorted(set(folds))}")
         rest = np.flatnonzero(folds != chosen)
-        train, validation = table.hold_out(rest, _fraction_of(val, len(rest), len(table)), seed, stratify)
+        train, validation = table.hold_out(rest, _fraction_of(val, len(rest), len(table)), seed, stratify,
+                                           "split.val")
         return table.named(train, validation, np.flatnonzero(folds == chosen))
     raise CoughclfError(f"unknown split method {method!r}; choose one of {', '.join(SPLIT_METHODS)}")
 
 
-def kfold(rows, k=5, seed=0, predefined=False):
+def kfold(rows, k=5, seed=0, predefined=False, group_by=True):
     """``[(train_ids, test_ids), ...]``: k group-aware folds, stratified by label when labelled.
 
     With ``predefined=True`` the manifest's ``fold`` column defines the folds (one
-    split per fold value, in order) and ``k`` is ignored.
+    split per fold value, in order) and ``k`` is ignored; ``group_by=False`` folds clips.
     """
-    table = _Table(rows)
+    table = _Table(rows, group_by)
     if predefined:
         folds = table.folds()
         return [table.ids_pair(np.flatnonzero(folds != fold), np.flatnonzero(folds == fold))
@@ -84,21 +99,21 @@ def _fraction_of(fraction_of_all, part_size, total):
 def _require_groups(groups, count, purpose):
     found = len(set(groups))
     if found < count:
-        raise CoughclfError(f"{purpose} needs at least {count} groups (speakers/patients) but the "
-                            f"clips come from {found}; use fewer folds or a smaller held-out fraction")
+        raise CoughclfError(f"{purpose} needs at least {count} groups (speakers/patients/books) but the "
+                            f"clips come from {found}; use fewer folds, or {WAYS_OUT}")
 
 
 class _Table:
     """Manifest rows as id-sorted arrays."""
 
-    def __init__(self, rows):
+    def __init__(self, rows, group_by=True):
         rows = sorted(rows, key=lambda row: row["id"])
         if not rows:
             raise CoughclfError("no clips to split: the manifest is empty")
         self.rows = rows
         self.ids = np.array([row["id"] for row in rows])
         self.labels = np.array([row.get("label") or "" for row in rows])
-        self.groups = np.array([row.get("group") or row["id"] for row in rows])
+        self.groups = np.array([(row.get("group") if group_by else None) or row["id"] for row in rows])
 
     def __len__(self):
         return len(self.rows)
@@ -117,8 +132,11 @@ class _Table:
         labels = self.labels[members]
         return bool(np.all(labels != "")) and len(set(labels)) > 1
 
-    def hold_out(self, members, fraction, seed, stratify):
-        """(kept, held out) positions: about ``fraction`` of ``members``, whole groups only."""
+    def hold_out(self, members, fraction, seed, stratify, key):
+        """(kept, held out) positions: about ``fraction`` of ``members``, whole groups only.
+
+        ``key`` names the fraction's config key in the error when whole groups cannot make it.
+        """
         if fraction <= 0 or members.size == 0:
             return members, members[:0]
         groups = self.groups[members]
@@ -131,6 +149,12 @@ class _Table:
             _require_groups(groups, 2, f"holding out {fraction:.0%} of the clips")
             splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
             kept, held = next(splitter.split(members, groups=groups))
+        share = len(held) / len(members)
+        if abs(share - fraction) > max(TOLERANCE, fraction):
+            raise CoughclfError(
+                f"{key}: holding out {fraction:.0%} of {len(members)} clips by group gives {share:.0%} "
+                f"({len(set(groups[held]))} of {len(set(groups))} groups): too few groups (speakers/patients/books) "
+                f"to honour the fraction; {WAYS_OUT}")
         return np.sort(members[kept]), np.sort(members[held])
 
     def named(self, train, validation, test):

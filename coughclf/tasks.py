@@ -11,7 +11,9 @@ Each task gives:
 ``plan_fit(config, run_dir, cache, split, strategy)``
     the :class:`coughclf.fitting.FitPlan` of a run (model, datasets, monitor, callbacks);
 ``evaluate(run_dir, data=None, split="test", make_plots=True)``
-    the evaluation of a finished run's ``best.keras``: writes metrics.json, returns the results.
+    the evaluation of a finished run's ``best.keras``: writes metrics.json, returns the results;
+``summary_lines(results)``
+    those results as the lines a person reads (``coughclf evaluate`` and the end of ``coughclf train``).
 """
 
 import importlib
@@ -24,11 +26,21 @@ class Task(NamedTuple):
     module: str     # the module holding the functions below
     plan_fit: str   # its function preparing a fit
     evaluate: str   # its function evaluating a run
+    summary_lines: str  # its function turning the evaluation's results into readable lines
+    monitors: tuple     # the values its fit logs each epoch, which train.monitor may name
+
+
+def _with_validation(*names):
+    return (*names, *(f"val_{name}" for name in names))
 
 
 TASKS = {
-    "classification": Task("coughclf.classification", "plan_fit", "evaluate_run"),
-    "ctc": Task("coughclf.speech", "plan_fit", "evaluate_run"),
+    # The loss and the metrics coughclf.classification.compile_model names.
+    "classification": Task("coughclf.classification", "plan_fit", "evaluate_run", "summary_lines",
+                           _with_validation("loss", "accuracy", "auc")),
+    # The loss and the error rates of coughclf.speech's per-epoch transcription callback.
+    "ctc": Task("coughclf.speech", "plan_fit", "evaluate_run", "summary_lines",
+                ("loss", "val_loss", "val_cer", "val_wer")),
 }
 
 
@@ -36,6 +48,7 @@ class TaskFunctions(NamedTuple):
     name: str
     plan_fit: object
     evaluate: object
+    summary_lines: object
 
 
 def get(name):
@@ -44,4 +57,5 @@ def get(name):
         raise CoughclfError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     task = TASKS[name]
     module = importlib.import_module(task.module)
-    return TaskFunctions(name, getattr(module, task.plan_fit), getattr(module, task.evaluate))
+    return TaskFunctions(name, getattr(module, task.plan_fit), getattr(module, task.evaluate),
+                         getattr(module, task.summary_lines))

@@ -61,7 +61,7 @@ def train(config, run_dir=None, strategy=None, *, split=None, callbacks=(), eval
     keras.backend.clear_session()
     if run.chief and evaluate_after:
         if read_json(Path(run.run_dir) / "split.json")["test"]:
-            task.evaluate(run.run_dir)
+            print("\n".join(task.summary_lines(task.evaluate(run.run_dir))))
         else:
             print(f"{run.run_dir}: no test clips (split.test = 0); not evaluated")
     return run.run_dir

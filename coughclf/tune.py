@@ -62,6 +62,7 @@ import keras_tuner
 from keras_tuner.engine.hyperparameters import Fixed
 
 from coughclf.config import SCHEMA, accepted_model_options, config_from_dict, dump_config
+from coughclf.console import is_quiet, report
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
 from coughclf.inputs import open_data
@@ -263,7 +264,7 @@ class CrossValidatedTrials:
             for execution, run_dir in enumerate(self.run_dirs(root, index)):
                 run_config = config.copy()
                 run_config["train"]["seed"] = config["train"]["seed"] + execution
-                print(f"{label}, fold {index + 1}/{len(self.folds)}, execution "
+                report(f"{label}, fold {index + 1}/{len(self.folds)}, execution "
                       f"{execution + 1}/{self.executions_per_trial}: {run_dir}")
                 try:
                     train(run_config, run_dir, self.strategy, split=split, evaluate_after=False)
@@ -422,7 +423,7 @@ def tune(config, directory=None, strategy=None, *, overwrite=False):
     """
     directory = Path(directory) if directory else default_directory(config)
     tuner = make_tuner(config, directory, strategy, overwrite=overwrite)
-    tuner.search()
+    tuner.search(**({"verbose": 0} if is_quiet() else {}))  # KerasTuner's trial reports
     if is_tuning_worker():
         return None
     report = write_results(tuner)

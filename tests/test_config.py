@@ -59,7 +59,7 @@ def test_defaults_are_filled_in_and_name_comes_from_the_file(tmp_path):
     (MINIMAL + "[augment]\npitch_shfit = { max_semitones = 2 }\n", r"unknown key 'augment\.pitch_shfit'"),
     (MINIMAL + "[augment]\ntime_shift = { max_seconds = 0.1, fill = \"zeros\" }\n", r"\[augment\].*fill='zeros'"),
     (MINIMAL.replace('"fsdd"', '"fsdd"\nwindows = 9'), r"data\.windows is set but data\.window_seconds is not"),
-    (MINIMAL + "[split]\ntest = 1.5\n", r"split\.test must be a fraction"),
+    (MINIMAL + "[split]\ntest = 1.5\n", r"split\.test = 1\.5 must be in \[0, 1\)"),
     (MINIMAL + '[optimizer]\nschedule = "plateau"\nwarmup_epochs = 2\n', r"warmup_epochs needs an epoch-wise"),
     (MINIMAL + '[balance]\nwithin = "meta_source"\n', r"balance\.mode must be 'oversample' or 'undersample'"),
     (MINIMAL + "[optimizer]\nema = 1.0\n", r"optimizer\.ema = 1\.0 must be in \[0, 1\)"),
@@ -71,9 +71,9 @@ def test_defaults_are_filled_in_and_name_comes_from_the_file(tmp_path):
      r"esc_cnn1d reads the raw waveform and has no spectrogram front end"),
     (MINIMAL + "[ctc]\nbeam = 3\n", r"unknown key 'ctc\.beam'"),
     (MINIMAL + '[ctc]\ndecoder = "viterbi"\n', r"ctc\.decoder = 'viterbi' is not one of 'greedy'"),
-    (MINIMAL + "[ctc]\nword_crops = 2.0\n", r"ctc\.word_crops must be a share between 0\.0 and 1\.0"),
+    (MINIMAL + "[ctc]\nword_crops = 2.0\n", r"ctc\.word_crops = 2\.0 must be in \[0, 1\]"),
     (MINIMAL + "[tune]\nmax_trails = 3\n", r"unknown key 'tune\.max_trails' \(did you mean 'max_trials'\?\)"),
-    (MINIMAL + "[tune]\ncv = 0\n", r"tune\.cv = 0 must be at least 1"),
+    (MINIMAL + "[tune]\ncv = 0\n", r"tune\.cv = 0 must be >= 1"),
 ])
 def test_invalid_configs_name_the_key_and_the_file(tmp_path, text, message):
     path = write(tmp_path, text)

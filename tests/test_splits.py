@@ -143,3 +143,25 @@ def test_impossible_requests_fail_with_a_clear_message():
         split_ids(manifest(), method="bogus")
     with pytest.raises(CoughclfError, match="test fold 9"):
         split_ids(manifest(folds=5), method="fold", test_fold=9)
+
+
+def _two_books(first=25, second=23):
+    """LJSpeech's part on the shared machines: two books, no labels to stratify by."""
+    return [{"id": f"LJ00{book}-{index:04d}", "label": "", "group": f"LJ00{book}", "split": "", "fold": ""}
+            for book, count in ((1, first), (2, second)) for index in range(count)]
+
+
+def test_too_few_groups_for_a_fraction_is_an_error_naming_the_shares_and_the_ways_out():
+    with pytest.raises(CoughclfError, match=r'split.test: holding out 5% of 48 clips by group gives 48% \(1 of 2 '
+                                            r'groups\).*split.group_by = "none".*explicit folds'):
+        split_ids(_two_books(), method="random", val=0.0, test=0.05)
+
+
+def test_a_clip_level_split_honours_the_fractions_whatever_the_groups():
+    rows = _two_books()
+    split = split_ids(rows, method="random", val=0.1, test=0.05, group_by=False)
+    assert len(split["test"]) / len(rows) == pytest.approx(0.05, abs=0.03)
+    assert len(split["validation"]) / len(rows) == pytest.approx(0.1, abs=0.03)
+    assert sorted(split["train"] + split["validation"] + split["test"]) == sorted(row["id"] for row in rows)
+    folds = kfold(rows, k=4, group_by=False)  # two groups would allow two folds at most
+    assert len(folds) == 4 and sorted(clip for _, test in folds for clip in test) == sorted(r["id"] for r in rows)

@@ -4,7 +4,8 @@ from coughclf.inputs import SPLITS
 
 HELP = "evaluate a run's best model: accuracy, AUC with bootstrap CIs, per-class scores, plots"
 EXAMPLE = ("coughclf evaluate saved_models/kws_cnn-20250101-120000 --split test\n"
-           "  coughclf evaluate RUN --data prepared/other-dataset --split all --json")
+           "  coughclf evaluate RUN --data prepared/other-dataset --split all --json\n"
+           "  coughclf evaluate RUN --data prepared/cohort --split all --map-labels healthy=negative --group-by group")
 
 
 def add_arguments(parser):
@@ -12,35 +13,32 @@ def add_arguments(parser):
     parser.add_argument("--data", metavar="CACHE", help="evaluate on this prepared cache instead of the run's")
     parser.add_argument("--split", default="test", choices=SPLITS,
                         help="which clips: a split of the run, or all clips of the cache (default: test)")
+    parser.add_argument("--map-labels", metavar="OLD=NEW,...", type=label_map,
+                        help="classes of --data named otherwise, as the model's, e.g. covid=positive,healthy=negative")
+    parser.add_argument("--group-by", metavar="COLUMN", action="append",
+                        help="metrics per value of this manifest column too, e.g. --group-by group (per patient) "
+                             "or meta_source; repeatable; replaces the config's metrics.group_by")
     parser.add_argument("--json", action="store_true", help="print every metric as JSON")
 
 
-def _print_summary(results):
-    print(f"{results['model']} on {results['clips']} {results['split']} clips of {results['cache']}")
-    for name in ("accuracy", "auc", "balanced_accuracy", "macro_f1"):
-        interval = results.get(f"{name}_ci")
-        extra = f"  (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval and None not in interval else ""
-        value = results[name]
-        print(f"  {name:<18} {'n/a' if value is None else f'{value:.4f}'}{extra}")
-    if "sensitivity_at_specificity" in results:
-        point = results["sensitivity_at_specificity"]
-        print(f"  sensitivity {point['sensitivity']:.3f} at specificity {point['specificity']:.2f}")
-    if "window_level" in results:
-        print(f"  per window: accuracy {results['window_level']['accuracy']:.4f}, "
-              f"AUC {results['window_level']['auc']:.4f}")
-    for column, groups in results.get("groups", {}).items():
-        for value, group in groups.items():
-            auc = "n/a" if group["auc"] is None else f"{group['auc']:.4f}"
-            print(f"  {column}={value}: n {group['n']}, accuracy {group['accuracy']:.4f}, AUC {auc}")
+def label_map(text):
+    """``"a=b,c=d"`` -> ``{"a": "b", "c": "d"}``."""
+    import argparse
+
+    pairs = [item.partition("=") for item in text.split(",") if item.strip()]
+    if not pairs or any(not old.strip() or not sep or not new.strip() for old, sep, new in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r}: write OLD=NEW pairs separated by commas, e.g. covid=positive")
+    return {old.strip(): new.strip() for old, _, new in pairs}
 
 
 def run(args):
     import json
 
-    from coughclf.evaluate import evaluate
+    from coughclf.evaluate import evaluate, summary_lines
 
-    results = evaluate(args.run_dir, data=args.data, split=args.split)
-    if args.json:
+    options = {name: value for name, value in (("label_map", args.map_labels), ("group_by", args.group_by)) if value}
+    results = evaluate(args.run_dir, data=args.data, split=args.split, **options)
+    if args.json:  # nothing else on stdout, so that it parses
         print(json.dumps(results, indent=2))
     else:
-        _print_summary(results)
+        print("\n".join(summary_lines(results)))

@@ -74,5 +74,5 @@ def run(args):
     summary = prepare(args.dataset, args.data_dir, args.out, options=parse_options(args.option),
                       sample_rate=args.sample_rate, shard_size=args.shard_size, workers=args.workers,
                       trim_silence=trim, segment=segment, drop_conflicts=args.drop_conflicts,
-                      progress=not args.no_progress, verify=args.verify)
+                      progress=not (args.no_progress or args.quiet), verify=args.verify)
     print(format_summary(summary))

@@ -1,0 +1,100 @@
+"""What coughclf prints while it works: progress (or none, with ``--quiet``) and the libraries' native logs.
+
+Progress is decided here, once for every command: :func:`fit_verbose` gives Keras' ``fit``
+a progress bar on a terminal, one line per epoch otherwise (a log file or a pipe would
+collect every redraw of the bar), and nothing under ``--quiet``; :func:`report` prints a
+progress note unless quiet. Results and errors are always printed.
+
+TensorFlow's native code logs through absl/glog straight to file descriptor 2, ignoring
+``TF_CPP_MIN_LOG_LEVEL`` before absl is initialised (oneDNN notices, "failed call to
+cuInit" on machines without a GPU), in this process and in its worker processes alike.
+:func:`native_logs_filtered` drops those lines from descriptor 2 while a command runs
+(the CLI keeps them with ``--debug``).
+"""
+
+import contextlib
+import os
+import re
+import sys
+import threading
+
+_quiet = False
+
+# A glog line ("I0000 00:00:1795681096.033653    1433 port.cc:153] ..."), absl's notice before
+# its initialisation, and the two lines of TensorFlow's CPU-instructions notice.
+_NATIVE_LOG = re.compile(rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] |WARNING: All log messages before "
+                         rb"absl::InitializeLog\(\) is called|To enable the following instructions: )")
+_NATIVE_LOG_START = re.compile(rb"^(?:[IWEF]\d|WARNING: All|To enable)")
+
+
+def set_quiet(quiet):
+    """Print progress (False, the default) or only results and errors (True, ``--quiet``)."""
+    global _quiet
+    _quiet = bool(quiet)
+
+
+def is_quiet():
+    return _quiet
+
+
+def report(*parts):
+    """Print a progress note (``print``'s arguments) unless quiet."""
+    if not _quiet:
+        print(*parts, flush=True)
+
+
+def fit_verbose(preferred=None):
+    """Keras ``verbose`` for ``fit``: 0 when quiet, else ``preferred`` if given, else a progress bar
+    (1) on a terminal and one line per epoch (2) anywhere else."""
+    if _quiet:
+        return 0
+    if preferred is not None:
+        return preferred
+    return 1 if sys.stdout.isatty() else 2
+
+
+def is_native_log(line):
+    """Whether ``line`` (bytes) is a line of TensorFlow's native logging."""
+    return bool(_NATIVE_LOG.match(line))
+
+
+@contextlib.contextmanager
+def native_logs_filtered():
+    """Run the body with native log lines removed from file descriptor 2 (see the module docstring).
+
+    Everything else written to descriptor 2 passes through as it comes, partial lines (a
+    progress bar's redraws) included.
+    """
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (a daemon, an embedding host): nothing to filter
+        yield
+        return
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump():
+        pending = b""
+        while chunk := os.read(read_end, 65536):
+            # Lines end at a newline, or at a carriage return (a progress bar's redraw).
+            *lines, pending = re.split(rb"(?<=[\r\n])", pending + chunk)
+            kept = b"".join(line for line in lines if not is_native_log(line))
+            if pending and not _NATIVE_LOG_START.match(pending):
+                kept, pending = kept + pending, b""
+            if kept:
+                os.write(saved, kept)
+        if pending and not is_native_log(pending):
+            os.write(saved, pending)
+        os.close(read_end)
+
+    thread = threading.Thread(target=pump, name="native-log-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer in this process closes: the pump reads to its end
+        thread.join(timeout=10)
+        os.close(saved)
