@@ -6,6 +6,7 @@ and float16 gets a loss-scaling optimizer.
 """
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,8 +17,13 @@ from model_checks import HEAVY
 
 from coughclf.models import available
 
-TESTS_FOLDER = __import__("pathlib").Path(__file__).parent
+TESTS_FOLDER = Path(__file__).parent
 OTHERS = {name: "features" for name in available() if name not in FAMILIES}
+# Plain convolutions and BatchNorm as cough_crnn's, a slow CPU step in half precision: -m slow.
+SLOW_FAMILIES = {"resnet18"}
+# JAX's CPU dot_general has no float16 × float16 → float32 product, which jax.nn.dot_product_attention
+# (Keras' MultiHeadAttention on JAX) asks for: float16 attention runs on GPUs only (bfloat16 runs here).
+FLOAT16_ATTENTION = {"ast", "cough_crnn_attention"}
 
 
 def _assert_trained_in_mixed_precision(result, policy):
@@ -32,8 +38,15 @@ def _assert_trained_in_mixed_precision(result, policy):
     assert result["loss_scaled"] == (policy == "mixed_float16")
 
 
-@pytest.mark.parametrize("policy", POLICIES)
-@pytest.mark.parametrize("name", FAMILIES)
+def _slow_unless(condition, *values):
+    return pytest.param(*values, marks=() if condition else pytest.mark.slow)
+
+
+# In the default run every family under mixed_bfloat16 (the GPU policy that failed before) and the
+# CTC model under mixed_float16 (loss scaling); all the rest with -m slow.
+@pytest.mark.parametrize("name, policy", [
+    _slow_unless(name not in SLOW_FAMILIES and (policy == "mixed_bfloat16" or name == "deepspeech2_lite"),
+                 name, policy) for name in FAMILIES for policy in POLICIES])
 def test_every_model_family_trains_in_mixed_precision_on_tensorflow(name, policy):
     result = train_briefly(name, policy, FAMILIES[name])
     _assert_trained_in_mixed_precision(result, policy)
@@ -66,14 +79,22 @@ def _train_on_jax(runs):
     return json.loads(result.stdout.splitlines()[-1])
 
 
-def test_every_model_family_trains_in_mixed_precision_on_jax():
-    runs = [(name, policy, mode) for name, mode in FAMILIES.items() for policy in POLICIES]
-    for (name, policy, _), result in zip(runs, _train_on_jax(runs)):
+def _assert_trained_on_jax(runs):
+    for (name, policy, _), result in zip(runs, _train_on_jax(runs), strict=True):
         _assert_trained_in_mixed_precision(result, policy)
+        if name in ("cough_crnn", "kws_crnn"):
+            assert set(result["float32_roles"]["recurrent"].values()) == {"float32"}
+
+
+def test_an_lstm_model_and_the_ctc_model_train_in_mixed_precision_on_jax():
+    # An InputProjectedLSTM, which JAX's cuDNN path rejected in bfloat16 (kws_crnn: cough_crnn's LSTM
+    # class in a smaller model, quicker to compile); the CTC loss behind a float16 loss scale.
+    _assert_trained_on_jax([("kws_crnn", "mixed_bfloat16", "features"),
+                            ("deepspeech2_lite", "mixed_float16", "waveform")])
 
 
 @pytest.mark.slow
-def test_every_other_model_trains_in_mixed_precision_on_jax():
-    runs = [(name, policy, mode) for name, mode in OTHERS.items() if name not in HEAVY for policy in POLICIES]
-    for (name, policy, _), result in zip(runs, _train_on_jax(runs)):
-        _assert_trained_in_mixed_precision(result, policy)
+def test_every_model_trains_in_mixed_precision_on_jax():
+    models = {**FAMILIES, **{name: mode for name, mode in OTHERS.items() if name not in HEAVY}}
+    _assert_trained_on_jax([(name, policy, mode) for name, mode in models.items() for policy in POLICIES
+                            if not (policy == "mixed_float16" and name in FLOAT16_ATTENTION)])
