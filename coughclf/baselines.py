@@ -88,7 +88,8 @@ def run_baselines(config, out_dir=None, column=None):
     from tqdm import tqdm
 
     from coughclf import splits
-    from coughclf.train import open_data, write_json
+    from coughclf.files import write_json
+    from coughclf.inputs import open_data
 
     cache = open_data(config)
     if len(cache.classes) != 2:

@@ -19,7 +19,7 @@ def run(args):
 
     from coughclf.config import load_config
     from coughclf.cv import cross_validate
-    from coughclf.train import make_strategy
+    from coughclf.runs import make_strategy
 
     config = load_config(args.config, args.overrides)
     strategy = make_strategy(args.strategy)
