@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import tone
 from jax_subprocess import run_on_jax
 from mixed_precision_checks import FAMILIES, POLICIES, train_briefly
 from model_checks import HEAVY
@@ -98,3 +99,57 @@ def test_every_model_trains_in_mixed_precision_on_jax():
     models = {**FAMILIES, **{name: mode for name, mode in OTHERS.items() if name not in HEAVY}}
     _assert_trained_on_jax([(name, policy, mode) for name, mode in models.items() for policy in POLICIES
                             if not (policy == "mixed_float16" and name in FLOAT16_ATTENTION)])
+
+
+# --- [train] mixed_precision: the config key, the flag, a run and its export ---------------------------
+
+def test_the_flag_sets_the_config_key_and_a_bad_value_is_one_line_naming_it(tmp_path):
+    from train_data import write_config
+
+    from coughclf.cli import build_parser
+    from coughclf.commands.train import load_config_of
+    from coughclf.config import load_config
+    from coughclf.errors import CoughclfError
+
+    path = write_config(tmp_path / "tones.toml", tmp_path / "cache")
+    for command in ("train", "cv", "tune"):
+        args = build_parser().parse_args([command, str(path), "--mixed-precision", "mixed_bfloat16"])
+        assert load_config_of(args)["train"]["mixed_precision"] == "mixed_bfloat16"
+    assert load_config(path)["train"]["mixed_precision"] == "off"
+    with pytest.raises(CoughclfError, match="train.mixed_precision = 'half' is not one of"):
+        load_config(path, ['train.mixed_precision="half"'])
+
+
+@pytest.mark.slow  # two epochs and two TFLite conversions: ~40 s on a quiet machine
+def test_a_float16_run_trains_with_loss_scaling_and_exports_float32_or_float16_tflite(tmp_path):
+    from test_export import op_input_types, run_tflite
+    from train_data import write_config, write_tone_cache
+
+    from coughclf.config import load_config
+    from coughclf.export import export_tflite
+    from coughclf.train import train
+
+    class Optimizer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.loss_scaled = isinstance(self.model.optimizer, keras.optimizers.LossScaleOptimizer)
+
+    seen = Optimizer()
+    cache = write_tone_cache(tmp_path / "cache", clips_per_class=8)
+    config = load_config(write_config(tmp_path / "tones.toml", cache, epochs=2),
+                         ['train.mixed_precision="mixed_float16"'])
+    run = train(config, tmp_path / "run", callbacks=[seen], evaluate_after=False)
+    assert seen.loss_scaled
+    model = keras.saving.load_model(run / "best.keras", compile=False)
+    assert model.get_layer("block1_conv").compute_dtype == "float16"
+    assert model.get_layer("classifier").compute_dtype == "float32"
+
+    waveform = np.asarray(tone(1.0, 16000, 2000.0, amplitude=0.3))
+    expected = np.asarray(model.predict_on_batch(waveform[None]))[0]
+    for quantize, half_types in (("none", set()), ("float16", {"float16"})):
+        out = tmp_path / f"{quantize}.tflite"
+        export_tflite(run, out, quantize)
+        content = out.read_bytes()
+        types = set().union(*op_input_types(content).values())
+        assert "bfloat16" not in types and (types & {"float16"}) == half_types, types
+        # float16 computation in training, float32 in the export: the same probabilities to 1e-2.
+        np.testing.assert_allclose(run_tflite(content, waveform), expected, atol=1e-2)

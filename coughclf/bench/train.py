@@ -20,8 +20,6 @@ with only JAX: ``KERAS_BACKEND=jax coughclf bench train --compare-torch``.
 Warm-up rounds (tracing, compilation) are excluded; medians of ``--steps`` rounds.
 """
 
-import contextlib
-
 import numpy as np
 
 from coughclf.bench._measure import describe_machine, interleaved_milliseconds, megabytes, to_device
@@ -70,25 +68,13 @@ def _check(args):
                             f"only, not {args.model!r}: drop --compare-torch or choose --model cough_crnn")
 
 
-@contextlib.contextmanager
-def dtype_policy(name):
-    """Keras' global dtype policy set to ``name`` inside the block (models built there take it)."""
-    import keras
-
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 def run(args):
     import keras
 
     from coughclf.errors import CoughclfError
     from coughclf.models import build
     from coughclf.models.common import trainable_params
+    from coughclf.optim import dtype_policy
 
     _check(args)
     keras.utils.set_random_seed(args.seed)
