@@ -197,8 +197,14 @@ def _signature(model, batch_size):
 
 
 def _export_saved_model(model, directory, batch_size):
+    import keras
+
+    # On JAX the exported function would otherwise update the model's state as training does: the
+    # seed counters of augmentation and dropout, uint32 variables TFLite cannot assign. Inference
+    # updates no state, so it is exported as static.
+    static = {"is_static": True} if keras.backend.backend() == "jax" else {}
     model.export(str(directory), format="tf_saved_model", input_signature=_signature(model, batch_size),
-                 verbose=False)
+                 verbose=False, **static)
 
 
 def describe(model, run_dir=None, labels=None, quantize="none", task=None):

@@ -1,6 +1,7 @@
 """``coughclf train CONFIG``: train one experiment into a run folder."""
 
 from coughclf.config import SCHEMA
+from coughclf.runs import STRATEGIES
 
 HELP = "train an experiment config: best model, history, metrics and plots in a run folder"
 EXAMPLE = ("coughclf train experiments/kws_cnn.toml --set train.epochs=5 --set optimizer.lr=1e-4\n"
@@ -18,9 +19,11 @@ def add_config_arguments(parser):
     parser.add_argument("--mixed-precision", choices=SCHEMA["train"]["mixed_precision"].choices,
                         help="train in mixed precision (sets train.mixed_precision): mixed_bfloat16 on recent "
                              "GPUs and TPUs, mixed_float16 (with loss scaling) on older GPUs; off: float32")
-    parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+    parser.add_argument("--strategy", choices=STRATEGIES, default="default",
                         help="tf.distribute strategy: mirrored = all local GPUs, multiworker = the cluster in "
-                             "TF_CONFIG (run the same command on every machine); the batch size is global")
+                             "TF_CONFIG (run the same command on every machine); data_parallel (KERAS_BACKEND="
+                             "jax) = Keras' DataParallel over every device, several hosts through the "
+                             "KERAS_DISTRIBUTION_* variables; the batch size is global")
 
 
 def load_config_of(args):
