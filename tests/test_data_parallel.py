@@ -2,7 +2,7 @@
 
 The same fixed-seed run trains once over both devices (each batch split between them) and
 once on one device, each in its own JAX process; the replicas must hold the same weights, and
-the two runs the same losses and weights within :data:`TOLERANCE`.
+the two runs the same losses and weights within :data:`LOSS_TOLERANCE` and :data:`WEIGHT_TOLERANCE`.
 """
 
 import json
@@ -15,8 +15,11 @@ from train_data import write_config, write_tone_cache
 from coughclf.errors import CoughclfError
 from coughclf.runs import make_strategy
 
-# Measured: the two runs' losses and weights differed by at most ~1e-6 (float sums in another order).
-TOLERANCE = 1e-4
+# The two runs sum the same gradients in another order. Measured: losses within 1e-4; weights within
+# 1e-6 but for a few whose gradient is ~0, which Adam (dividing each gradient by its running RMS) moves
+# by up to a learning rate (3e-3) per step on float noise alone: up to 2.5e-4 after two epochs.
+LOSS_TOLERANCE = 1e-4
+WEIGHT_TOLERANCE = 1e-3
 
 TRAIN = """
 import json, sys
@@ -67,10 +70,10 @@ def test_data_parallel_keeps_replicas_equal_and_matches_one_device(tmp_path):
     histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("parallel", "single")]
     for parallel_row, single_row in zip(*histories, strict=True):
         for key in ("loss", "val_loss"):
-            assert parallel_row[key] == pytest.approx(single_row[key], abs=TOLERANCE)
-    for parallel_weight, single_weight in zip(_weights(tmp_path / "parallel"), _weights(tmp_path / "single"),
-                                              strict=True):
-        np.testing.assert_allclose(parallel_weight, single_weight, atol=TOLERANCE)
+            assert parallel_row[key] == pytest.approx(single_row[key], abs=LOSS_TOLERANCE)
+    differences = [float(np.abs(parallel - single).max()) for parallel, single in
+                   zip(_weights(tmp_path / "parallel"), _weights(tmp_path / "single"), strict=True)]
+    assert max(differences) <= WEIGHT_TOLERANCE
 
 
 def test_data_parallel_on_tensorflow_is_one_line_naming_the_fix():

@@ -153,3 +153,36 @@ def test_a_float16_run_trains_with_loss_scaling_and_exports_float32_or_float16_t
         assert "bfloat16" not in types and (types & {"float16"}) == half_types, types
         # float16 computation in training, float32 in the export: the same probabilities to 1e-2.
         np.testing.assert_allclose(run_tflite(content, waveform), expected, atol=1e-2)
+
+
+@pytest.mark.slow
+def test_kws_cnn_in_mixed_bfloat16_is_within_noise_of_float32_on_fsdd(shared_data, tmp_path):
+    """FSDD's official split: the same config and seed trained in float32 and in mixed_bfloat16, test accuracy
+    on the 300 test clips within noise of each other: two binomial standard errors of the float32 accuracy
+    (about 4 points at 90 %), and never less than 2 clips."""
+    import math
+    import os
+
+    from coughclf.config import config_from_dict
+    from coughclf.train import train
+
+    accuracies = {}
+    for policy in ("off", "mixed_bfloat16"):
+        config = config_from_dict({
+            "name": f"kws_cnn_{policy}",
+            "data": {"dataset": "fsdd", "data_dir": str(shared_data / "fsdd"), "cache": str(tmp_path / "cache"),
+                     "clip_seconds": 1.0},
+            "split": {"method": "official", "val": 0.0},
+            "model": {"name": "kws_cnn", "input_mode": "waveform"},
+            "train": {"epochs": int(os.environ.get("COUGHCLF_TEST_EPOCHS", 6)), "patience": 0,
+                      "monitor": "accuracy", "mixed_precision": policy},
+            "metrics": {"bootstrap": 0, "examples": 0},
+        })
+        run = train(config, tmp_path / policy)
+        results = json.loads((run / "metrics.json").read_text())
+        assert results["clips"] == 300
+        accuracies[policy] = results["accuracy"]
+    reference = accuracies["off"]
+    assert reference > 0.5, accuracies
+    noise = max(2 * math.sqrt(reference * (1 - reference) / 300), 2 / 300)
+    assert abs(accuracies["mixed_bfloat16"] - reference) <= noise, accuracies
