@@ -8,8 +8,8 @@ for the comparison of the two backends.
 
 import json
 import math
-import sys
 
+import numpy as np
 import pytest
 from conftest import tone, write_audio
 from jax_subprocess import run_on_jax
@@ -28,10 +28,12 @@ max_trials = 1
 "optimizer.lr" = [3e-3]
 """
 EPOCHS = 3
-# Measured (this test's data, seed 0, 3 epochs): the two backends draw different initial weights and
-# augmentation from the same seed, so the runs agree as trained models, not digit by digit: the
-# final training loss within this absolute difference, and the same test accuracy.
-LOSS_TOLERANCE = 0.25
+# The fixed-seed classifier run on JAX against the same run on TensorFlow, both from the same initial
+# weights and fed the same tf.data batches; XLA's and TensorFlow's kernels round differently. Measured
+# over two runs: training losses within 1e-5 relative, validation losses (of overconfident models, ~2)
+# within 4e-4 relative, test probabilities within 2e-6.
+LOSS_TOLERANCE = 1e-3  # relative
+PROBABILITY_TOLERANCE = 1e-5
 
 CHAIN = """
 import json, sys
@@ -157,11 +159,12 @@ def test_a_fixed_seed_run_on_jax_is_close_to_the_same_run_on_tensorflow(jax_runs
     folder, _ = jax_runs
     _starting_from(folder / "initial.weights.h5", monkeypatch)
     tensorflow_run = train(load_config(folder / "tones.toml"), folder / "tensorflow_run")
-    jax_history = json.loads((folder / "run" / "history.json").read_text())
-    tensorflow_history = json.loads((tensorflow_run / "history.json").read_text())
-    print(json.dumps({"jax": jax_history, "tensorflow": tensorflow_history}), file=sys.stderr)
-    assert abs(jax_history[-1]["loss"] - tensorflow_history[-1]["loss"]) <= LOSS_TOLERANCE
-    jax_metrics = json.loads((folder / "run" / "metrics.json").read_text())
-    tensorflow_metrics = json.loads((tensorflow_run / "metrics.json").read_text())
-    assert jax_metrics["accuracy"] == tensorflow_metrics["accuracy"]
-
+    histories = [json.loads((run / "history.json").read_text()) for run in (folder / "run", tensorflow_run)]
+    for jax_row, tensorflow_row in zip(*histories, strict=True):
+        for key in ("loss", "val_loss"):
+            assert jax_row[key] == pytest.approx(tensorflow_row[key], rel=LOSS_TOLERANCE)
+    jax_predictions, tensorflow_predictions = (np.load(run / "predictions.npz")
+                                               for run in (folder / "run", tensorflow_run))
+    assert list(jax_predictions["ids"]) == list(tensorflow_predictions["ids"])
+    np.testing.assert_allclose(jax_predictions["probabilities"], tensorflow_predictions["probabilities"],
+                               atol=PROBABILITY_TOLERANCE)

@@ -1,6 +1,6 @@
 """``coughclf train CONFIG``: train one experiment into a run folder."""
 
-from coughclf.config import SCHEMA
+from coughclf.config import SCHEMA, load_config
 from coughclf.runs import STRATEGIES
 
 HELP = "train an experiment config: best model, history, metrics and plots in a run folder"
@@ -28,8 +28,6 @@ def add_config_arguments(parser):
 
 def load_config_of(args):
     """The experiment config of CONFIG with the --set overrides and the flags that stand for keys."""
-    from coughclf.config import load_config
-
     overrides = list(args.overrides)
     if args.mixed_precision:
         overrides.append(f'train.mixed_precision="{args.mixed_precision}"')
