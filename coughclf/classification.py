@@ -132,7 +132,8 @@ def predict(model, dataset):
     input_names = {tensor.name.split(":")[0] for tensor in model.inputs}
     for inputs, one_hot in dataset:
         ids.append(inputs.pop("id").numpy().astype(str))
-        feed = {name: value for name, value in inputs.items() if name in input_names}
+        # NumPy, not the pipeline's TensorFlow tensors: a model on JAX or PyTorch takes no others.
+        feed = {name: value.numpy() for name, value in inputs.items() if name in input_names}
         probabilities.append(np.asarray(model.predict_on_batch(feed if len(feed) > 1 else feed["audio"])))
         labels.append(np.argmax(one_hot.numpy(), axis=1))
     return np.concatenate(ids), np.concatenate(labels), np.concatenate(probabilities)

@@ -175,6 +175,8 @@ SCHEMA = {
         "seed": Key(int, 0),
         "steps_per_epoch": Key(int, None, interval=AT_LEAST_ONE),
         "jit_compile": Key(str, "auto", ("auto", "on", "off")),
+        # The Keras dtype policy the model is built under (coughclf.optim.dtype_policy); "off": float32.
+        "mixed_precision": Key(str, "off", ("off", "mixed_bfloat16", "mixed_float16")),
     },
     "metrics": {
         "group_by": Key(list, []),

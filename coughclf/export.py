@@ -124,10 +124,14 @@ def export_stft(n_fft, stft="auto"):
 
 
 def _inference_config(config, stft):
-    """A layer config with a convertible STFT, a banded mel projection and recurrent layers unrolled
-    (nested configs too)."""
+    """A layer config with a convertible STFT, a banded mel projection, recurrent layers unrolled and
+    float32 computation (nested configs too)."""
     if isinstance(config, dict):
         config = {key: _inference_config(value, stft) for key, value in config.items()}
+        if _is_mixed_policy(config.get("dtype")):
+            # A mixed-precision run exports as float32 (its weights are float32 already);
+            # --quantize float16 halves them as for any run.
+            config["dtype"] = "float32"
         if "stft" in config:
             config["stft"] = export_stft(int(config["n_fft"]), stft)
         if "n_mels" in config:
@@ -138,6 +142,12 @@ def _inference_config(config, stft):
     if isinstance(config, list):
         return [_inference_config(value, stft) for value in config]
     return config
+
+
+def _is_mixed_policy(dtype):
+    """Whether a layer config's ``dtype`` is a mixed-precision policy (its name, or its serialised form)."""
+    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
+    return isinstance(name, str) and name.startswith("mixed_")
 
 
 def _is_front_end(layer):
@@ -189,8 +199,14 @@ def _signature(model, batch_size):
 
 
 def _export_saved_model(model, directory, batch_size):
+    import keras
+
+    # On JAX the exported function would otherwise update the model's state as training does: the
+    # seed counters of augmentation and dropout, uint32 variables TFLite cannot assign. Inference
+    # updates no state, so it is exported as static.
+    static = {"is_static": True} if keras.backend.backend() == "jax" else {}
     model.export(str(directory), format="tf_saved_model", input_signature=_signature(model, batch_size),
-                 verbose=False)
+                 verbose=False, **static)
 
 
 def describe(model, run_dir=None, labels=None, quantize="none", task=None):

@@ -18,7 +18,7 @@ from coughclf.console import fit_verbose, report
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
 from coughclf.inputs import describe_split, open_data, run_split
-from coughclf.optim import schedule_callback, weight_averaging_callbacks
+from coughclf.optim import dtype_policy, schedule_callback, weight_averaging_callbacks
 from coughclf.runs import PENDING_BEST, best_row, history_rows, is_chief, resumed_rows, settle_pending_best
 
 
@@ -53,7 +53,8 @@ def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
     cache = open_data(config)
     split = run_split(config, cache, run_dir, split)
     report(f"split: {describe_split(cache, split)}")
-    plan = plan_fit(config, run_dir, cache, split, strategy)
+    with dtype_policy(config["train"]["mixed_precision"]):  # the model and its layers take the policy
+        plan = plan_fit(config, run_dir, cache, split, strategy)
     if not split["validation"] and plan.monitor.startswith("val_"):
         raise CoughclfError(f"{config.source}: no validation clips (split.val = {config['split']['val']}) but "
                             f"train.monitor = {plan.monitor!r}; set split.val > 0 or monitor a training metric")

@@ -1,10 +1,13 @@
-"""The optimiser of a run and what steers it epoch by epoch: [optimizer] and [train] jit_compile.
+"""The optimiser of a run and what steers it epoch by epoch: [optimizer], [train] jit_compile and
+mixed_precision.
 
 Shared by every task (classification and CTC): the optimiser (:func:`make_optimizer`),
-the learning-rate schedule (:func:`learning_rate_at`, :func:`schedule_callback`) and
-the weight averaging (:func:`weight_averaging_callbacks`).
+the learning-rate schedule (:func:`learning_rate_at`, :func:`schedule_callback`),
+the weight averaging (:func:`weight_averaging_callbacks`) and the dtype policy the model
+is built and trained under (:func:`dtype_policy`).
 """
 
+import contextlib
 import math
 
 
@@ -51,6 +54,25 @@ def jit_compile(config):
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"))
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Keras' global dtype policy set to ``name`` inside the block: models built there take it.
+
+    ``"off"`` (or ``"float32"``) is float32. Under ``"mixed_bfloat16"`` / ``"mixed_float16"`` the
+    layers compute in half precision with float32 weights, except what the models keep in float32
+    (front end, softmax heads, LSTMs); ``model.compile`` wraps the optimiser of a float16 model in
+    ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling) by itself.
+    """
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32" if name == "off" else name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def learning_rate_at(config, epoch):

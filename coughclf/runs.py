@@ -20,7 +20,10 @@ from coughclf.config import config_from_dict, dump_config, dumps_config
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json
 
-STRATEGIES = ("default", "mirrored", "multiworker")
+STRATEGIES = ("default", "mirrored", "multiworker", "data_parallel")
+# keras.distribution.initialize reads these; any of them set means several hosts (jax.distributed).
+JAX_CLUSTER_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                         "KERAS_DISTRIBUTION_PROCESS_ID")
 RUNS_ROOT = Path("saved_models")
 _MAXIMISED = ("acc", "auc", "precision", "recall", "f1")
 
@@ -84,11 +87,14 @@ def best_row(rows, monitor, mode):
 # --- strategies ---------------------------------------------------------------------------------
 
 def make_strategy(name):
-    """A ``tf.distribute`` strategy: default (one device), mirrored (all local GPUs) or multiworker.
+    """A ``tf.distribute`` strategy: default (one device), mirrored (all local GPUs) or multiworker;
+    or ``data_parallel``, Keras' JAX data parallelism (:class:`DataParallel`).
 
     ``multiworker`` reads the cluster from the ``TF_CONFIG`` environment variable; create
     it before any other TensorFlow work in the process.
     """
+    if name == "data_parallel":
+        return DataParallel()
     import tensorflow as tf
 
     if name in (None, "default"):
@@ -129,8 +135,45 @@ def _multi_worker_strategy():
     return NestedReduceStrategy()
 
 
+class DataParallel:
+    """``keras.distribution.DataParallel`` over every device of every host, as a strategy for :func:`training_run`.
+
+    The model's variables are replicated on each device and every batch is split across them
+    along its first axis (the batch size is global); gradients are averaged, so the replicas
+    keep the same weights. Several hosts join through ``jax.distributed``, which
+    ``keras.distribution.initialize`` starts from the environment variables
+    :data:`JAX_CLUSTER_VARIABLES` (see README, "Several machines"); process 0 is the chief.
+    The distribution is set for the whole process (``fit`` shards its batches by it), so
+    :meth:`scope` has nothing to add.
+    """
+
+    def __init__(self):
+        import keras
+
+        if keras.backend.backend() != "jax":
+            raise CoughclfError(f"--strategy data_parallel is Keras' JAX distribution but Keras runs on "
+                                f"{keras.backend.backend()}: set KERAS_BACKEND=jax (with TensorFlow, use "
+                                "--strategy mirrored)")
+        if any(name in os.environ for name in JAX_CLUSTER_VARIABLES):
+            keras.distribution.initialize()
+        self.devices = keras.distribution.list_devices()
+        self.distribution = keras.distribution.DataParallel(devices=self.devices)
+        keras.distribution.set_distribution(self.distribution)
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+    @property
+    def chief(self):
+        import jax
+
+        return jax.process_index() == 0
+
+
 def is_chief(strategy):
-    """True unless this process is a non-chief worker of a multi-worker cluster."""
+    """True unless this process is a non-chief worker of a multi-worker cluster (or of several JAX hosts)."""
+    if isinstance(strategy, DataParallel):
+        return strategy.chief
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
         return True

@@ -283,7 +283,8 @@ def transcribe(model, batches, strategies=("greedy",), beam_width=32, lexicon=No
         inputs = dict(inputs)
         if "id" in inputs:
             ids += [value.decode() for value in np.asarray(inputs.pop("id"))]
-        outputs = model.predict_on_batch(inputs)
+        # NumPy, not the pipeline's TensorFlow tensors: a model on JAX or PyTorch takes no others.
+        outputs = model.predict_on_batch({name: np.asarray(value) for name, value in inputs.items()})
         references += [decode(row) for row in np.asarray(labels)]
         for strategy in strategies:
             hypotheses[strategy] += decode_batch(outputs["log_probs"], outputs["logit_length"], strategy,

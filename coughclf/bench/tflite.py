@@ -22,9 +22,9 @@ one, which inflates wall-clock ratios, while CPU time is what the call costs. Fi
 sizes are in bytes.
 """
 
-import time
-
 import numpy as np
+
+from coughclf.bench._measure import interleaved_milliseconds
 
 HELP = "TFLite vs Keras latency at batch 1 on one thread (float32, float16, int8) and model file sizes"
 MODELS = ("kws_cnn", "cough_crnn", "esc_cnn1d")
@@ -44,29 +44,6 @@ def synthetic_clips(count, samples, seed=0, sample_rate=16000):
     time_axis = np.arange(samples) / sample_rate
     return [(rng.uniform(0.05, 0.8) * np.sin(2 * np.pi * rng.uniform(100, 4000) * time_axis)
              + rng.uniform(0.001, 0.05) * rng.standard_normal(samples)).astype(np.float32) for _ in range(count)]
-
-
-def interleaved_milliseconds(calls, repeats, warmup, seed=0):
-    """Per ``calls[name]()``: wall-clock ``median``, ``p10``, ``p90`` and process-CPU ``cpu_median``
-    in ms, timed round by round (every call once per round, in a fresh random order)."""
-    rng = np.random.default_rng(seed)
-    names = list(calls)
-    wall, cpu = {name: [] for name in names}, {name: [] for name in names}
-    for round_index in range(warmup + repeats):
-        for position in rng.permutation(len(names)):
-            name = names[position]
-            started, started_cpu = time.perf_counter(), time.process_time()
-            calls[name]()
-            if round_index >= warmup:
-                wall[name].append(time.perf_counter() - started)
-                cpu[name].append(time.process_time() - started_cpu)
-    return {name: {"median": _ms(np.median(wall[name])), "p10": _ms(np.percentile(wall[name], 10)),
-                   "p90": _ms(np.percentile(wall[name], 90)), "cpu_median": _ms(np.median(cpu[name]))}
-            for name in names}
-
-
-def _ms(seconds):
-    return round(1000 * float(seconds), 3)
 
 
 def _tflite_call(content, clip):

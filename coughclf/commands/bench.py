@@ -1,15 +1,24 @@
 import json
+import sys
 
 from coughclf import bench
 from coughclf.plugins import submodules
 
-HELP = "measure speed and memory: the input pipeline, prepare, a training step, TFLite latency"
-EXAMPLE = "coughclf bench pipeline --json"
+HELP = "measure speed and memory: a training step, the front end, the input pipeline, prepare, TFLite latency"
+EXAMPLE = "KERAS_BACKEND=jax coughclf bench train --model cough_crnn --batch-size 256 --compare-torch --json"
+# TensorFlow is imported by run() for the benchmarks that need it, so that `bench train` and
+# `bench frontend` run on machines without it (see coughclf.bench.train).
+NEEDS_TENSORFLOW = False
+
+
+def benchmarks():
+    """``(name, module)`` of every benchmark; modules named ``_*`` are their shared helpers."""
+    return [(name, module) for name, module in submodules(bench) if not name.startswith("_")]
 
 
 def add_arguments(parser):
     subparsers = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
-    for name, module in submodules(bench):
+    for name, module in benchmarks():
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         sub.add_argument("--json", action="store_true", help="print the results as JSON")
         module.add_arguments(sub)
@@ -26,6 +35,10 @@ def _print_summary(results, indent=0):
 
 
 def run(args):
+    if getattr(sys.modules[args._benchmark.__module__], "NEEDS_TENSORFLOW", True):
+        from coughclf.cli import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     results = args._benchmark(args)
     if args.json:
         print(json.dumps(results, indent=2))

@@ -1,6 +1,6 @@
 """``coughclf cv CONFIG``: cross-validate one experiment."""
 
-from coughclf.commands.train import add_config_arguments
+from coughclf.commands.train import add_config_arguments, load_config_of
 
 HELP = "cross-validate an experiment (k-fold or the dataset's folds): a run per fold and a mean ± std summary"
 EXAMPLE = ("coughclf cv experiments/cough_crnn_covid19.toml --set split.k=5 --run-dir saved_models/crnn-cv\n"
@@ -17,11 +17,10 @@ def add_arguments(parser):
 def run(args):
     import json
 
-    from coughclf.config import load_config
     from coughclf.cv import cross_validate
     from coughclf.runs import make_strategy
 
-    config = load_config(args.config, args.overrides)
+    config = load_config_of(args)
     strategy = make_strategy(args.strategy)
     report = cross_validate(config, args.run_dir, strategy)
     if report is None:  # a non-chief worker: the chief writes the summary

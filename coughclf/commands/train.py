@@ -1,5 +1,8 @@
 """``coughclf train CONFIG``: train one experiment into a run folder."""
 
+from coughclf.config import SCHEMA, load_config
+from coughclf.runs import STRATEGIES
+
 HELP = "train an experiment config: best model, history, metrics and plots in a run folder"
 EXAMPLE = ("coughclf train experiments/kws_cnn.toml --set train.epochs=5 --set optimizer.lr=1e-4\n"
            "  coughclf train experiments/kws_cnn.toml --run-dir saved_models/kws  # again: resumes a killed run\n"
@@ -8,14 +11,27 @@ EXAMPLE = ("coughclf train experiments/kws_cnn.toml --set train.epochs=5 --set o
 
 
 def add_config_arguments(parser):
-    """CONFIG, --set and --strategy: shared by train, cv and (through the tuner) tune."""
+    """CONFIG, --set, --mixed-precision and --strategy: shared by train, cv and (through the tuner) tune."""
     parser.add_argument("config", metavar="CONFIG", help="experiment TOML file (see experiments/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set train.epochs=5 --set data.cache=prepared/fsdd "
                              "(repeatable; values are read as TOML)")
-    parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+    parser.add_argument("--mixed-precision", choices=SCHEMA["train"]["mixed_precision"].choices,
+                        help="train in mixed precision (sets train.mixed_precision): mixed_bfloat16 on recent "
+                             "GPUs and TPUs, mixed_float16 (with loss scaling) on older GPUs; off: float32")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="default",
                         help="tf.distribute strategy: mirrored = all local GPUs, multiworker = the cluster in "
-                             "TF_CONFIG (run the same command on every machine); the batch size is global")
+                             "TF_CONFIG (run the same command on every machine); data_parallel (KERAS_BACKEND="
+                             "jax) = Keras' DataParallel over every device, several hosts through the "
+                             "KERAS_DISTRIBUTION_* variables; the batch size is global")
+
+
+def load_config_of(args):
+    """The experiment config of CONFIG with the --set overrides and the flags that stand for keys."""
+    overrides = list(args.overrides)
+    if args.mixed_precision:
+        overrides.append(f'train.mixed_precision="{args.mixed_precision}"')
+    return load_config(args.config, overrides)
 
 
 def add_arguments(parser):
@@ -25,11 +41,10 @@ def add_arguments(parser):
 
 
 def run(args):
-    from coughclf.config import load_config
     from coughclf.runs import make_strategy
     from coughclf.train import train
 
-    config = load_config(args.config, args.overrides)
+    config = load_config_of(args)
     strategy = make_strategy(args.strategy)  # before any other TensorFlow work (multi-worker needs that)
     run_dir = train(config, args.run_dir, strategy)
     print(f"run folder: {run_dir}")

@@ -1,6 +1,6 @@
 """``coughclf tune CONFIG``: hyperparameter search with KerasTuner, each trial cross-validated."""
 
-from coughclf.commands.train import add_config_arguments
+from coughclf.commands.train import add_config_arguments, load_config_of
 
 HELP = "search hyperparameters ([tune] table: random, bayesian or hyperband; objective averaged over CV folds)"
 EXAMPLE = ("coughclf tune experiments/tune_kws_fsdd.toml --directory saved_models/kws-tune\n"
@@ -57,12 +57,11 @@ def set_role(args, environ):
 def run(args):
     import os
 
-    from coughclf.config import load_config
     from coughclf.runs import make_strategy
     from coughclf.tune import tune
 
     set_role(args, os.environ)
-    config = load_config(args.config, args.overrides)
+    config = load_config_of(args)
     strategy = make_strategy(args.strategy)
     best = tune(config, args.directory, strategy, overwrite=args.overwrite)
     if best is None:

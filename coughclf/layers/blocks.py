@@ -20,6 +20,8 @@ from keras import ops
 
 from coughclf.compat import backend_rnn
 
+from coughclf.layers.frontend import float32_by_default
+
 PACKAGE = "coughclf"
 
 
@@ -186,7 +188,9 @@ class SplitHeadSelfAttention(keras.layers.Layer):
         outputs = []
         for query, key, value, width in heads:
             scores = ops.einsum("bqd,bkd->bqk", query, key) / math.sqrt(width)
-            weights = self.attention_dropout(ops.softmax(scores, axis=-1), training=training)
+            # The softmax in float32 under a mixed policy: float16's exponentials overflow.
+            weights = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=-1), scores.dtype)
+            weights = self.attention_dropout(weights, training=training)
             outputs.append(ops.einsum("bqk,bkd->bqd", weights, value))
         return self.output_projection(ops.concatenate(outputs, axis=-1))
 
@@ -266,7 +270,14 @@ class InputProjectedLSTM(keras.layers.LSTM):
 
     Used when no accelerator is present and there is no mask or dropout; otherwise
     (e.g. cuDNN on a GPU) the stock LSTM path runs.
+
+    It computes in float32 under a mixed-precision policy unless given another ``dtype``:
+    JAX's cuDNN LSTM (Keras' path on a GPU) rejects bfloat16, and the cell state sums over
+    every time step, where half precision's rounding compounds.
     """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **float32_by_default(kwargs))
 
     def _projected_path_applies(self, mask, training):
         return (mask is None and not self.recurrent_dropout and not (training and self.dropout)

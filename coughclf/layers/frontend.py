@@ -169,8 +169,8 @@ def banded_filterbank(filterbank, runs=MEL_BAND_RUNS):
 
 
 def float32_by_default(kwargs):
-    """Layer kwargs computing in float32 unless told otherwise: a mixed-precision
-    policy would otherwise feed float16 into FFTs and dB conversions that need float32."""
+    """Layer kwargs computing in float32 unless told otherwise: a mixed-precision policy
+    would otherwise feed float16 into what needs float32 (FFTs, dB conversions, recurrences)."""
     kwargs.setdefault("dtype", "float32")
     return kwargs
 

@@ -127,8 +127,12 @@ def padded_conv1d(x, filters, kernel_size, *, strides=1, padding=0, activation=N
 
 
 def classifier_head(x, num_classes, name="classifier"):
-    """Linear(num_classes) → Softmax: class probabilities, as the reports' heads."""
-    return keras.layers.Dense(num_classes, activation="softmax", name=name)(x)
+    """Linear(num_classes) → Softmax: class probabilities, as the reports' heads.
+
+    Float32 under any policy: a mixed-precision model still outputs float32 probabilities
+    (and its loss sees no half-precision rounding of them).
+    """
+    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=name)(x)
 
 
 def trainable_params(model):

@@ -160,7 +160,8 @@ def _layers(vocab_size, conv_filters, conv_kernel, conv_stride, rnn_units, rnn_l
         keras.layers.Activation(activation, name="conv_activation"),
         *[SharedInputBiRNN(rnn_units, activation=activation, name=f"birnn_{index}")
           for index in range(1, rnn_layers + 1)],
-        keras.layers.Dense(vocab_size + 1, activation="log_softmax", name="log_probs"),
+        # Float32 under any policy: the CTC loss sums log-probabilities over every frame.
+        keras.layers.Dense(vocab_size + 1, activation="log_softmax", dtype="float32", name="log_probs"),
     ]
 
 
