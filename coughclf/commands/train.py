@@ -7,12 +7,14 @@ EXAMPLE = ("coughclf train experiments/kws_cnn.toml --set train.epochs=5 --set o
            "\"index\": 0}}' coughclf train CONFIG --strategy multiworker")
 
 
-def add_config_arguments(parser):
-    """CONFIG, --set and --strategy: shared by train, cv and (through the tuner) tune."""
+def add_config_arguments(parser, strategy=True):
+    """CONFIG, --set and (``strategy``) --strategy: shared by train, cv, baseline and (through the tuner) tune."""
     parser.add_argument("config", metavar="CONFIG", help="experiment TOML file (see experiments/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set train.epochs=5 --set data.cache=prepared/fsdd "
                              "(repeatable; values are read as TOML)")
+    if not strategy:
+        return
     parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
                         help="tf.distribute strategy: mirrored = all local GPUs, multiworker = the cluster in "
                              "TF_CONFIG (run the same command on every machine); the batch size is global")
