@@ -21,6 +21,9 @@ from coughclf.errors import AudioDecodeError
 
 # Containers libsndfile cannot open: go straight to ffmpeg.
 FFMPEG_SUFFIXES = frozenset({".webm", ".m4a", ".mp4", ".aac", ".opus", ".wma", ".amr", ".3gp", ".mkv"})
+# The suffixes of the audio files a folder is searched for (datasets, background noise): the formats
+# the corpora come in, which load_audio reads.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".webm")
 # A clip whose loudest sample stays below this (-80 dBFS) holds no usable sound.
 SILENCE_PEAK = 1e-4
 RESAMPLE_QUALITY = "HQ"

@@ -19,7 +19,7 @@ alone predicts the label (within one source it is 0.5 by construction).
 Splits are the config's own: ``split.method = "kfold"`` or ``"fold"`` gives the folds of
 ``coughclf cv`` (:func:`coughclf.cv.fold_splits`; a CV folder's ``folds.json`` when given),
 any other method the one split of ``coughclf train`` (its test part). Metrics are those of
-``coughclf evaluate`` (its ``_metrics``: accuracy, macro AUC,
+``coughclf evaluate`` (:func:`coughclf.classification.clip_metrics`: accuracy, macro AUC,
 balanced accuracy, macro F1, per class, bootstrap intervals) per test fold, and within each
 value of every ``metrics.group_by`` column, with mean ± sample std over folds.
 
@@ -123,7 +123,7 @@ def clip_waveforms(cache):
 
 def config_splits(config, cache):
     """The splits a config trains on: cv's folds (k-fold or predefined) or train's one split."""
-    from coughclf.train import split_clips
+    from coughclf.inputs import split_clips
 
     if config["split"]["method"] in ("kfold", "fold"):
         from coughclf.cv import fold_splits
@@ -141,8 +141,9 @@ def run_baselines(config, splits=None, out_dir=None):
     """
     from tqdm import tqdm
 
-    from coughclf.evaluate import _metrics as config_metrics
-    from coughclf.train import open_data, write_json
+    from coughclf.classification import clip_metrics
+    from coughclf.files import write_json
+    from coughclf.inputs import open_data
 
     if config["task"] == "ctc":
         raise CoughclfError(f"{config.source}: baselines classify clips; this config is a speech (ctc) task")
@@ -175,14 +176,8 @@ def run_baselines(config, splits=None, out_dir=None):
                 probabilities = classifier_probabilities(
                     classifier, np.stack([table[i] for i in train_ids]), train_labels,
                     np.stack([table[i] for i in test_ids]), len(classes), seed=config["train"]["seed"])
-            results = {"clips": len(test_ids), **config_metrics(config, test_labels, probabilities, classes)}
-            for column in group_by:
-                values = np.array([rows[i].get(column, "") for i in test_ids])
-                results.setdefault("groups", {})[column] = {
-                    str(value): config_metrics(config, test_labels[values == value], probabilities[values == value],
-                                               classes)
-                    for value in sorted(set(values))}
-            per_fold[name].append(results)
+            per_fold[name].append({"clips": len(test_ids), **clip_metrics(
+                config, test_labels, probabilities, classes, [rows[i] for i in test_ids])})
     report = {"config": config.source, "cache": str(cache.root), "folds": len(splits),
               "trained_on": "each split's training and validation clips", "prior_column": prior_column,
               "std": "sample standard deviation over folds (ddof=1)",

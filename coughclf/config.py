@@ -17,7 +17,8 @@ A config has these tables (every key optional unless marked required; defaults i
                 train_folds, val_folds, test_folds
     [model]     name (required), input_mode, then any option of the model's builder
     [frontend]  LogMelSpectrogram options overriding the model's defaults
-    [augment]   passed to coughclf.layers.augment.build_augmentation
+    [augment]   augmentation layers (coughclf.layers.augment.build_augmentation) and batch mixing of
+                training batches: mixup / between_class, label_smoothing (coughclf.mixing)
     [balance]   mode (none|oversample|undersample|class_weight), target, max_repeats, formula, within
                 (a manifest column, e.g. "meta_source": resample the (value, class) cells instead of the
                 classes, so that the column tells nothing about the label in training)
@@ -45,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coughclf.errors import CoughclfError
+from coughclf.tasks import TASKS
 
 REQUIRED = object()
 FREE = "free"  # a table whose keys belong to another component (model builder, loader, tuner)
@@ -61,7 +63,7 @@ class Key:
 
 SCHEMA = {
     "name": Key(str, None),
-    "task": Key(str, None, ("classification", "ctc")),
+    "task": Key(str, None, tuple(TASKS)),
     "description": Key(str, ""),
     "data": {
         "dataset": Key(str, REQUIRED),
@@ -281,13 +283,18 @@ def _validate_references(config, path):
             unknown_key(option, f"model.{option}", [*SCHEMA["model"], *accepted], path)
     if config["augment"]:
         from coughclf.layers.augment import SPECTROGRAM_AUGMENTATIONS, WAVEFORM_AUGMENTATIONS, build_augmentation
+        from coughclf.mixing import AUGMENT_KEYS, mixing_from_augment
 
-        known = {"seed", *WAVEFORM_AUGMENTATIONS, *SPECTROGRAM_AUGMENTATIONS}
+        known = {"seed", *WAVEFORM_AUGMENTATIONS, *SPECTROGRAM_AUGMENTATIONS, *AUGMENT_KEYS}
         for key in config["augment"]:
             if key not in known:
                 unknown_key(key, f"augment.{key}", known, path)
+        mixing, layer_settings = mixing_from_augment(config["augment"], path)
+        if mixing.active and config["task"] == "ctc":
+            raise CoughclfError(f"{path}: augment.{'/'.join(AUGMENT_KEYS)} mix class targets; a speech (ctc) "
+                                "model has transcripts: remove them")
         try:  # the layers check their own options; building them is cheap and catches a bad value now
-            build_augmentation(config["augment"])
+            build_augmentation(layer_settings)
         except CoughclfError as error:
             raise CoughclfError(f"{path}: [augment]: {error}") from None
     data = config["data"]
@@ -460,9 +467,6 @@ def dumps_config(config) -> str:
 
 def dump_config(config, path):
     """Write ``config`` to ``path`` as TOML, atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(dumps_config(config), encoding="utf-8")
-    temporary.replace(path)
-    return path
+    from coughclf.files import write_text
+
+    return write_text(path, dumps_config(config))

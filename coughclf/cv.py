@@ -14,7 +14,6 @@ CV run started again skips the done folds and resumes the unfinished one from it
 ``BackupAndRestore`` state.
 """
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,9 @@ import numpy as np
 from coughclf import metrics as metric_functions
 from coughclf import plots
 from coughclf.errors import CoughclfError
-from coughclf.train import claim_run_dir, is_chief, make_strategy, open_data, read_json, write_json
+from coughclf.files import read_json, write_csv, write_json
+from coughclf.inputs import open_data
+from coughclf.runs import claim_run_dir, is_chief, make_strategy
 
 DONE_MARKER = "fold-done.json"
 # Metrics drawn in the per-fold bar chart when present.
@@ -34,7 +35,7 @@ def fold_splits(config, cache):
     ``[[data.extra_train]]``, train in every fold)."""
     from coughclf import splits
     from coughclf.datasets.extra import with_extra, without_extra
-    from coughclf.train import with_validation
+    from coughclf.inputs import with_validation
 
     method = config["split"]["method"]
     if method not in ("kfold", "fold"):
@@ -71,7 +72,8 @@ def cross_validate(config, out_dir=None, strategy=None, *, callbacks=()):
     """
     import time
 
-    from coughclf.train import RUNS_ROOT, train
+    from coughclf.runs import RUNS_ROOT
+    from coughclf.train import train
 
     if strategy is None or isinstance(strategy, str):
         strategy = make_strategy(strategy)
@@ -112,13 +114,9 @@ def summarize(config, out_dir, fold_results):
               "method": config["split"]["method"], "std": "sample standard deviation over folds (ddof=1)",
               "out_dir": str(out_dir), "metrics": summary}
     write_json(out_dir / "summary.json", report)
-    temporary = out_dir / "summary.csv.tmp"
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["metric", "mean", "std", *[f"fold_{i}" for i in range(len(fold_results))]])
-        for name, entry in summary.items():
-            writer.writerow([name, entry["mean"], entry["std"], *entry["values"]])
-    temporary.replace(out_dir / "summary.csv")
+    write_csv(out_dir / "summary.csv", [[name, entry["mean"], entry["std"], *entry["values"]]
+                                        for name, entry in summary.items()],
+              columns=["metric", "mean", "std", *[f"fold_{i}" for i in range(len(fold_results))]])
     _plot(config, out_dir, summary, len(fold_results))
     return report
 

@@ -60,6 +60,7 @@ import numpy as np
 
 from coughclf import __version__
 from coughclf.errors import CoughclfError
+from coughclf.files import atomic_path, write_bytes, write_json
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 STFT_CHOICES = ("auto", "fft", "matmul")
@@ -78,14 +79,6 @@ def sidecar_path(model_path):
     if model_path.is_dir():
         return model_path / SAVEDMODEL_METADATA
     return model_path.with_name(model_path.name + ".json")
-
-
-def write_json_atomic(path, data):
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
-    return path
 
 
 # --- the model to export -------------------------------------------------------------------------
@@ -191,7 +184,7 @@ def _signature(model, batch_size):
         name = tensor.name.split(":")[0]
         return tf.TensorSpec((batch_size, *tensor.shape[1:]), tensor.dtype, name=name)
 
-    return [tree.map_structure(spec, model._inputs_struct)]
+    return [tree.map_structure(spec, model.input)]
 
 
 def _export_saved_model(model, directory, batch_size):
@@ -263,25 +256,44 @@ def _run_labels(run_dir):
 
 # --- TFLite --------------------------------------------------------------------------------------
 
-def flatbuffer_operators(model_content):
-    """Operator names of a ``.tflite`` flatbuffer, read from its operator-code table.
+def operator_details(model_content):
+    """Every operator of a ``.tflite`` flatbuffer's main graph, read from the flatbuffer itself.
 
-    Builtins appear under their schema name (``"CONV_2D"``); custom operators as
-    ``"CUSTOM:name"`` (Flex ops are ``"CUSTOM:Flex..."``).
+    Each is ``{"op_name", "inputs", "outputs"}``, the tensors as ``{"name", "dtype"}`` (a numpy
+    dtype name; optional inputs left out). Builtins appear under their schema name
+    (``"CONV_2D"``), custom operators as ``"CUSTOM:name"`` (Flex ops are ``"CUSTOM:Flex..."``).
+    Read through LiteRT's generated flatbuffer schema, which is public, where the
+    interpreter gives operators only through private methods.
     """
     from ai_edge_litert import schema_py_generated as schema
 
-    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    builtin_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    type_names = {value: name.lower() for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
     model = schema.Model.GetRootAsModel(bytearray(model_content), 0)
-    operators = []
+    codes = []
     for index in range(model.OperatorCodesLength()):
         code = model.OperatorCodes(index)
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        if builtin == _CUSTOM_CODE:
-            operators.append(f"CUSTOM:{code.CustomCode().decode()}")
-        else:
-            operators.append(names.get(builtin, f"BUILTIN_{builtin}"))
-    return sorted(set(operators))
+        codes.append(f"CUSTOM:{code.CustomCode().decode()}" if builtin == _CUSTOM_CODE
+                     else builtin_names.get(builtin, f"BUILTIN_{builtin}"))
+    graph = model.Subgraphs(0)
+
+    def tensors(indices):
+        return [{"name": graph.Tensors(i).Name().decode(), "dtype": type_names[graph.Tensors(i).Type()]}
+                for i in indices if i >= 0]
+
+    operators = []
+    for index in range(graph.OperatorsLength()):
+        operator = graph.Operators(index)
+        operators.append({"op_name": codes[operator.OpcodeIndex()],
+                          "inputs": tensors(operator.InputsAsNumpy()) if operator.InputsLength() else [],
+                          "outputs": tensors(operator.OutputsAsNumpy()) if operator.OutputsLength() else []})
+    return operators
+
+
+def flatbuffer_operators(model_content):
+    """The sorted names of the operators a ``.tflite`` flatbuffer uses (see :func:`operator_details`)."""
+    return sorted({operator["op_name"] for operator in operator_details(model_content)})
 
 
 def check_builtin_only(model_content, what):
@@ -305,19 +317,15 @@ def _stays_float(layer):
 
 def float_nodes(model_content, model):
     """Names of the op outputs of ``model``'s layers that stay float in int8 (:func:`_stays_float`)."""
-    from ai_edge_litert.interpreter import Interpreter
-
     layer_names = [layer.name for layer in model.layers if _stays_float(layer)]
     if not layer_names:
         return []
     pattern = re.compile(r"(^|/)(" + "|".join(map(re.escape, layer_names)) + r")(_\d+)?/")
-    interpreter = Interpreter(model_content=model_content)
     nodes = []
-    for operator in interpreter._get_ops_details():
-        for index in operator["outputs"]:
-            name = interpreter._get_tensor_details(index, 0)["name"]
-            if any(pattern.search(part) for part in name.split(";")):
-                nodes.append(name)
+    for operator in operator_details(model_content):
+        for tensor in operator["outputs"]:
+            if any(pattern.search(part) for part in tensor["name"].split(";")):
+                nodes.append(tensor["name"])
     return nodes
 
 
@@ -327,7 +335,8 @@ def representative_from_run(run_dir, model, count=REPRESENTATIVE_WINDOWS, seed=0
     Returns a list of input lists in the model's input order (audio, then metadata if any).
     """
     from coughclf.config import load_config
-    from coughclf.train import fit_metadata_encoding, input_seconds, make_inputs, open_data, read_json
+    from coughclf.files import read_json
+    from coughclf.inputs import fit_metadata_encoding, input_seconds, make_inputs, open_data
 
     run_dir = Path(run_dir)
     config = load_config(run_dir / "config.toml")
@@ -434,12 +443,8 @@ def export_tflite(source, out, quantize="none", representative=None, *, labels=N
     if quantize == "int8" and representative is None and run_dir is not None:
         representative = representative_from_run(run_dir, model)
     content = convert_tflite(export, quantize, representative)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".tmp")
-    temporary.write_bytes(content)
-    temporary.replace(out)
-    write_json_atomic(sidecar_path(out), describe(export, run_dir, labels, quantize))
+    write_bytes(out, content)
+    write_json(sidecar_path(out), describe(export, run_dir, labels, quantize))
     return out
 
 
@@ -471,10 +476,7 @@ def export_savedmodel(source, out, *, labels=None, input_length=None):
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise CoughclfError(f"{out} exists and is not empty; choose a new folder for the SavedModel")
-    partial = out.with_name(out.name + ".partial")
-    _export_saved_model(model, partial, batch_size=None)
-    write_json_atomic(partial / SAVEDMODEL_METADATA, describe(model, run_dir, labels, "none"))
-    if out.exists():
-        out.rmdir()
-    partial.replace(out)
+    with atomic_path(out) as partial:
+        _export_saved_model(model, partial, batch_size=None)
+        write_json(partial / SAVEDMODEL_METADATA, describe(model, run_dir, labels, "none"))
     return out

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from coughclf import metrics as metric_functions
+from coughclf.files import atomic_path
 
 
 def load_pyplot():
@@ -23,13 +24,12 @@ def load_pyplot():
 
 def save_figure(figure, path):
     """Write ``figure`` to ``path`` as PNG atomically (temporary name, then rename) and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(temporary, dpi=110, bbox_inches="tight")
-    load_pyplot().close(figure)
-    temporary.replace(path)
-    return path
+    try:
+        with atomic_path(path, suffix=".png") as temporary:  # savefig picks the format from the suffix
+            figure.savefig(temporary, dpi=110, bbox_inches="tight")
+    finally:
+        load_pyplot().close(figure)
+    return Path(path)
 
 
 def learning_curves(history_rows, path, *, monitor=None, title="Learning curves"):

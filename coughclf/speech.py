@@ -1,7 +1,7 @@
 """Training and evaluation of CTC speech recognisers (configs with ``task = "ctc"``).
 
-``coughclf train`` and ``coughclf evaluate`` hand ``ctc`` configs to :func:`train_ctc`
-and :func:`evaluate_ctc`. The run folder is the classifiers' (config.toml,
+``coughclf train`` and ``coughclf evaluate`` hand ``ctc`` configs to :func:`plan_fit`
+and :func:`evaluate_ctc` (:mod:`coughclf.tasks`). The run folder is the classifiers' (config.toml,
 split.json, best.keras, history.json/csv, backup/, training.json, metrics.json) plus
 ``examples.csv``: every evaluated utterance with its reference and decoded texts.
 
@@ -35,15 +35,17 @@ positions that a bidirectional RNN otherwise learns from a small corpus (every
 training utterance of yesno starts with "no").
 """
 
-import csv
-import math
-import time
 from pathlib import Path
 
 import numpy as np
 
 from coughclf.config import model_options
 from coughclf.errors import CoughclfError
+from coughclf.files import read_json, write_csv, write_json
+from coughclf.fitting import FitPlan
+from coughclf.inputs import open_data, selected_ids
+from coughclf.optim import make_optimizer
+from coughclf.runs import best_model_path, evaluation_tag, run_config
 from coughclf.text import BLANK, CHARACTERS, decode, encode, normalize
 
 CTC_DEFAULTS = {"numbers_as_words": True, "decoder": "beam_search", "beam_width": 32, "lexicon": "",
@@ -111,8 +113,6 @@ def _checked_lexicon(words, source):
 def run_lexicon(config, run_dir, settings):
     """The lexicon of a run's evaluation: the ``[ctc] lexicon`` file, else the words of the run's
     own training transcripts (read from its split.json and its data only then)."""
-    from coughclf.train import open_data, read_json
-
     if settings["lexicon"]:
         return lexicon_words(settings, ())
     training = read_json(Path(run_dir) / "split.json")["train"]
@@ -316,100 +316,36 @@ def _print_examples(references, hypotheses, count):
         print(f"    ref: {reference}\n    hyp: {hypothesis}")
 
 
-def _transcription_callback(run_dir, validation, examples, best_value, resumed_rows):
-    """The per-epoch CER/WER, history and best-checkpoint callback (a closure over keras)."""
+def _transcription_callback(validation, examples):
+    """The per-epoch validation CER/WER callback (a closure over keras)."""
     import keras
 
     from coughclf.ctc import error_rate
-    from coughclf.train import write_json
 
     class TranscriptionMetrics(keras.callbacks.Callback):
-        """Validation CER/WER into the logs, example transcriptions, history.json, best.keras by CER."""
-
-        def __init__(self):
-            super().__init__()
-            self.best, self.rows = best_value, list(resumed_rows)
-            self.monitor = "val_cer" if validation is not None else "loss"
+        """Validation CER/WER into the epoch's logs (for the checkpoint, history and early stop), and examples."""
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
-            if validation is not None:
-                references, hypotheses, _ = transcribe(self.model, validation)
-                logs["val_cer"] = error_rate(references, hypotheses["greedy"], "char")[0]
-                logs["val_wer"] = error_rate(references, hypotheses["greedy"], "word")[0]
-                print(f"\nepoch {epoch + 1}: validation CER {logs['val_cer']:.2%}, WER {logs['val_wer']:.2%}")
-                _print_examples(references, hypotheses["greedy"], examples)
-            value = logs.get(self.monitor)
-            if value is not None and not math.isnan(value) and (self.best is None or value < self.best):
-                self.best = value
-                partial = Path(run_dir) / "best.partial.keras"
-                self.model.save(partial)
-                partial.replace(Path(run_dir) / "best.keras")
-            row = {"epoch": epoch, "learning_rate": float(keras.ops.convert_to_numpy(
-                self.model.optimizer.learning_rate)), **{k: float(v) for k, v in logs.items()
-                                                         if k != "learning_rate"}}
-            self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
-            write_json(Path(run_dir) / "history.json", self.rows)
-            _write_csv(Path(run_dir) / "history.csv", self.rows)
+            references, hypotheses, _ = transcribe(self.model, validation)
+            logs["val_cer"] = error_rate(references, hypotheses["greedy"], "char")[0]
+            logs["val_wer"] = error_rate(references, hypotheses["greedy"], "word")[0]
+            print(f"\nepoch {epoch + 1}: validation CER {logs['val_cer']:.2%}, WER {logs['val_wer']:.2%}")
+            _print_examples(references, hypotheses["greedy"], examples)
 
     return TranscriptionMetrics()
 
 
-def _write_csv(path, rows):
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    temporary.replace(path)
-
-
 # --- training -----------------------------------------------------------------------------------
 
-def train_ctc(config, run_dir=None, strategy=None):
-    """Train the ``task = "ctc"`` experiment ``config``; evaluate the best model on the test split.
+def plan_fit(config, run_dir, cache, split, strategy):
+    """The CTC part of :func:`coughclf.fitting.fit_run`: model, utterance batches, CER monitor.
 
-    Args:
-        config: an :class:`coughclf.config.ExperimentConfig`.
-        run_dir: the run folder (a folder of an unfinished run resumes it from its last
-            epoch); default ``saved_models/{name}-{timestamp}``.
-        strategy: a ``tf.distribute.Strategy`` or its name, as for :func:`coughclf.train.train`.
-
-    Returns:
-        the run folder.
-
-    Example::
-
-        from coughclf.config import load_config
-        from coughclf.speech import train_ctc
-        run = train_ctc(load_config("experiments/speech_yesno.toml"))
+    Training utterances too short for their transcript are left out (and counted in
+    training.json); best.keras is the model of the lowest validation CER (without a
+    validation split: of the lowest training loss).
     """
-    import keras
-
-    from coughclf.train import read_json, training_run
-
-    with training_run(config, run_dir, strategy) as run:
-        if not (run.work_dir / "training.json").exists():
-            _fit(config, run.work_dir, run.strategy)
-    keras.backend.clear_session()
-    if run.chief and read_json(run.run_dir / "split.json")["test"]:
-        evaluate_ctc(run.run_dir)
-    return run.run_dir
-
-
-def _fit(config, run_dir, strategy):
-    import keras
-
-    from coughclf.train import (backup_epoch, make_optimizer, open_data, read_json, schedule_callback,
-                                split_clips, weight_averaging_callbacks, write_json)
-
     settings, train = ctc_settings(config), config["train"]
-    keras.utils.set_random_seed(train["seed"])
-    cache = open_data(config)
-    split_path = run_dir / "split.json"
-    split = read_json(split_path) if split_path.exists() else split_clips(config, cache)
-    write_json(split_path, split)
     with strategy.scope():
         model = build_ctc_model(config, cache.sample_rate)
         model.compile(optimizer=make_optimizer(config))
@@ -427,40 +363,10 @@ def _fit(config, run_dir, strategy):
                                   shuffle_buffer=config["data"]["shuffle_buffer"], **batches)
     validation = (make_ctc_dataset(cache, split["validation"], texts, mode="eval", **batches)
                   if split["validation"] else None)
-    if train["steps_per_epoch"]:
-        train_data = train_data.repeat()
-
-    resumed_at = backup_epoch(run_dir / "backup")
-    history_path = run_dir / "history.json"
-    resumed_rows = [row for row in (read_json(history_path) if history_path.exists() else [])
-                    if row["epoch"] < resumed_at]
-    monitor = "val_cer" if validation is not None else "loss"
-    seen = [row[monitor] for row in resumed_rows if row.get(monitor) is not None]
-    metrics_callback = _transcription_callback(run_dir, validation, settings["examples"],
-                                               min(seen) if seen else None, resumed_rows)
-    callbacks = [keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-                 keras.callbacks.TerminateOnNaN(), *weight_averaging_callbacks(config), metrics_callback,
-                 schedule_callback(config, monitor, "min")]
-    if train["patience"]:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=train["patience"]))
-    if resumed_at:
-        print(f"resuming {run_dir} at epoch {resumed_at + 1}")
-    started = time.time()
-    history = model.fit(train_data, validation_data=validation, epochs=train["epochs"],
-                        steps_per_epoch=train["steps_per_epoch"], callbacks=callbacks, verbose=2)
-    rows = metrics_callback.rows
-    best = min((row for row in rows if row.get(monitor) is not None), key=lambda row: row[monitor], default=None)
-    if not (run_dir / "best.keras").exists():
-        raise CoughclfError(f"training in {run_dir} never produced a finite {monitor} (NaN loss?); lower "
-                            "optimizer.lr or set optimizer.clipnorm")
-    summary = {"epochs_run": len(rows), "epochs_this_session": len(history.epoch), "resumed_at_epoch": resumed_at,
-               "monitor": monitor, "best_epoch": best["epoch"] if best else None,
-               "best_value": best[monitor] if best else None,
-               "seconds_this_session": round(time.time() - started, 1),
-               "parameters": int(sum(math.prod(w.shape) for w in model.trainable_weights)),
-               "train_utterances": len(train_ids), "left_out_too_short": dropped, "cache": str(cache.root)}
-    write_json(run_dir / "training.json", summary)
-    return summary
+    callbacks = (_transcription_callback(validation, settings["examples"]),) if validation is not None else ()
+    return FitPlan(model, train_data, validation, "val_cer" if validation is not None else "loss", "min",
+                   callbacks=callbacks, verbose=2,
+                   summary={"train_utterances": len(train_ids), "left_out_too_short": dropped})
 
 
 # --- evaluation ---------------------------------------------------------------------------------
@@ -481,22 +387,17 @@ def evaluate_ctc(run_dir, data=None, split="test"):
 
     from coughclf import models
     from coughclf.cache import open_cache
-    from coughclf.config import load_config
     from coughclf.ctc import error_rate
-    from coughclf.evaluate import selected_ids
-    from coughclf.train import open_data, write_json
 
     run_dir = Path(run_dir)
-    config = load_config(run_dir / "config.toml")
-    if not (run_dir / "best.keras").exists():
-        raise CoughclfError(f"{run_dir} has no best.keras: its training has not finished an epoch; resume it "
-                            "with 'coughclf train CONFIG --run-dir RUN'")
+    config = run_config(run_dir)
+    model_path = best_model_path(run_dir)
     settings = ctc_settings(config)
     cache = open_cache(data) if data else open_data(config)
     ids = selected_ids(run_dir, cache, split, external=data is not None)
     texts = normalized_transcripts(cache, ids, settings["numbers_as_words"])
     models.available()  # registers every custom layer before loading
-    model = keras.saving.load_model(run_dir / "best.keras", compile=False, safe_mode=True)
+    model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     batches = make_ctc_dataset(cache, ids, texts, mode="eval", batch_size=config["train"]["batch_size"],
                                with_ids=True)
     strategies, lexicon = ("greedy", "beam_search"), None
@@ -515,9 +416,9 @@ def evaluate_ctc(run_dir, data=None, split="test"):
     if lexicon:
         results["lexicon"].update(beam_width=settings["beam_width"], lexicon_words=len(lexicon))
     results["cer"], results["wer"] = results[settings["decoder"]]["cer"], results[settings["decoder"]]["wer"]
-    tag = "" if split == "test" and data is None else f"-{split}" + (f"-{Path(data).name}" if data else "")
+    tag = evaluation_tag(split, data)
     write_json(run_dir / f"metrics{tag}.json", results)
-    _write_csv(run_dir / f"examples{tag}.csv",
+    write_csv(run_dir / f"examples{tag}.csv",
                [{"id": clip_id, "reference": reference, **{strategy: texts_out[row]
                                                           for strategy, texts_out in hypotheses.items()}}
                 for row, (clip_id, reference) in enumerate(zip(clip_ids, references))])
@@ -525,3 +426,8 @@ def evaluate_ctc(run_dir, data=None, split="test"):
           f"({settings['decoder']}; greedy CER {results['greedy']['cer']:.2%}, WER {results['greedy']['wer']:.2%})")
     _print_examples(references, hypotheses[settings["decoder"]], settings["examples"])
     return results
+
+
+def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
+    """:func:`evaluate_ctc` as the task registry calls it (a CTC run has no plots to make)."""
+    return evaluate_ctc(run_dir, data, split)

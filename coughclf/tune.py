@@ -51,7 +51,6 @@ resumes its unfinished fold from its ``BackupAndRestore`` state; ``max_trials`` 
 ``compare_default`` may change between starts (a larger budget extends the search).
 """
 
-import csv
 import json
 import os
 import socket
@@ -64,7 +63,11 @@ from keras_tuner.engine.hyperparameters import Fixed
 from coughclf.config import (SCHEMA, Key, accepted_model_options, coerce_key_value, config_from_dict, dump_config,
                              unknown_key)
 from coughclf.errors import CoughclfError
-from coughclf.train import RUNS_ROOT, claim_run_dir, monitor_mode, open_data, read_json, train, write_json
+from coughclf.files import read_json, write_csv, write_json
+from coughclf.inputs import open_data
+from coughclf.runs import RUNS_ROOT, claim_run_dir, monitor_mode
+from coughclf.train import train
+from coughclf.tune_presets import AUGMENT_STRENGTHS, DEFAULT_SPACES
 
 PROJECT = "search"
 ALGORITHMS = ("random", "bayesian", "hyperband")
@@ -87,43 +90,6 @@ TUNE_KEYS = {
     "max_consecutive_failed_trials": Key(int, 3),
     "compare_default": Key(bool, False),
     "space": Key(dict, {}),
-}
-LEARNING_RATE = {"min": 1e-5, "max": 1e-2, "sampling": "log"}
-DROPOUT = [0.0, 0.1, 0.2]
-HEADS = [1, 2, 4]
-# The search space of each model family (the module of its builder), from what the reports tuned by
-# hand; a "model.*" entry is kept only for models whose builder takes that option.
-DEFAULT_SPACES = {
-    # Report 1 (spec section 1): Adam lr 1e-4, weight decay 1e-5, dropout 0.2 in the CNNs and none in
-    # the CRNNs, batch 16 or 256, 4 attention heads.
-    "cough": {"optimizer.lr": LEARNING_RATE, "optimizer.weight_decay": [0.0, 1e-5], "model.dropout": DROPOUT,
-              "model.num_heads": HEADS, "train.batch_size": [16, 32, 64]},
-    # Report 2 (section 2): Adam, batch 128, 3-6 epochs; the builders have no dropout.
-    "kws": {"optimizer.lr": LEARNING_RATE, "optimizer.weight_decay": [0.0, 1e-5],
-            "train.batch_size": [32, 64, 128]},
-    # Report 4 (section 4): dropout 0.5 in the CNN, 0.1 in the transformer, 1, 2 or 4 heads.
-    "esc": {"optimizer.lr": LEARNING_RATE, "optimizer.weight_decay": [0.0, 1e-5], "model.dropout": DROPOUT,
-            "model.cnn_dropout": [0.25, 0.5], "model.num_heads": HEADS, "train.batch_size": [16, 32, 64]},
-    # Report 3 (section 3): a grid of batch 8/16 and lr 1e-2/1e-3/1e-4 (best: ResNet18, 16, 1e-4).
-    "resnet": {"optimizer.lr": [1e-2, 1e-3, 1e-4], "optimizer.weight_decay": [0.0, 1e-5],
-               "train.batch_size": [8, 16]},
-    "ast": {"optimizer.lr": [1e-3, 1e-4, 1e-5], "optimizer.weight_decay": [0.0, 1e-5], "train.batch_size": [8, 16]},
-    # Report 5 (section 5): the RNN width of the lightweight DeepSpeech2.
-    "deepspeech": {"optimizer.lr": LEARNING_RATE, "model.rnn_units": [128, 256, 512],
-                   "train.batch_size": [8, 16, 32]},
-}
-# The strength of each augmentation the config switches on, tuned by default.
-AUGMENT_STRENGTHS = {
-    "pitch_shift": ("max_semitones", [1.0, 2.0, 3.0]),
-    "coloured_noise": ("probability", [0.25, 0.5, 0.75]),
-    "background_noise": ("probability", [0.25, 0.5, 0.75]),
-    "time_inversion": ("probability", [0.25, 0.5]),
-    "polarity_inversion": ("probability", [0.25, 0.5]),
-    "time_shift": ("max_seconds", [0.05, 0.1, 0.2]),
-    "spec_augment": ("freq_width", [5, 10, 15]),
-    "frequency_masking": ("max_width", [5, 10, 15]),
-    "time_masking": ("max_width", [4, 8, 16]),
-    "time_warp": ("max_warp", [2, 5, 10]),
 }
 BUDGET_PREFIX = "tuner/"  # Hyperband's own entries (tuner/epochs, tuner/round, ...): not config keys
 
@@ -260,8 +226,9 @@ def check_space(config, hyperparameters):
     trial_config = apply_hyperparameters(config, {hp.name: hp.default for hp in hyperparameters.space})
     if trial_config["augment"]:
         from coughclf.layers.augment import build_augmentation
+        from coughclf.mixing import mixing_from_augment
 
-        build_augmentation(trial_config["augment"])
+        build_augmentation(mixing_from_augment(trial_config["augment"], config.source)[1])
     return trial_config
 
 
@@ -406,7 +373,7 @@ def is_tuning_worker():
 def search_folds(config, settings, cache):
     """The folds every trial trains on: k-fold, the dataset's folds, or the config's one split."""
     from coughclf.cv import fold_splits
-    from coughclf.train import split_clips
+    from coughclf.inputs import split_clips
 
     if settings["cv"] == 1 and settings["cv_folds"] == "kfold":
         return [split_clips(config, cache)]
@@ -425,7 +392,7 @@ def make_tuner(config, directory, strategy=None, *, overwrite=False):
     """
     import shutil
 
-    from coughclf.train import make_strategy
+    from coughclf.runs import make_strategy
 
     settings = tune_settings(config)
     space = search_space(config, settings)
@@ -537,13 +504,7 @@ def write_results(tuner):
     directory = Path(tuner.directory)
     rows = trial_rows(tuner)
     if rows:
-        columns = list(dict.fromkeys(key for row in rows for key in row))
-        temporary = directory / "trials.csv.tmp"
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        temporary.replace(directory / "trials.csv")
+        write_csv(directory / "trials.csv", rows)
     best = best_trial(tuner)
     if best is None:
         return None
@@ -628,13 +589,9 @@ def compare_with_default(tuner, report):
     report["test"] = test_fold_metrics([d for i in folds for d in tuner.run_dirs(best_root, i)])
     report["improvement"] = sign * (report["value"] - default_mean)
     write_json(directory / "best.json", report)
-    temporary = directory / "comparison.csv.tmp"
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["config", "metric", "mean", "std"])
-        for name, entry in (("default", report["default"]), ("tuned", report)):
-            writer.writerow([name, f"{report['objective']} (validation, objective)", entry["value"], entry["std"]])
-            for metric, summary in entry["test"].items():
-                writer.writerow([name, f"test {metric}", summary["mean"], summary["std"]])
-    temporary.replace(directory / "comparison.csv")
+    lines = []
+    for name, entry in (("default", report["default"]), ("tuned", report)):
+        lines.append([name, f"{report['objective']} (validation, objective)", entry["value"], entry["std"]])
+        lines += [[name, f"test {metric}", summary["mean"], summary["std"]] for metric, summary in entry["test"].items()]
+    write_csv(directory / "comparison.csv", lines, columns=["config", "metric", "mean", "std"])
     return report

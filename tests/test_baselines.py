@@ -49,7 +49,7 @@ def test_classifiers_separate_three_tones_and_leave_absent_classes_at_zero(class
 def test_baselines_run_on_the_cv_folds_with_the_metrics_of_evaluate(tmp_path):
     from coughclf.config import load_config
     from coughclf.cv import fold_splits
-    from coughclf.train import open_data
+    from coughclf.inputs import open_data
 
     cache = write_tone_cache(tmp_path / "cache", clips_per_class=12)
     path = write_config(tmp_path / "cv.toml", cache, split='method = "kfold"\nk = 3\nval = 0.2',

@@ -127,7 +127,7 @@ def test_check_data_explains_what_is_missing(tmp_path):
 
 
 def test_warmup_ramps_to_the_rate_then_the_schedule_runs_over_the_remaining_epochs(tmp_path):
-    from coughclf.train import learning_rate_at
+    from coughclf.optim import learning_rate_at
 
     config = load_config(write(tmp_path, MINIMAL + "[train]\nepochs = 12\n[optimizer]\nlr = 0.01\n"
                                                    'schedule = "cosine"\nmin_lr = 0.001\nwarmup_epochs = 3\n'))

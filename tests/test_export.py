@@ -35,16 +35,12 @@ def run_tflite(content, waveform):
 
 def op_input_types(content):
     """``{op name: set of dtype names of its first input}`` of a flatbuffer."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from coughclf.export import operator_details
 
-    interpreter = Interpreter(model_content=content,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interpreter.allocate_tensors()
     types = {}
-    for operator in interpreter._get_ops_details():
-        if len(operator["inputs"]):
-            dtype = interpreter._get_tensor_details(operator["inputs"][0], 0)["dtype"]
-            types.setdefault(operator["op_name"], set()).add(np.dtype(dtype).name)
+    for operator in operator_details(content):
+        if operator["inputs"]:
+            types.setdefault(operator["op_name"], set()).add(operator["inputs"][0]["dtype"])
     return types
 
 

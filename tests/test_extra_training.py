@@ -5,7 +5,7 @@ import pytest
 from coughclf.config import load_config
 from coughclf.cv import fold_splits
 from coughclf.errors import CoughclfError
-from coughclf.train import open_data, split_clips
+from coughclf.inputs import open_data, split_clips
 from miniatures import write_fsdd, write_speech_commands
 
 DIGIT_LABELS = '{ zero = "0", one = "1" }'

@@ -237,7 +237,9 @@ def tflite_builtin_ops(export_dir):
     interpreter = Interpreter(
         model_content=flatbuffer, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     )
-    return interpreter, {op["op_name"] for op in interpreter._get_ops_details()}
+    from coughclf.export import flatbuffer_operators
+
+    return interpreter, set(flatbuffer_operators(flatbuffer))
 
 
 @pytest.mark.parametrize("stft, mel_projection", [("matmul", "dense"), ("fft", "dense"), ("fft", "banded")])

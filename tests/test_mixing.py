@@ -7,6 +7,7 @@ fits a tiny model on them under whatever Keras backend it runs with; the JAX tes
 those batches with TensorFlow's.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -242,6 +243,84 @@ def test_augment_table_splits_into_mixing_and_layers():
     assert mixing_from_augment({"mixup": True}, seed=9)[0] == BatchMixing(mode="mixup", seed=9)
     assert not mixing_from_augment({}, seed=9)[0].active
 
+
+# --- in training: [augment] keys, class weights, balanced sampling, windows ----------------------
+
+MIXED_AUGMENT = """
+[augment]
+seed = 2
+between_class = { gain = "a_weighting" }
+label_smoothing = 0.1
+random_gain = { min_db = -3, max_db = 3 }
+"""
+WINDOWED = ["data.clip_seconds=2.0", "data.windows=2", "data.window_seconds=1.0"]
+
+
+def mixed_config(tmp_path, overrides=()):
+    from train_data import write_config, write_tone_cache
+
+    from coughclf.config import load_config
+
+    cache = write_tone_cache(tmp_path / "cache", clips_per_class=8, seconds=2.0)
+    path = write_config(tmp_path / "exp.toml", cache, epochs=1, extra=MIXED_AUGMENT)
+    return load_config(path, [*WINDOWED, "train.monitor=val_loss", *overrides])
+
+
+@pytest.mark.parametrize("balance", ["class_weight", "oversample"])
+def test_training_batches_are_mixed_with_class_weights_or_balanced_sampling_and_windows(tmp_path, balance):
+    import tensorflow as tf
+
+    from coughclf.classification import plan_fit
+    from coughclf.inputs import open_data, split_clips
+
+    config = mixed_config(tmp_path, [f"balance.mode={balance}", "balance.formula=inverse"])
+    cache = open_data(config)
+    split = split_clips(config, cache)
+    plan = plan_fit(config, tmp_path / "run", cache, split, tf.distribute.get_strategy())
+    assert plan.class_weight is None  # weights travel with the mixed targets instead
+    batch = next(iter(plan.train_data))
+    targets = np.asarray(batch[1])
+    assert batch[0].shape[1] == RATE  # windows of 1 s
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
+    assert targets.min() >= 0.1 / 2 - 1e-6 and (targets.min(axis=1) > 0.06).mean() > 0.5  # mixed and smoothed
+    if balance == "class_weight":
+        assert len(batch) == 3 and np.asarray(batch[2]).shape == (len(targets),)
+    else:
+        assert len(batch) == 2
+    validation = next(iter(plan.validation_data))
+    assert set(np.unique(np.asarray(validation[1]))) == {0.0, 1.0}  # evaluation batches stay one-hot
+
+
+def test_mixing_keys_are_checked_with_the_config(tmp_path):
+    from train_data import write_config, write_tone_cache
+
+    from coughclf.config import load_config
+
+    cache = write_tone_cache(tmp_path / "cache", clips_per_class=2)
+    path = write_config(tmp_path / "exp.toml", cache, extra="\n[augment]\nmixup = { alpha = -1 }\n")
+    with pytest.raises(CoughclfError, match="exp.toml: augment: .*alpha must be > 0"):
+        load_config(path)
+    with pytest.raises(CoughclfError, match="unknown key 'augment.mix_up'"):
+        load_config(path, ["augment.mixup=false", "augment.mix_up=true"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_a_mixed_windowed_class_weighted_run_trains_on_both_backends(tmp_path, backend):
+    pytest.importorskip(backend)
+    from train_data import write_config, write_tone_cache
+
+    cache = write_tone_cache(tmp_path / "cache", clips_per_class=8, seconds=2.0)
+    path = write_config(tmp_path / "exp.toml", cache, epochs=2, extra=MIXED_AUGMENT)
+    root = Path(__file__).resolve().parents[1]
+    environment = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(root)}
+    command = [sys.executable, "-m", "coughclf", "train", str(path), "--run-dir", str(tmp_path / "run"),
+               *[part for item in [*WINDOWED, "balance.mode=class_weight"] for part in ("--set", item)]]
+    completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    training = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert training["epochs_run"] == 2 and not training["terminated_on_nan"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["window_level"]["n"] == 2 * 4
 
 # --- the same batches under JAX ------------------------------------------------------------------
 

@@ -21,7 +21,8 @@ tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 import keras
 from coughclf.config import load_config
-from coughclf.train import make_strategy, train
+from coughclf.runs import make_strategy
+from coughclf.train import train
 
 config_path, run_dir, weights_path = sys.argv[1:4]
 strategy = make_strategy("multiworker")

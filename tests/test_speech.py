@@ -151,23 +151,24 @@ def test_batches_are_padded_with_lengths_and_encoded_transcripts(tmp_path):
 
 
 def test_training_refuses_when_no_utterance_fits_its_transcript(tmp_path):
-    from coughclf.speech import train_ctc
+    from coughclf.train import train
 
     data_dir = write_yesno(tmp_path / "yesno", count=4)  # 0.25 s for eight words
     config = _config(data_dir, data={"cache": str(tmp_path / "cache")})
     with pytest.raises(CoughclfError, match="too short"):
-        train_ctc(config, tmp_path / "run")
+        train(config, tmp_path / "run")
 
 
 # --- training and evaluation --------------------------------------------------------------------
 
 def test_train_and_evaluate_write_a_complete_run(tmp_path):
-    from coughclf.speech import evaluate_ctc, train_ctc
+    from coughclf.speech import evaluate_ctc
+    from coughclf.train import train
 
     names = ["0_1", "1_1", "0_0", "1_0", "0_1_1", "1_0_0", "0_0_1", "1_1_0"]
     data_dir = _long_yesno(tmp_path / "yesno", names)
     config = _config(data_dir, data={"cache": str(tmp_path / "cache")})
-    run = train_ctc(config, tmp_path / "run")
+    run = train(config, tmp_path / "run")
     for name in ("config.toml", "split.json", "best.keras", "history.json", "history.csv", "training.json",
                  "metrics.json", "examples.csv"):
         assert (run / name).exists(), name
@@ -183,7 +184,7 @@ def test_train_and_evaluate_write_a_complete_run(tmp_path):
     assert metrics["cer"] == metrics["beam_search"]["cer"]
     assert len((run / "examples.csv").read_text().strip().splitlines()) == 5
     # A finished run is not trained again; other splits get their own files.
-    assert train_ctc(config, run) == run
+    assert train(config, run) == run
     assert json.loads((run / "history.json").read_text()) == history
     train_metrics = evaluate_ctc(run, split="train")
     assert train_metrics["utterances"] == 4 and (run / "metrics-train.json").exists()
@@ -191,11 +192,12 @@ def test_train_and_evaluate_write_a_complete_run(tmp_path):
 
 def test_the_lexicon_decoder_writes_only_training_words_and_reports_beside_the_others(tmp_path):
     from coughclf.config import dump_config
-    from coughclf.speech import evaluate_ctc, train_ctc
+    from coughclf.speech import evaluate_ctc
+    from coughclf.train import train
 
     names = ["0_1", "1_1", "0_0", "1_0", "0_1_1", "1_0_0", "0_0_1", "1_1_0"]
     config = _config(_long_yesno(tmp_path / "yesno", names), data={"cache": str(tmp_path / "cache")})
-    run = train_ctc(config, tmp_path / "run")
+    run = train(config, tmp_path / "run")
     config["ctc"] = {**config.get("ctc", {}), "decoder": "lexicon"}
     dump_config(config, run / "config.toml")
     metrics = evaluate_ctc(run)
@@ -245,7 +247,7 @@ def _lengthen_audio(folder, suffix, sample_rate, seconds=3.0):
     ("speech_librispeech", write_librispeech, ".flac", 16000),
 ])
 def test_big_corpus_configs_run_unchanged_on_miniature_layouts(tmp_path, name, writer, suffix, rate):
-    from coughclf.speech import train_ctc
+    from coughclf.train import train
 
     data_dir = writer(tmp_path / "data")
     _lengthen_audio(data_dir, suffix, rate)
@@ -254,7 +256,7 @@ def test_big_corpus_configs_run_unchanged_on_miniature_layouts(tmp_path, name, w
                  "train.epochs=1", "train.steps_per_epoch=1", "train.batch_size=2"]
     if name == "speech_ljspeech":  # a book each for validation and test
         overrides += ["split.val=0.25", "split.test=0.25"]
-    run = train_ctc(load_config(EXPERIMENTS / f"{name}.toml", overrides), tmp_path / "run")
+    run = train(load_config(EXPERIMENTS / f"{name}.toml", overrides), tmp_path / "run")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["utterances"] >= 1 and np.isfinite(metrics["greedy"]["cer"])
 

@@ -132,7 +132,7 @@ def test_a_run_started_before_a_key_was_added_resumes(finished_run, tmp_path):
     # it is the same config; a changed value is still refused.
     from coughclf.config import load_config
     from coughclf.errors import CoughclfError
-    from coughclf.train import claim_run_dir
+    from coughclf.runs import claim_run_dir
 
     old_run = tmp_path / "old-run"
     old_run.mkdir()
@@ -153,13 +153,13 @@ def test_a_run_folder_in_use_by_another_process_is_refused_until_that_process_di
 
     from coughclf.config import load_config
     from coughclf.errors import CoughclfError
-    from coughclf.train import claim_run_dir
+    from coughclf.runs import claim_run_dir
 
     run_dir = tmp_path / "shared-run"
     holder = subprocess.Popen([sys.executable, "-c", f"""
 import time
 from coughclf.config import load_config
-from coughclf.train import claim_run_dir
+from coughclf.runs import claim_run_dir
 claim_run_dir(load_config({str(finished_run / "config.toml")!r}), {str(run_dir)!r})
 time.sleep(120)
 """])
@@ -183,7 +183,9 @@ def test_class_weights_follow_the_balance_formula(tone_cache, tmp_path):
 
     from coughclf.config import load_config
     from coughclf.pipeline import class_weights
-    from coughclf.train import claim_run_dir, fit_run, make_strategy
+    from coughclf import classification
+    from coughclf.fitting import fit_run
+    from coughclf.runs import claim_run_dir, make_strategy
 
     config = load_config(write_config(tmp_path / "c.toml", tone_cache, epochs=1,
                                       extra='[balance]\nmode = "class_weight"\nformula = "inverse"'))
@@ -198,7 +200,8 @@ def test_class_weights_follow_the_balance_formula(tone_cache, tmp_path):
 
     keras.Model.fit = recording_fit
     try:
-        fit_run(config, claim_run_dir(config, tmp_path / "run"), make_strategy(None), split=split)
+        fit_run(config, claim_run_dir(config, tmp_path / "run"), make_strategy(None), classification.plan_fit,
+                split=split)
     finally:
         keras.Model.fit = original_fit
     assert captured["class_weight"] == pytest.approx(class_weights([0] * 12 + [1] * 4, "inverse"))
@@ -227,7 +230,7 @@ def test_default_cache_follows_the_loaders_listing(tmp_path):
     """A data folder that gained a clip (or a loader that relabels) gets a new cache, never a stale one."""
     from coughclf.config import config_from_dict
     from coughclf.synthetic import write_dataset
-    from coughclf.train import default_cache_path
+    from coughclf.inputs import default_cache_path
 
     write_dataset(tmp_path / "data", clips_per_class=2, subjects=1, seconds=0.5)
     raw = {"data": {"dataset": "folder", "data_dir": str(tmp_path / "data")}, "model": {"name": "kws_cnn"}}
@@ -239,7 +242,7 @@ def test_default_cache_follows_the_loaders_listing(tmp_path):
 
 def test_jit_compile_setting_is_explicit_or_follows_the_device():
     from coughclf.config import config_from_dict
-    from coughclf.train import jit_compile
+    from coughclf.optim import jit_compile
 
     raw = {"data": {"dataset": "folder", "data_dir": "."}, "model": {"name": "kws_cnn"}}
     assert jit_compile(config_from_dict({**raw, "train": {"jit_compile": "on"}}, check_names=False)) is True
@@ -259,7 +262,8 @@ def test_weight_averaging_saves_the_average_of_the_weights(tone_cache, tmp_path)
 
     from coughclf.cache import open_cache
     from coughclf.config import load_config
-    from coughclf.train import build_model, train
+    from coughclf.classification import build_model
+    from coughclf.train import train
 
     cache = open_cache(tone_cache)
     moved = {}

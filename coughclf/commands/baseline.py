@@ -19,7 +19,7 @@ def run(args):
 
     from coughclf.baselines import run_baselines, table_rows
     from coughclf.config import load_config
-    from coughclf.train import json_ready
+    from coughclf.files import json_ready
 
     report = run_baselines(load_config(args.config, args.overrides), out_dir=args.out)
     if args.json:

@@ -23,7 +23,7 @@ def run(args):
 
     from coughclf.config import load_config
     from coughclf.cv import cross_validate
-    from coughclf.train import make_strategy
+    from coughclf.runs import make_strategy
 
     config = load_config(args.config, args.overrides)
     strategy = make_strategy(args.strategy)
@@ -33,12 +33,14 @@ def run(args):
     baseline = None
     if args.baseline:
         from coughclf.baselines import run_baselines
-        from coughclf.train import read_json
+        from coughclf.files import read_json
 
         out_dir = Path(report["out_dir"])
         baseline = run_baselines(config, splits=read_json(out_dir / "folds.json"), out_dir=out_dir)
     if args.json:
-        print(json.dumps({**report, "baseline": baseline} if baseline else report, indent=2))
+        from coughclf.files import json_ready
+
+        print(json.dumps(json_ready({**report, "baseline": baseline}) if baseline else report, indent=2))
         return
     print(f"{report['folds']} folds, summary in {report['out_dir']}/summary.json")
     if baseline:

@@ -28,7 +28,8 @@ def add_arguments(parser):
 
 def run(args):
     from coughclf.config import load_config
-    from coughclf.train import make_strategy, train
+    from coughclf.runs import make_strategy
+    from coughclf.train import train
 
     config = load_config(args.config, args.overrides)
     strategy = make_strategy(args.strategy)  # before any other TensorFlow work (multi-worker needs that)

@@ -58,7 +58,7 @@ def run(args):
     import os
 
     from coughclf.config import load_config
-    from coughclf.train import make_strategy
+    from coughclf.runs import make_strategy
     from coughclf.tune import tune
 
     set_role(args, os.environ)

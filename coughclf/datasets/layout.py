@@ -9,9 +9,9 @@ import inspect
 import os
 from pathlib import Path
 
+from coughclf.audio import AUDIO_SUFFIXES
 from coughclf.errors import CoughclfError
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".webm")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 

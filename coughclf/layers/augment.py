@@ -18,11 +18,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from coughclf.audio import AUDIO_SUFFIXES
 from coughclf.errors import CoughclfError
 from coughclf.layers.frontend import add_constant, check_choice, float32_by_default
 
 NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 TINY = 1e-12
 
 

@@ -17,7 +17,8 @@ import math
 
 import keras
 from keras import ops
-from keras.src import backend as keras_backend
+
+from coughclf.compat import backend_rnn
 
 PACKAGE = "coughclf"
 
@@ -286,8 +287,8 @@ class InputProjectedLSTM(keras.layers.LSTM):
             hidden = cell.recurrent_activation(output_gate) * cell.activation(carry)
             return hidden, [hidden, carry]
 
-        # The loop driver of Keras' own RNN layers (no public equivalent: keras.ops.scan on
-        # TensorFlow cannot be XLA-compiled); same go_backwards/unroll/output conventions.
-        return keras_backend.rnn(step, ops.matmul(sequences, cell.kernel) + cell.bias, list(initial_state),
-                                 go_backwards=self.go_backwards, unroll=self.unroll,
-                                 input_length=sequences.shape[1], return_all_outputs=self.return_sequences)
+        # The loop driver of Keras' own RNN layers (coughclf.compat says why no public API does);
+        # same go_backwards/unroll/output conventions.
+        return backend_rnn()(step, ops.matmul(sequences, cell.kernel) + cell.bias, list(initial_state),
+                             go_backwards=self.go_backwards, unroll=self.unroll,
+                             input_length=sequences.shape[1], return_all_outputs=self.return_sequences)

@@ -1,0 +1,23 @@
+"""The library internals coughclf relies on where no public API does the same, in one place.
+
+Each entry says why the public API is not enough; ``tests/test_compat.py`` checks that
+each still exists with the signature used here, so a library upgrade that changes one
+fails there, by name, instead of deep inside a training step.
+"""
+
+
+def backend_rnn():
+    """Keras' own loop driver of recurrent layers (``keras.src.backend.rnn``).
+
+    :class:`coughclf.layers.blocks.InputProjectedLSTM` runs its recurrence through it so
+    that it keeps ``keras.layers.LSTM``'s conventions (``go_backwards``, ``unroll``,
+    ``return_all_outputs``) on every backend. The public ``keras.ops.scan`` cannot stand
+    in: on TensorFlow it does not compile under XLA (``jit_compile``).
+    """
+    from keras.src import backend
+
+    return backend.rnn
+
+
+# The keyword arguments coughclf passes to backend_rnn(); checked by tests/test_compat.py.
+BACKEND_RNN_ARGUMENTS = ("go_backwards", "unroll", "input_length", "return_all_outputs")

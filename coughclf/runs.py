@@ -1,0 +1,237 @@
+"""Run folders: where a run's files go, who may write them, and how a killed run resumes.
+
+A run folder is claimed by one process at a time (:func:`claim_run_dir`: config.toml
+written or checked, an advisory lock held until the process exits). Keras'
+``BackupAndRestore`` keeps the weights and the epoch under ``backup/``; the epochs
+already run are the rows of ``history.json`` (:func:`resumed_rows`), from which the
+early-stopping and best-checkpoint state come back (:func:`best_row`). The strategies
+(:func:`make_strategy`) decide which process is the chief that writes the run.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from coughclf.config import config_from_dict, dump_config, dumps_config
+from coughclf.errors import CoughclfError
+from coughclf.files import read_json
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+RUNS_ROOT = Path("saved_models")
+_MAXIMISED = ("acc", "auc", "precision", "recall", "f1")
+
+
+def monitor_mode(config):
+    """``"min"`` or ``"max"`` for [train].monitor (``auto``: max for accuracy/AUC/F1-like names)."""
+    mode = config["train"]["mode"]
+    if mode != "auto":
+        return mode
+    return "max" if any(part in config["train"]["monitor"] for part in _MAXIMISED) else "min"
+
+
+# --- resume bookkeeping -------------------------------------------------------------------------
+
+def history_rows(run_dir):
+    """The rows of the run's history.json (one per epoch run), or ``[]``."""
+    path = Path(run_dir) / "history.json"
+    return read_json(path) if path.exists() else []
+
+
+def backup_epoch(backup_dir):
+    """The epoch BackupAndRestore will resume at (0 when there is no backup)."""
+    path = Path(backup_dir) / "training_metadata.json"
+    return int(read_json(path)["epoch"]) if path.exists() else 0
+
+
+def resumed_rows(run_dir):
+    """``(epoch to resume at, the history rows of the epochs before it)``: ``(0, [])`` for a fresh run."""
+    resumed_at = backup_epoch(Path(run_dir) / "backup")
+    return resumed_at, [row for row in history_rows(run_dir) if row["epoch"] < resumed_at]
+
+
+def best_row(rows, monitor, mode):
+    """The history row with the best ``monitor`` value (``mode`` ``"min"`` or ``"max"``), or None."""
+    seen = [row for row in rows if row.get(monitor) is not None]
+    if not seen:
+        return None
+    return (max if mode == "max" else min)(seen, key=lambda row: row[monitor])
+
+
+# --- strategies ---------------------------------------------------------------------------------
+
+def make_strategy(name):
+    """A ``tf.distribute`` strategy: default (one device), mirrored (all local GPUs) or multiworker.
+
+    ``multiworker`` reads the cluster from the ``TF_CONFIG`` environment variable; create
+    it before any other TensorFlow work in the process.
+    """
+    import tensorflow as tf
+
+    if name in (None, "default"):
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise CoughclfError("--strategy multiworker needs TF_CONFIG describing the cluster, e.g. "
+                                "TF_CONFIG='{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
+                                "\"task\": {\"type\": \"worker\", \"index\": 0}}' on the first machine")
+        return _multi_worker_strategy()
+    raise CoughclfError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def _multi_worker_strategy():
+    """MultiWorkerMirroredStrategy mended for the two ways Keras 3's fit calls ``strategy.reduce``.
+
+    ``Model.fit`` reduces a whole ``(inputs, labels)`` batch in one call (to build the
+    model symbolically) and reduces the scalar metrics of each step with ``axis=0``;
+    MultiWorkerMirroredStrategy reduces one tensor at a time and has no axis 0 on a
+    scalar (keras-team/keras#20585). Reducing per tensor, scalars over replicas only,
+    is what both calls mean.
+    """
+    import tensorflow as tf
+
+    class NestedReduceStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            parent = super()
+
+            def reduce_one(tensor):
+                local = (self.experimental_local_results(tensor)[0]
+                         if isinstance(tensor, tf.distribute.DistributedValues) else tensor)
+                return parent.reduce(reduce_op, tensor, axis if local.shape.rank else None)
+
+            return tf.nest.map_structure(reduce_one, value)
+
+    return NestedReduceStrategy()
+
+
+def is_chief(strategy):
+    """True unless this process is a non-chief worker of a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+
+# --- run folders -------------------------------------------------------------------------------
+
+def new_run_dir(config):
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return RUNS_ROOT / f"{config['name']}-{stamp}"
+
+
+def claim_run_dir(config, run_dir):
+    """Create ``run_dir`` with config.toml, or check that a resumed run uses the same config.
+
+    The folder stays locked to this process until it exits (an advisory ``flock`` on
+    ``run_dir/.lock``, which the system releases even after a SIGKILL, so a killed run resumes):
+    a second process started on the same folder fails at once instead of training the same
+    epochs beside the first and resuming from its half-written backups.
+    """
+    import tomllib
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _lock_run_dir(run_dir)
+    saved = run_dir / "config.toml"
+    if saved.exists():
+        # Both sides with today's defaults filled in: a key added to the schema since the run
+        # started, at its default, is not a different config.
+        previous = config_from_dict(tomllib.loads(saved.read_text(encoding="utf-8")), str(saved), check_names=False)
+        if tomllib.loads(dumps_config(previous)) != tomllib.loads(dumps_config(config)):
+            raise CoughclfError(f"{run_dir} holds a run of a different config ({saved}); resume it with the "
+                                "same config and --set values, or start it in another folder")
+    else:
+        dump_config(config, saved)
+    return run_dir
+
+
+_RUN_DIR_LOCKS = {}  # resolved folder -> the open lock file, held until the process exits
+
+
+def _lock_run_dir(run_dir):
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): folders are not locked
+        return
+    key = run_dir.resolve()
+    if key in _RUN_DIR_LOCKS:
+        return
+    handle = open(key / ".lock", "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise CoughclfError(f"{run_dir} is in use by {holder}; wait for it to finish (or stop it), or give "
+                            "this run another --run-dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()}\n")
+    handle.flush()
+    _RUN_DIR_LOCKS[key] = handle
+
+
+class TrainingRun(NamedTuple):
+    """One process's part of a training run (see :func:`training_run`)."""
+
+    strategy: object  # the tf.distribute.Strategy to build, compile and fit in
+    run_dir: Path     # the run folder the chief writes
+    work_dir: Path    # the claimed folder this process trains in (run_dir on the chief)
+    chief: bool
+
+
+@contextlib.contextmanager
+def training_run(config, run_dir=None, strategy=None):
+    """Set up this process's part of training ``config``; yields a :class:`TrainingRun`.
+
+    ``strategy`` is a ``tf.distribute.Strategy`` or its name (:func:`make_strategy`);
+    ``run_dir`` defaults to a new ``saved_models/{name}-{timestamp}``. The chief trains
+    in the run folder itself; the other workers of a multi-worker cluster must write
+    their checkpoints somewhere too, but only the chief may write the run, so they
+    train in a temporary folder that is removed on exit.
+    """
+    if strategy is None or isinstance(strategy, str):
+        strategy = make_strategy(strategy)
+    chief = is_chief(strategy)
+    final_dir = Path(run_dir) if run_dir else new_run_dir(config)
+    work_dir = final_dir if chief else Path(tempfile.mkdtemp(prefix="coughclf-worker-"))
+    try:
+        yield TrainingRun(strategy, final_dir, claim_run_dir(config, work_dir), chief)
+    finally:
+        if not chief:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def run_config(run_dir):
+    """The config a run folder was trained with (its config.toml through ``load_config``)."""
+    from coughclf.config import load_config
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").exists():
+        raise CoughclfError(f"{run_dir} is not a run folder (no config.toml); pass a folder that "
+                            "'coughclf train' wrote")
+    return load_config(run_dir / "config.toml")
+
+
+def best_model_path(run_dir):
+    """``run_dir/best.keras``; an error naming how to resume when training has not saved one yet."""
+    path = Path(run_dir) / "best.keras"
+    if not path.exists():
+        raise CoughclfError(f"{run_dir} has no best.keras: its training has not finished an epoch; resume it "
+                            "with 'coughclf train CONFIG --run-dir RUN'")
+    return path
+
+
+def evaluation_tag(split, data):
+    """The suffix of an evaluation's files: "" for the run's own test split, else ``-{split}[-{cache}]``."""
+    return "" if split == "test" and data is None else f"-{split}" + (f"-{Path(data).name}" if data else "")

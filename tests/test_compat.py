@@ -1,0 +1,32 @@
+"""The library internals of coughclf.compat still exist and take the arguments coughclf passes.
+
+A failure here means a library upgrade changed one: update coughclf.compat (and its caller).
+"""
+
+import inspect
+
+import keras
+import numpy as np
+from keras import ops
+
+from coughclf.compat import BACKEND_RNN_ARGUMENTS, backend_rnn
+
+
+def test_keras_backend_rnn_takes_the_arguments_coughclf_passes():
+    parameters = inspect.signature(backend_rnn()).parameters
+    missing = [name for name in BACKEND_RNN_ARGUMENTS if name not in parameters]
+    assert not missing, f"keras {keras.__version__}: backend.rnn no longer takes {missing}"
+
+
+def test_keras_backend_rnn_runs_a_cumulative_sum():
+    # step: state + input, so the outputs are the running sums and the last state their total
+    def step(inputs, states):
+        total = states[0] + inputs
+        return total, [total]
+
+    sequences = np.arange(6, dtype="float32").reshape(1, 3, 2)
+    last, outputs, states = backend_rnn()(step, ops.convert_to_tensor(sequences), [ops.zeros((1, 2))],
+                                          go_backwards=False, unroll=False, input_length=3,
+                                          return_all_outputs=True)
+    np.testing.assert_allclose(ops.convert_to_numpy(outputs), np.cumsum(sequences, axis=1))
+    np.testing.assert_allclose(ops.convert_to_numpy(last), [[6.0, 9.0]])
