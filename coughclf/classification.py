@@ -18,6 +18,7 @@ import numpy as np
 from coughclf import metrics as metric_functions
 from coughclf import plots
 from coughclf.config import accepted_model_options, model_options
+from coughclf.ensemble import ensemble_info, is_cv_folder, load_fold_ensemble
 from coughclf.errors import CoughclfError
 from coughclf.files import atomic_path, json_ready, read_json, write_json
 from coughclf.fitting import FitPlan
@@ -180,7 +181,8 @@ def _example_spectrograms(model, config, dataset, classes, count):
 
 
 def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
-    """Evaluate the run's ``best.keras`` on ``split`` of its cache (or of ``data``, another cache).
+    """Evaluate the run's ``best.keras`` on ``split`` of its cache (or of ``data``, another cache); a
+    ``coughclf cv`` folder's fold ensemble (:mod:`coughclf.ensemble`) on all clips of ``data``.
 
     Writes ``metrics.json`` and ``plots/`` in the run folder for its own test split,
     ``metrics-{split}[-{cache name}].json`` and ``plots-...`` otherwise, and the clip-level
@@ -199,16 +201,23 @@ def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
 
     run_dir = Path(run_dir)
     config = run_config(run_dir)
-    model_path = best_model_path(run_dir)
+    if is_cv_folder(run_dir):  # its fold ensemble, on clips none of its folds trained on
+        if data is None or split != "all":
+            raise CoughclfError(f"{run_dir} is a cross-validation folder: every clip of its own data trained some "
+                                "of its folds; evaluate its fold ensemble on other data with --data CACHE --split all")
+        classes = ensemble_info(run_dir)["labels"]
+        model = load_fold_ensemble(run_dir)
+    else:
+        model_path = best_model_path(run_dir)
+        classes = read_json(run_dir / "training.json")["classes"] if (run_dir / "training.json").exists() else None
+        model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     cache = open_cache(data) if data else open_data(config)
-    classes = read_json(run_dir / "training.json")["classes"] if (run_dir / "training.json").exists() else None
     if classes is not None and classes != cache.classes:
         raise CoughclfError(f"{cache.root} has classes {cache.classes}, the model was trained on {classes}")
     classes = cache.classes
     ids = selected_ids(run_dir, cache, split, external=data is not None)
     metadata_path = run_dir / "metadata.json"
     metadata = read_json(metadata_path) if metadata_path.exists() else None
-    model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     dataset = make_inputs(config, cache, ids, mode="eval", seconds=input_seconds(model, cache.sample_rate),
                           metadata=metadata, with_ids=True)
     window_ids, window_labels, window_probabilities = predict(model, dataset)

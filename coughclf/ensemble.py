@@ -9,10 +9,11 @@ saves to ``.keras`` and loads with ``safe_mode=True`` like any run's model.
 
 :func:`ensemble_info` gives what ``predict``, ``evaluate --data`` and ``export`` need
 besides the model: the class labels, sample rate and clip length (checked to agree
-across folds), the fold folders and the config. :func:`inference_ensemble` averages
-the folds' export builds (:func:`coughclf.export.inference_model`), so that a fold
-ensemble converts to **one** TFLite file with builtin ops only (k networks behind one
-input, one sidecar JSON); its size and latency are k times one fold's.
+across folds), the fold folders and the config. ``coughclf.export`` averages the folds'
+export builds (:func:`ensemble_members`), so that a fold ensemble converts to **one**
+TFLite file with builtin ops only (k networks behind one input, one sidecar JSON with
+the labels); its size and latency are k times one fold's. ``predict``, ``export`` and
+``evaluate --data CACHE --split all`` take a CV folder wherever they take a run folder.
 
 A fold counts once its run has a ``best.keras``; a CV folder with an unfinished fold is
 refused (finish it with the same ``coughclf cv`` command). Models with a metadata input
@@ -129,14 +130,18 @@ def average_models(models, name=ENSEMBLE_NAME):
 
 def load_fold_ensemble(cv_dir):
     """The fold ensemble of a CV folder (see the module docstring)."""
-    from coughclf.export import load_trained
+    import keras
 
-    return average_models([load_trained(run)[0] for run in fold_runs(cv_dir)])
+    from coughclf import models
+
+    models.available()  # imports every model module, which registers every coughclf layer for loading
+    return average_models([keras.saving.load_model(run / "best.keras", safe_mode=True) for run in fold_runs(cv_dir)])
 
 
-def inference_ensemble(cv_dir, stft="auto"):
-    """The ensemble of the folds' export builds (:func:`coughclf.export.inference_model`), for TFLite and
-    SavedModel export: one input, one output, every fold inside."""
-    from coughclf.export import inference_model, load_trained
+def ensemble_members(model):
+    """The fold models inside an :func:`average_models` ensemble, in fold order; ``[]`` for any other model."""
+    import keras
 
-    return average_models([inference_model(load_trained(run)[0], stft=stft) for run in fold_runs(cv_dir)])
+    if model.name != ENSEMBLE_NAME:
+        return []
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]

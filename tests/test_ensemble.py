@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from coughclf.ensemble import average_models, ensemble_info, fold_runs, inference_ensemble, load_fold_ensemble
+from coughclf.ensemble import average_models, ensemble_info, fold_runs, load_fold_ensemble
 from coughclf.errors import CoughclfError
 from train_data import CLASSES, FRONTEND, RATE, write_config, write_tone_cache
 
@@ -90,20 +90,42 @@ def test_models_with_a_metadata_input_are_refused():
 
 
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
-def test_inference_ensemble_converts_to_one_builtin_tflite_file_with_the_same_probabilities(tmp_path):
-    from ai_edge_litert.interpreter import Interpreter
+def test_a_cv_folder_exports_to_one_builtin_tflite_file_and_predicts_with_its_labels(tmp_path):
+    from conftest import tone, write_audio
 
-    from coughclf.export import check_builtin_only, convert_tflite
+    from coughclf.export import export_tflite, flatbuffer_operators, sidecar_path
+    from coughclf.predict import predict_files
 
     cv_dir = write_cv_folder(tmp_path / "cv", folds=2)
-    content = convert_tflite(inference_ensemble(cv_dir))
-    check_builtin_only(content, "the fold ensemble")
-    interpreter = Interpreter(model_content=content, num_threads=1)
-    interpreter.allocate_tensors()
-    audio = clips(2, seed=1)
-    expected = np.asarray(load_fold_ensemble(cv_dir).predict_on_batch(audio))
-    for clip, probabilities in zip(audio, expected):
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], clip[None])
-        interpreter.invoke()
-        output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
-        np.testing.assert_allclose(output, probabilities, atol=1e-5)
+    out = export_tflite(cv_dir, tmp_path / "ensemble.tflite")
+    assert not [name for name in flatbuffer_operators(out.read_bytes()) if name.startswith("CUSTOM:")]
+    sidecar = json.loads(sidecar_path(out).read_text())
+    assert (sidecar["labels"], sidecar["clip_samples"], sidecar["sample_rate"]) == (list(CLASSES), RATE, RATE)
+    wav = write_audio(tmp_path / "clip.wav", tone(1.5, frequency=2000.0))
+    from_folder, = predict_files(cv_dir, [wav])
+    from_tflite, = predict_files(out, [wav])
+    assert from_folder["label"] in CLASSES and from_folder["windows"] == 2
+    assert from_tflite["label"] == from_folder["label"]
+    for label in CLASSES:
+        assert from_tflite["probabilities"][label] == pytest.approx(from_folder["probabilities"][label], abs=1e-5)
+    audio = np.stack([tone(1.5, frequency=2000.0)[:RATE], tone(1.5, frequency=2000.0)[-RATE:]])
+    expected = np.asarray(load_fold_ensemble(cv_dir).predict_on_batch(audio)).mean(axis=0)
+    np.testing.assert_allclose([from_folder["probabilities"][label] for label in CLASSES], expected, atol=1e-5)
+
+
+def test_evaluate_takes_a_cv_folder_on_other_data_only(tmp_path):
+    from coughclf.baselines import clip_waveforms
+    from coughclf.cache import open_cache
+    from coughclf.evaluate import evaluate
+
+    cv_dir = write_cv_folder(tmp_path / "cv")
+    other = write_tone_cache(tmp_path / "other", clips_per_class=3)
+    with pytest.raises(CoughclfError, match="--data CACHE --split all"):
+        evaluate(cv_dir)
+    results = evaluate(cv_dir, data=other, split="all", make_plots=False)
+    assert results["clips"] == 6
+    saved = np.load(cv_dir / "predictions-all-other.npz")
+    waveforms = clip_waveforms(open_cache(other))
+    expected = np.asarray(load_fold_ensemble(cv_dir).predict_on_batch(np.stack([waveforms[i] for i in saved["ids"]])))
+    np.testing.assert_allclose(saved["probabilities"], expected, atol=1e-5)
+    assert results["accuracy"] == pytest.approx(np.mean(np.argmax(expected, axis=1) == saved["labels"]))
