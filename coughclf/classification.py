@@ -22,7 +22,7 @@ from coughclf.ensemble import ensemble_info, is_cv_folder, load_fold_ensemble
 from coughclf.errors import CoughclfError
 from coughclf.files import atomic_path, json_ready, read_json, write_json
 from coughclf.fitting import FitPlan
-from coughclf.inputs import (fit_metadata_encoding, input_seconds, make_inputs, metadata_width, model_clip_seconds,
+from coughclf.inputs import (fit_metadata_encoding, input_seconds, make_inputs, metadata_width, model_input,
                              open_data, selected_ids)
 from coughclf.mixing import mix_batches, mixing_from_augment
 from coughclf.optim import jit_compile, make_optimizer
@@ -32,25 +32,24 @@ from coughclf.runs import best_model_path, evaluation_tag, monitor_mode, run_con
 # --- training -----------------------------------------------------------------------------------
 
 def build_model(config, num_classes, sample_rate, metadata_dim=0):
-    """The configured model, with its front end and augmentation inside (waveform input)."""
+    """The configured model, with its front end and augmentation inside (waveform input).
+
+    Its input length and front end are :func:`coughclf.inputs.model_input`'s, the pipeline's too.
+    """
     from coughclf import models
 
     model_name = config["model"]["name"]
-    spec = models.spec(model_name)
+    decided = model_input(config)
     input_mode = config["model"]["input_mode"]
-    default_frontend = spec.defaults.get("frontend")
-    if input_mode == "features" and default_frontend is not None:
+    if input_mode == "features" and decided.frontend is not None:
         raise CoughclfError(f"{config.source}: model.input_mode = 'features' but training feeds raw audio "
                             f"to {model_name}; use input_mode = 'waveform' (log-mel inside the model)")
     options = {"input_mode": input_mode, "num_classes": num_classes, "sample_rate": sample_rate,
                **model_options(config)}
-    if model_clip_seconds(config) is not None:
-        options["clip_seconds"] = model_clip_seconds(config)
-    if config["frontend"]:
-        if default_frontend is None:
-            raise CoughclfError(f"{config.source}: [frontend] is set but {model_name} reads the raw "
-                                "waveform and has no spectrogram front end; remove [frontend]")
-        options["frontend"] = {**default_frontend, **config["frontend"]}
+    if decided.seconds is not None:
+        options["clip_seconds"] = decided.seconds
+    if config["frontend"]:  # load_config checked it against the model and LogMelSpectrogram
+        options["frontend"] = decided.frontend
     _, layer_settings = mixing_from_augment(config["augment"], config.source)
     if layer_settings:
         from coughclf.layers.augment import build_augmentation
@@ -100,7 +99,7 @@ def plan_fit(config, run_dir, cache, split, strategy):
     with strategy.scope():
         model = build_model(config, num_classes, cache.sample_rate, metadata_width(metadata or []))
         compile_model(model, config, num_classes)
-    seconds = input_seconds(model, cache.sample_rate)
+    seconds = input_seconds(model_input(config), model)
     train_data = make_inputs(config, cache, split["train"], mode="train", seconds=seconds, metadata=metadata)
     validation_data = (make_inputs(config, cache, split["validation"], mode="eval", seconds=seconds,
                                    metadata=metadata) if split["validation"] else None)
@@ -218,7 +217,7 @@ def evaluate_run(run_dir, data=None, split="test", *, make_plots=True):
     ids = selected_ids(run_dir, cache, split, external=data is not None)
     metadata_path = run_dir / "metadata.json"
     metadata = read_json(metadata_path) if metadata_path.exists() else None
-    dataset = make_inputs(config, cache, ids, mode="eval", seconds=input_seconds(model, cache.sample_rate),
+    dataset = make_inputs(config, cache, ids, mode="eval", seconds=input_seconds(model_input(config), model),
                           metadata=metadata, with_ids=True)
     window_ids, window_labels, window_probabilities = predict(model, dataset)
     clip_ids, labels, probabilities = metric_functions.aggregate_by_clip(window_ids, window_labels,

@@ -16,9 +16,10 @@ A config has these tables (every key optional unless marked required; defaults i
     [split]     method (random|official|fold|kfold), val, test, k, seed, stratify, fold,
                 train_folds, val_folds, test_folds
     [model]     name (required), input_mode, then any option of the model's builder
-    [frontend]  LogMelSpectrogram options overriding the model's defaults
-    [augment]   augmentation layers (coughclf.layers.augment.build_augmentation) and batch mixing of
-                training batches: mixup / between_class, label_smoothing (coughclf.mixing)
+    [frontend]  LogMelSpectrogram options overriding the model's defaults (models with a log-mel
+                front end only)
+    [augment]   layers of coughclf.layers.augment and their options (build_augmentation), and batch
+                mixing of training batches: mixup / between_class, label_smoothing (coughclf.mixing)
     [balance]   mode (none|oversample|undersample|class_weight), target, max_repeats, formula, within
                 (a manifest column, e.g. "meta_source": resample the (value, class) cells instead of the
                 classes, so that the column tells nothing about the label in training)
@@ -30,7 +31,13 @@ A config has these tables (every key optional unless marked required; defaults i
     [train]     epochs, batch_size, patience (0: no early stopping), monitor, mode, seed,
                 steps_per_epoch, jit_compile (auto: XLA on accelerators only | on | off)
     [metrics]   group_by, bootstrap, confidence, specificity, positive_class, examples
-    [tune]      read by coughclf.tune; [ctc] read by coughclf.speech
+    [tune]      the search of coughclf.tune: tuner, objective, max_trials, cv, ..., space
+    [ctc]       CTC training and decoding (coughclf.speech): numbers_as_words, decoder, beam_width,
+                lexicon, examples, bucket_boundaries, word_crops
+
+Every table is checked here, at load time, the same way: the tables of SCHEMA key by key, [model]
+against its builder's parameters, [frontend] against LogMelSpectrogram's, [augment] against
+the augmentation layers'.
 
 Relative paths are relative to the working directory. ``load_config`` checks keys,
 types, choices and the model and dataset names, so a bad config fails before any
@@ -49,7 +56,11 @@ from coughclf.errors import CoughclfError
 from coughclf.tasks import TASKS
 
 REQUIRED = object()
-FREE = "free"  # a table whose keys belong to another component (model builder, loader, tuner)
+# Tables whose keys are the parameters of a component, checked against it by _validate_references:
+# [frontend] against LogMelSpectrogram's, [augment] against the augmentation layers'.
+COMPONENT = "component"
+# The CTC decoders (coughclf.ctc.decode_batch), named here so that a config is checked without Keras.
+CTC_DECODERS = ("greedy", "beam_search", "lexicon")
 
 
 @dataclass(frozen=True)
@@ -96,8 +107,8 @@ SCHEMA = {
         "name": Key(str, REQUIRED),
         "input_mode": Key(str, "waveform", ("waveform", "features")),
     },
-    "frontend": FREE,
-    "augment": FREE,
+    "frontend": COMPONENT,
+    "augment": COMPONENT,
     "balance": {
         "mode": Key(str, "none", ("none", "oversample", "undersample", "class_weight")),
         "target": Key(int, None),
@@ -135,8 +146,37 @@ SCHEMA = {
         "positive_class": Key(str, None),
         "examples": Key(int, 4),
     },
-    "tune": FREE,
-    "ctc": FREE,
+    # coughclf.tune: the search (see its module docstring)
+    "tune": {
+        "tuner": Key(str, "random", ("random", "bayesian", "hyperband")),
+        "objective": Key(str, None),
+        "direction": Key(str, "auto", ("auto", "min", "max")),
+        "max_trials": Key(int, 10),
+        "executions_per_trial": Key(int, 1),
+        "cv": Key(int, 1),
+        "cv_folds": Key(str, None, ("kfold", "predefined")),
+        "epochs": Key(int, None),
+        "default_space": Key(bool, True),
+        "seed": Key(int, None),
+        "initial_points": Key(int, None),
+        "max_epochs": Key(int, None),
+        "factor": Key(int, 3),
+        "hyperband_iterations": Key(int, 1),
+        "max_retries_per_trial": Key(int, 0),
+        "max_consecutive_failed_trials": Key(int, 3),
+        "compare_default": Key(bool, False),
+        "space": Key(dict, {}),
+    },
+    # coughclf.speech: CTC training and decoding (see its module docstring)
+    "ctc": {
+        "numbers_as_words": Key(bool, True),
+        "decoder": Key(str, "beam_search", CTC_DECODERS),
+        "beam_width": Key(int, 32),
+        "lexicon": Key(str, ""),
+        "examples": Key(int, 3),
+        "bucket_boundaries": Key(list, []),
+        "word_crops": Key(float, 0.0),
+    },
 }
 
 # Options of coughclf.prepare.prepare that [data].prepare may set.
@@ -200,7 +240,7 @@ def _apply_schema(raw, path):
         table = raw.get(name, {})
         if not isinstance(table, dict):
             raise CoughclfError(f"{path}: [{name}] must be a table, got {table!r}")
-        if entry == FREE:
+        if entry == COMPONENT:
             config[name] = dict(table)
             continue
         section = {}
@@ -281,6 +321,21 @@ def _validate_references(config, path):
     for option in model_options(config):
         if option not in accepted:
             unknown_key(option, f"model.{option}", [*SCHEMA["model"], *accepted], path)
+    if config["frontend"]:
+        if spec.defaults.get("frontend") is None:
+            raise CoughclfError(f"{path}: [frontend] is set but {model_name} reads the raw waveform and has no "
+                                "spectrogram front end; remove [frontend]")
+        known = frontend_options()
+        for key in config["frontend"]:
+            if key not in known:
+                unknown_key(key, f"frontend.{key}", known, path)
+        from coughclf.layers.frontend import LogMelSpectrogram
+
+        try:  # the layer checks its own values; making one is cheap (no weights) and catches a bad value now
+            LogMelSpectrogram(sample_rate=config["data"]["sample_rate"],
+                              **{**spec.defaults["frontend"], **config["frontend"]})
+        except (CoughclfError, ValueError, TypeError) as error:
+            raise CoughclfError(f"{path}: [frontend]: {error}") from None
     if config["augment"]:
         from coughclf.layers.augment import SPECTROGRAM_AUGMENTATIONS, WAVEFORM_AUGMENTATIONS, build_augmentation
         from coughclf.mixing import AUGMENT_KEYS, mixing_from_augment
@@ -326,6 +381,25 @@ def _validate_references(config, path):
     if not 0 <= optimizer["warmup_epochs"] < config["train"]["epochs"]:
         raise CoughclfError(f"{path}: optimizer.warmup_epochs = {optimizer['warmup_epochs']} must be "
                             f"between 0 and train.epochs - 1 ({config['train']['epochs'] - 1})")
+    for name in ("max_trials", "executions_per_trial", "cv", "factor", "hyperband_iterations"):
+        if config["tune"][name] < 1:
+            raise CoughclfError(f"{path}: tune.{name} = {config['tune'][name]} must be at least 1")
+    ctc = config["ctc"]
+    if ctc["beam_width"] < 1:
+        raise CoughclfError(f"{path}: ctc.beam_width must be at least 1")
+    if not 0.0 <= ctc["word_crops"] <= 1.0:
+        raise CoughclfError(f"{path}: ctc.word_crops must be a share between 0.0 and 1.0")
+
+
+def frontend_options():
+    """The options [frontend] may set: LogMelSpectrogram's parameters but its sample rate (the data's)."""
+    import inspect
+
+    from coughclf.layers.frontend import LogMelSpectrogram
+
+    parameters = inspect.signature(LogMelSpectrogram.__init__).parameters
+    return sorted(name for name, p in parameters.items()
+                  if name not in ("self", "sample_rate", "name") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
 
 
 def accepted_model_options(model_name):

@@ -21,9 +21,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from coughclf.config import CTC_DECODERS as DECODERS
 from coughclf.text import BLANK, CHARACTERS, decode, encode
 
-DECODERS = ("greedy", "beam_search", "lexicon")
 _KERAS_DECODERS = ("greedy", "beam_search")
 
 

@@ -51,7 +51,6 @@ Example::
     path = export_tflite("saved_models/kws_cnn-20250101-120000", "kws_cnn.tflite", quantize="int8")
 """
 
-import json
 import re
 import tempfile
 from pathlib import Path
@@ -60,7 +59,7 @@ import numpy as np
 
 from coughclf import __version__
 from coughclf.errors import CoughclfError
-from coughclf.files import atomic_path, write_bytes, write_json
+from coughclf.files import atomic_path, read_json, write_bytes, write_json
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 STFT_CHOICES = ("auto", "fft", "matmul")
@@ -248,11 +247,12 @@ def describe(model, run_dir=None, labels=None, quantize="none", task=None):
 
 
 def _run_config(run_dir):
+    """The run's config through ``load_config`` (defaults filled in, checked), or None without a run."""
     if run_dir is None or not (Path(run_dir) / "config.toml").exists():
         return None
-    import tomllib
+    from coughclf.runs import run_config
 
-    return tomllib.loads((Path(run_dir) / "config.toml").read_text(encoding="utf-8"))
+    return run_config(run_dir)
 
 
 def _run_labels(run_dir):
@@ -264,7 +264,7 @@ def _run_labels(run_dir):
         return ensemble_info(run_dir)["labels"]
     training = Path(run_dir) / "training.json"
     if training.exists():
-        return json.loads(training.read_text(encoding="utf-8")).get("classes")
+        return read_json(training).get("classes")
     return None
 
 
@@ -349,13 +349,12 @@ def representative_from_run(run_dir, model, count=REPRESENTATIVE_WINDOWS, seed=0
     Returns a list of input lists in the model's input order (audio, then metadata if any).
     A CV folder (a fold ensemble) calibrates on its first fold's training split.
     """
-    from coughclf.config import load_config
     from coughclf.ensemble import fold_runs, is_cv_folder
-    from coughclf.files import read_json
-    from coughclf.inputs import fit_metadata_encoding, input_seconds, make_inputs, open_data
+    from coughclf.inputs import fit_metadata_encoding, input_seconds, make_inputs, model_input, open_data
+    from coughclf.runs import run_config
 
     run_dir = fold_runs(run_dir)[0] if is_cv_folder(run_dir) else Path(run_dir)
-    config = load_config(run_dir / "config.toml")
+    config = run_config(run_dir)
     cache = open_data(config)
     train_ids = read_json(run_dir / "split.json")["train"]
     windows = config["data"]["windows"] or 1
@@ -368,7 +367,7 @@ def representative_from_run(run_dir, model, count=REPRESENTATIVE_WINDOWS, seed=0
         metadata = (read_json(metadata_path) if metadata_path.exists() else
                     fit_metadata_encoding([rows[i] for i in train_ids], config["data"]["metadata"]))
     samples = []
-    seconds = input_seconds(model, cache.sample_rate)
+    seconds = input_seconds(model_input(config), model)
     for inputs, _ in make_inputs(config, cache, chosen, mode="eval", seconds=seconds, metadata=metadata,
                                  batch_size=1):
         if isinstance(inputs, dict):

@@ -9,6 +9,7 @@ split.json of a run), :func:`fit_metadata_encoding` (metadata.json) and
 import json
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 from coughclf.config import check_data
 from coughclf.errors import CoughclfError
@@ -176,19 +177,37 @@ def selected_ids(run_dir, cache, split, external):
 
 
 
-def model_clip_seconds(config):
-    """The clip length to build the model for: one window when windowing, else [data].clip_seconds.
+class ModelInput(NamedTuple):
+    """The input of a run's model, decided once (:func:`model_input`) and passed to what builds the
+    model, what feeds it and what draws its features."""
 
-    None lets the model keep its report's input length.
-    """
-    data = config["data"]
-    return data["window_seconds"] if data["windows"] else data["clip_seconds"]
+    sample_rate: int        # [data].sample_rate (open_data checks the cache holds it)
+    seconds: float | None   # audio per example: one window when windowing, else the clip; None when
+                            # the builder fixes its input length itself (no clip_seconds option: ast)
+    frontend: dict | None   # LogMelSpectrogram options of the front end; None for raw-waveform models
 
 
-def input_seconds(model, sample_rate):
-    """Seconds of audio the model's ``audio`` input takes (what the pipeline cuts clips or windows to)."""
+def model_input(config):
+    """The :class:`ModelInput` of ``config``: [data] and [frontend] over the model's registered defaults."""
+    from coughclf import models
+    from coughclf.config import accepted_model_options
+
+    name, data = config["model"]["name"], config["data"]
+    defaults = models.spec(name).defaults
+    frontend = None if defaults.get("frontend") is None else {**defaults["frontend"], **config["frontend"]}
+    seconds = data["window_seconds"] if data["windows"] else data["clip_seconds"]
+    if seconds is None and "clip_seconds" in accepted_model_options(name):
+        seconds = defaults.get("clip_seconds")
+    return ModelInput(data["sample_rate"], seconds, frontend)
+
+
+def input_seconds(decided, model):
+    """Seconds of audio per example: ``decided.seconds``, or for a builder that fixes its own input
+    length, what the built ``model``'s ``audio`` input takes."""
+    if decided.seconds is not None:
+        return decided.seconds
     audio = next(tensor for tensor in model.inputs if tensor.name.split(":")[0] != "metadata")
-    return audio.shape[1] / sample_rate
+    return audio.shape[1] / decided.sample_rate
 
 
 def fit_metadata_encoding(rows, columns):
@@ -230,11 +249,30 @@ def metadata_width(encoding):
     return sum(1 if e["kind"] == "numeric" else len(e["categories"]) for e in encoding)
 
 
+def dataset_options(config, *, mode, seconds, batch_size=None):
+    """The :class:`coughclf.pipeline.DatasetOptions` of a classifier run's ``mode`` split ([data],
+    [balance], [train]), ids included; ``seconds`` as for :func:`make_inputs`."""
+    from coughclf.pipeline import DatasetOptions
+
+    data, balance = config["data"], config["balance"]
+    resample = balance["mode"] if mode == "train" and balance["mode"] in ("oversample", "undersample") else None
+    windows = data["windows"]
+    return DatasetOptions(
+        mode=mode, clip_seconds=data["clip_seconds"] if windows else seconds, windows=windows,
+        window_seconds=seconds if windows else None, batch_size=batch_size or config["train"]["batch_size"],
+        balance=resample, balance_target=balance["target"] if resample else None,
+        max_repeats=balance["max_repeats"] if resample == "oversample" else None,
+        balance_within=balance["within"] if resample and balance["within"] else None,
+        seed=config["train"]["seed"], with_ids=True, shuffle_buffer=data["shuffle_buffer"],
+        random_crops=data["random_crops"])
+
+
 def make_inputs(config, cache, ids, *, mode, seconds, metadata=None, with_ids=False, batch_size=None):
     """The tf.data pipeline of a run: ``(inputs, one-hot label)`` batches.
 
     ``seconds`` is the model's input length (:func:`input_seconds`): each clip is cut to
-    it, or, when windowing, cut to [data].clip_seconds and then into windows of it.
+    it, or, when windowing, cut to [data].clip_seconds and then into windows of it
+    (:func:`dataset_options`).
 
     ``inputs`` is the waveform batch, or a dict ``{"audio", "metadata"[, "id"]}`` when the
     model has a metadata input or ids are asked for.
@@ -243,18 +281,7 @@ def make_inputs(config, cache, ids, *, mode, seconds, metadata=None, with_ids=Fa
 
     from coughclf.pipeline import make_dataset
 
-    data, balance = config["data"], config["balance"]
-    training = mode == "train"
-    resample = balance["mode"] if training and balance["mode"] in ("oversample", "undersample") else None
-    windows = data["windows"]
-    dataset = make_dataset(
-        cache, ids, mode=mode, clip_seconds=data["clip_seconds"] if windows else seconds, windows=windows,
-        window_seconds=seconds if windows else None, batch_size=batch_size or config["train"]["batch_size"],
-        balance=resample, balance_target=balance["target"] if resample else None,
-        max_repeats=balance["max_repeats"] if resample == "oversample" else None,
-        balance_within=balance["within"] if resample and balance["within"] else None,
-        seed=config["train"]["seed"], with_ids=True, shuffle_buffer=data["shuffle_buffer"],
-        random_crops=data["random_crops"])
+    dataset = make_dataset(cache, ids, dataset_options(config, mode=mode, seconds=seconds, batch_size=batch_size))
     num_classes = len(cache.classes)
     lookup = None
     if metadata:

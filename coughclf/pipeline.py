@@ -34,6 +34,7 @@ after epoch (for the same global TensorFlow seed, which
 (new crops, order and resampled subsets). The two ways draw different batches.
 """
 
+import dataclasses
 import math
 import os
 import warnings
@@ -126,15 +127,14 @@ def epoch_class_counts(labels, balance, balance_target=None, max_repeats=None):
     return {int(c): int(n) for c, n in zip(classes, per_class)}
 
 
-def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=None, window_seconds=None,
-                 batch_size=32, balance=None, balance_target=None, max_repeats=None, balance_within=None, seed=0,
-                 variable_length=False, with_ids=False, shuffle_buffer=1024, drop_remainder=False,
-                 bucket_boundaries=None, cache_in_memory="auto", audio_dtype="float32", random_crops=True):
-    """A ``tf.data.Dataset`` of batches from a prepared cache.
+@dataclasses.dataclass(frozen=True)
+class DatasetOptions:
+    """How :func:`make_dataset` cuts, balances, orders and batches the clips: one checked value.
 
-    Args:
-        cache: a :class:`coughclf.cache.PreparedCache` (or the path of one).
-        ids: the clip ids to use (a split); default every clip in the manifest.
+    Made once by whoever decides them (``coughclf.inputs.dataset_options`` from a run's
+    config) and passed down whole; ``dataclasses.replace`` derives a variant.
+
+    Attributes:
         mode: ``"train"`` (seeded shuffle, random crops, balancing) or ``"eval"``
             (centre crops, every selected clip once, in a fixed order).
         clip_seconds: fixed duration each clip is cut or zero-padded to; default the
@@ -173,6 +173,57 @@ def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=No
         audio_dtype: ``"float32"`` (samples in [-1, 1)) or ``"int16"`` (the cache's
             16-bit samples as they are: half the bytes to move; put
             :class:`coughclf.layers.PCMToFloat` at the front of the model).
+    """
+
+    mode: str = "train"
+    clip_seconds: float | None = None
+    windows: int | None = None
+    window_seconds: float | None = None
+    batch_size: int = 32
+    balance: str | None = None
+    balance_target: int | None = None
+    max_repeats: float | None = None
+    balance_within: str | None = None
+    seed: int | None = 0
+    variable_length: bool = False
+    with_ids: bool = False
+    shuffle_buffer: int = 1024
+    drop_remainder: bool = False
+    bucket_boundaries: tuple | list | None = None
+    cache_in_memory: bool | str = "auto"
+    audio_dtype: str = "float32"
+    random_crops: bool = True
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise CoughclfError(f"unknown pipeline mode {self.mode!r}; use one of {MODES}")
+        if self.batch_size < 1 or self.shuffle_buffer < 1:
+            raise CoughclfError(f"batch_size and shuffle_buffer must be positive, got {self.batch_size} and "
+                                f"{self.shuffle_buffer}")
+        if self.balance is not None and self.mode != "train":
+            raise CoughclfError("class balancing resamples training data; use balance=None in eval mode")
+        if self.variable_length and (self.clip_seconds or self.windows):
+            raise CoughclfError("variable_length keeps clips whole; leave clip_seconds and windows unset")
+        if self.bucket_boundaries and not self.variable_length:
+            raise CoughclfError("bucket_boundaries applies to variable_length batches only")
+        if (self.windows is None) != (self.window_seconds is None) or (self.windows is not None and self.windows < 1):
+            raise CoughclfError("windowing needs both windows (a count >= 1) and window_seconds")
+        if not (isinstance(self.cache_in_memory, bool) or self.cache_in_memory == "auto"):
+            raise CoughclfError(f"cache_in_memory must be one of {CACHE_IN_MEMORY_CHOICES}, "
+                                f"got {self.cache_in_memory!r}")
+        if self.audio_dtype not in AUDIO_DTYPES:
+            raise CoughclfError(f"audio_dtype must be one of {AUDIO_DTYPES}, got {self.audio_dtype!r}")
+
+
+def make_dataset(cache, ids=None, options=None, **fields):
+    """A ``tf.data.Dataset`` of batches from a prepared cache.
+
+    Args:
+        cache: a :class:`coughclf.cache.PreparedCache` (or the path of one).
+        ids: the clip ids to use (a split); default every clip in the manifest.
+        options: a :class:`DatasetOptions` (default: its defaults).
+        fields: :class:`DatasetOptions` fields set over ``options``
+            (``make_dataset(cache, ids, mode="eval", batch_size=8)``).
 
     Returns:
         ``(audio [B, samples] float32 (or int16), label [B] int32)`` batches;
@@ -183,50 +234,26 @@ def make_dataset(cache, ids=None, *, mode="train", clip_seconds=None, windows=No
     """
     import tensorflow as tf
 
+    options = dataclasses.replace(options or DatasetOptions(), **fields)
     if not isinstance(cache, PreparedCache):
         cache = open_cache(Path(cache))
-    plan = _Plan.from_arguments(cache, ids, mode=mode, clip_seconds=clip_seconds, windows=windows,
-                                window_seconds=window_seconds, batch_size=batch_size, balance=balance,
-                                balance_target=balance_target, max_repeats=max_repeats,
-                                balance_within=balance_within, seed=seed,
-                                variable_length=variable_length, bucket_boundaries=bucket_boundaries,
-                                shuffle_buffer=shuffle_buffer, with_ids=with_ids,
-                                drop_remainder=drop_remainder, cache_in_memory=cache_in_memory,
-                                audio_dtype=audio_dtype, random_crops=random_crops)
+    plan = _Plan.from_options(cache, ids, options)
     batches = plan.source.batches(plan)
     if not plan.bucket_samples:
         examples = plan.examples_per_epoch()
-        count = examples // batch_size if drop_remainder else math.ceil(examples / batch_size)
+        batch_size = options.batch_size
+        count = examples // batch_size if options.drop_remainder else math.ceil(examples / batch_size)
         batches = batches.apply(tf.data.experimental.assert_cardinality(count))
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
 class _Plan:
-    """The checked arguments of :func:`make_dataset`, what follows from the manifest, and the work
+    """The :class:`DatasetOptions` of :func:`make_dataset`, what follows from the manifest, and the work
     both clip sources share: where each example's samples come from, and the yielded structure."""
 
     @classmethod
-    def from_arguments(cls, cache, ids, *, mode, clip_seconds, windows, window_seconds, batch_size, balance,
-                       balance_target, max_repeats, balance_within, seed, variable_length, bucket_boundaries,
-                       shuffle_buffer, with_ids, drop_remainder, cache_in_memory, audio_dtype, random_crops):
-        if mode not in MODES:
-            raise CoughclfError(f"unknown pipeline mode {mode!r}; use one of {MODES}")
-        if batch_size < 1 or shuffle_buffer < 1:
-            raise CoughclfError(f"batch_size and shuffle_buffer must be positive, got {batch_size} and "
-                                f"{shuffle_buffer}")
-        if balance is not None and mode != "train":
-            raise CoughclfError("class balancing resamples training data; use balance=None in eval mode")
-        if variable_length and (clip_seconds or windows):
-            raise CoughclfError("variable_length keeps clips whole; leave clip_seconds and windows unset")
-        if bucket_boundaries and not variable_length:
-            raise CoughclfError("bucket_boundaries applies to variable_length batches only")
-        if (windows is None) != (window_seconds is None) or (windows is not None and windows < 1):
-            raise CoughclfError("windowing needs both windows (a count >= 1) and window_seconds")
-        if not (isinstance(cache_in_memory, bool) or cache_in_memory == "auto"):
-            raise CoughclfError(f"cache_in_memory must be one of {CACHE_IN_MEMORY_CHOICES}, "
-                                f"got {cache_in_memory!r}")
-        if audio_dtype not in AUDIO_DTYPES:
-            raise CoughclfError(f"audio_dtype must be one of {AUDIO_DTYPES}, got {audio_dtype!r}")
+    def from_options(cls, cache, ids, options):
+        """The plan of ``options`` (checked by :class:`DatasetOptions`) over ``cache``'s clips ``ids``."""
         if not cache.shard_paths:
             raise CoughclfError(f"{cache.root / 'shards'} holds no shards; prepare the cache again")
 
@@ -240,34 +267,35 @@ class _Plan:
             raise CoughclfError(f"no clips selected from {cache.root}; the split is empty")
 
         plan = cls()
-        plan.training = mode == "train"
-        plan.seed = seed
-        plan.deterministic = seed is not None or not plan.training
+        plan.training = options.mode == "train"
+        plan.seed = options.seed
+        plan.deterministic = options.seed is not None or not plan.training
         plan.ids = selected
         plan.labels = np.array([int(rows[clip_id]["label_index"]) for clip_id in selected], dtype=np.int32)
-        plan.balance_keys = _balance_keys(plan.labels, [rows[clip_id] for clip_id in selected], balance_within,
-                                          balance, cache.root)
-        plan.class_counts = epoch_class_counts(plan.balance_keys, balance, balance_target, max_repeats)
-        plan.balance = balance
-        plan.variable_length = variable_length
-        plan.with_ids = with_ids
-        plan.batch_size = batch_size
-        plan.drop_remainder = drop_remainder
-        plan.shuffle_buffer = shuffle_buffer
-        plan.audio_dtype = audio_dtype
-        plan.random_crops = plan.training and random_crops
+        plan.balance_keys = _balance_keys(plan.labels, [rows[clip_id] for clip_id in selected],
+                                          options.balance_within, options.balance, cache.root)
+        plan.class_counts = epoch_class_counts(plan.balance_keys, options.balance, options.balance_target,
+                                               options.max_repeats)
+        plan.balance = options.balance
+        plan.variable_length = options.variable_length
+        plan.with_ids = options.with_ids
+        plan.batch_size = options.batch_size
+        plan.drop_remainder = options.drop_remainder
+        plan.shuffle_buffer = options.shuffle_buffer
+        plan.audio_dtype = options.audio_dtype
+        plan.random_crops = plan.training and options.random_crops
         rate = cache.sample_rate
-        if clip_seconds is not None:
-            plan.clip_samples = int(round(clip_seconds * rate))
-        elif windows or variable_length:
+        if options.clip_seconds is not None:
+            plan.clip_samples = int(round(options.clip_seconds * rate))
+        elif options.windows or options.variable_length:
             plan.clip_samples = None
         else:
             plan.clip_samples = max(int(rows[clip_id]["num_samples"]) for clip_id in selected)
-        plan.windows = windows
-        plan.window_samples = int(round(window_seconds * rate)) if windows else None
-        plan.bucket_samples = [int(round(b * rate)) for b in bucket_boundaries or ()]
+        plan.windows = options.windows
+        plan.window_samples = int(round(options.window_seconds * rate)) if options.windows else None
+        plan.bucket_samples = [int(round(b * rate)) for b in options.bucket_boundaries or ()]
         audio_bytes = 2 * sum(int(rows[clip_id]["num_samples"]) for clip_id in selected)
-        source = ClipsInMemory if _holds_in_memory(cache_in_memory, audio_bytes, cache.root) else ShardRecords
+        source = ClipsInMemory if _holds_in_memory(options.cache_in_memory, audio_bytes, cache.root) else ShardRecords
         plan.source = source(cache.shard_paths, selected, plan.labels)
         return plan
 

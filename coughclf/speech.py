@@ -43,38 +43,17 @@ from coughclf.config import model_options
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
 from coughclf.fitting import FitPlan
-from coughclf.inputs import open_data, selected_ids
+from coughclf.inputs import model_input, open_data, selected_ids
 from coughclf.optim import make_optimizer
 from coughclf.runs import best_model_path, evaluation_tag, run_config
 from coughclf.text import BLANK, CHARACTERS, decode, encode, normalize
 
-CTC_DEFAULTS = {"numbers_as_words": True, "decoder": "beam_search", "beam_width": 32, "lexicon": "",
-                "examples": 3, "bucket_boundaries": [], "word_crops": 0.0}
-
-
 def ctc_settings(config):
-    """The ``[ctc]`` table over :data:`CTC_DEFAULTS`, checked (unknown keys and wrong types fail)."""
-    from coughclf.ctc import DECODERS
-
-    settings = dict(CTC_DEFAULTS)
-    for key, value in config.get("ctc", {}).items():
-        if key not in CTC_DEFAULTS:
-            raise CoughclfError(f"{config.source}: unknown key 'ctc.{key}'; valid keys: {', '.join(CTC_DEFAULTS)}")
-        expected = type(CTC_DEFAULTS[key])
-        if expected is int and isinstance(value, bool) or not isinstance(value, expected):
-            raise CoughclfError(f"{config.source}: ctc.{key} must be a {expected.__name__} like "
-                                f"{CTC_DEFAULTS[key]!r}, got {value!r}")
-        settings[key] = value
-    if settings["decoder"] not in DECODERS:
-        raise CoughclfError(f"{config.source}: ctc.decoder = {settings['decoder']!r}; choose one of "
-                            f"{', '.join(DECODERS)}")
-    if settings["beam_width"] < 1:
-        raise CoughclfError(f"{config.source}: ctc.beam_width must be at least 1")
+    """The ``[ctc]`` table (checked by ``load_config``), once its lexicon file is found to exist."""
+    settings = config["ctc"]
     if settings["lexicon"] and not Path(settings["lexicon"]).is_file():
         raise CoughclfError(f"{config.source}: ctc.lexicon = {settings['lexicon']!r} is not a file; give a word "
                             "list (one word per line) or \"\" for the words of the training transcripts")
-    if not 0.0 <= settings["word_crops"] <= 1.0:
-        raise CoughclfError(f"{config.source}: ctc.word_crops must be a share between 0.0 and 1.0")
     return settings
 
 
@@ -266,7 +245,6 @@ def build_ctc_model(config, sample_rate):
     from coughclf import models
 
     name = config["model"]["name"]
-    spec = models.spec(name)
     if config["model"]["input_mode"] != "waveform":
         raise CoughclfError(f"{config.source}: model.input_mode = {config['model']['input_mode']!r}, but CTC "
                             "training feeds raw audio; use input_mode = 'waveform'")
@@ -275,7 +253,7 @@ def build_ctc_model(config, sample_rate):
         raise CoughclfError(f"{config.source}: model.vocab_size must be {len(CHARACTERS)} (the characters of "
                             "coughclf.text); remove it from [model]")
     options = {**options, "input_mode": "waveform", "sample_rate": sample_rate,
-               "frontend": {**spec.defaults.get("frontend", {}), **config["frontend"]}}
+               "frontend": model_input(config).frontend}
     if config["augment"]:
         from coughclf.layers.augment import build_augmentation
 

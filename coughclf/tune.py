@@ -58,10 +58,10 @@ import time
 from pathlib import Path
 
 import keras_tuner
+# keras_tuner.engine.hyperparameters is KerasTuner's exported (public) path of the hyperparameter types.
 from keras_tuner.engine.hyperparameters import Fixed
 
-from coughclf.config import (SCHEMA, Key, accepted_model_options, coerce_key_value, config_from_dict, dump_config,
-                             unknown_key)
+from coughclf.config import SCHEMA, accepted_model_options, config_from_dict, dump_config
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
 from coughclf.inputs import open_data
@@ -70,27 +70,6 @@ from coughclf.train import train
 from coughclf.tune_presets import AUGMENT_STRENGTHS, DEFAULT_SPACES
 
 PROJECT = "search"
-ALGORITHMS = ("random", "bayesian", "hyperband")
-TUNE_KEYS = {
-    "tuner": Key(str, "random", ALGORITHMS),
-    "objective": Key(str, None),
-    "direction": Key(str, "auto", ("auto", "min", "max")),
-    "max_trials": Key(int, 10),
-    "executions_per_trial": Key(int, 1),
-    "cv": Key(int, 1),
-    "cv_folds": Key(str, None, ("kfold", "predefined")),
-    "epochs": Key(int, None),
-    "default_space": Key(bool, True),
-    "seed": Key(int, None),
-    "initial_points": Key(int, None),
-    "max_epochs": Key(int, None),
-    "factor": Key(int, 3),
-    "hyperband_iterations": Key(int, 1),
-    "max_retries_per_trial": Key(int, 0),
-    "max_consecutive_failed_trials": Key(int, 3),
-    "compare_default": Key(bool, False),
-    "space": Key(dict, {}),
-}
 BUDGET_PREFIX = "tuner/"  # Hyperband's own entries (tuner/epochs, tuner/round, ...): not config keys
 
 
@@ -101,16 +80,10 @@ class TuningError(CoughclfError, keras_tuner.errors.FatalError):
 # --- settings and search space -----------------------------------------------------------------
 
 def tune_settings(config):
-    """The [tune] table checked and completed with its defaults (``objective``, ``direction``, ``seed``)."""
-    table = config["tune"]
+    """The [tune] table (checked by ``load_config``) with the defaults that follow from the rest of the
+    config filled in: ``objective``, ``direction``, ``seed`` and ``cv_folds``."""
+    settings = dict(config["tune"])
     where = config.source
-    for name in table:
-        if name not in TUNE_KEYS:
-            unknown_key(name, f"tune.{name}", TUNE_KEYS, where)
-    settings = {}
-    for name, key in TUNE_KEYS.items():
-        value = table.get(name, key.default)
-        settings[name] = None if value is None else coerce_key_value(value, key, f"tune.{name}", where)
     if settings["objective"] is None:
         settings["objective"] = "val_cer" if config["task"] == "ctc" else config["train"]["monitor"]
     if settings["direction"] == "auto":
@@ -119,9 +92,6 @@ def tune_settings(config):
         settings["seed"] = config["train"]["seed"]
     if settings["cv_folds"] is None:
         settings["cv_folds"] = "predefined" if config["split"]["method"] == "fold" else "kfold"
-    for name in ("max_trials", "executions_per_trial", "cv", "factor", "hyperband_iterations"):
-        if settings[name] < 1:
-            raise CoughclfError(f"{where}: tune.{name} = {settings[name]} must be at least 1")
     if config["task"] == "ctc" and (settings["cv"] > 1 or settings["cv_folds"] == "predefined"):
         raise CoughclfError(f"{where}: CTC training uses the config's own split; set tune.cv = 1 "
                             "(cross-validated tuning is for classifiers)")
@@ -355,7 +325,8 @@ def search_identity(config):
     change, which would make old and new trials incomparable, is refused.
     """
     identity = config.copy()
-    identity["tune"] = {key: value for key, value in config["tune"].items() if key not in BUDGET_KEYS}
+    # At their defaults rather than left out: a config read back fills every key in.
+    identity["tune"].update({key: SCHEMA["tune"][key].default for key in BUDGET_KEYS})
     return identity
 
 
@@ -592,6 +563,7 @@ def compare_with_default(tuner, report):
     lines = []
     for name, entry in (("default", report["default"]), ("tuned", report)):
         lines.append([name, f"{report['objective']} (validation, objective)", entry["value"], entry["std"]])
-        lines += [[name, f"test {metric}", summary["mean"], summary["std"]] for metric, summary in entry["test"].items()]
+        lines += [[name, f"test {metric}", summary["mean"], summary["std"]]
+                  for metric, summary in entry["test"].items()]
     write_csv(directory / "comparison.csv", lines, columns=["config", "metric", "mean", "std"])
     return report

@@ -64,12 +64,36 @@ def test_defaults_are_filled_in_and_name_comes_from_the_file(tmp_path):
     (MINIMAL + '[balance]\nwithin = "meta_source"\n', r"balance\.mode must be 'oversample' or 'undersample'"),
     (MINIMAL + "[optimizer]\nema = 1.0\n", r"optimizer\.ema = 1\.0 must be in \[0, 1\)"),
     (MINIMAL + "[optimizer]\nwarmup_epochs = 30\n", r"warmup_epochs = 30 must be between 0 and .*\(29\)"),
+    # [frontend], [ctc] and [tune] are checked at load time too, through the same key machinery
+    (MINIMAL + "[frontend]\nn_mel = 40\n", r"unknown key 'frontend\.n_mel' \(did you mean 'n_mels'\?\)"),
+    (MINIMAL + '[frontend]\nmel_scale = "bark"\n', r"\[frontend\]: LogMelSpectrogram: mel_scale='bark'"),
+    ('[data]\ndataset = "fsdd"\n[model]\nname = "esc_cnn1d"\n[frontend]\nn_mels = 40\n',
+     r"esc_cnn1d reads the raw waveform and has no spectrogram front end"),
+    (MINIMAL + "[ctc]\nbeam = 3\n", r"unknown key 'ctc\.beam'"),
+    (MINIMAL + '[ctc]\ndecoder = "viterbi"\n', r"ctc\.decoder = 'viterbi' is not one of 'greedy'"),
+    (MINIMAL + "[ctc]\nword_crops = 2.0\n", r"ctc\.word_crops must be a share between 0\.0 and 1\.0"),
+    (MINIMAL + "[tune]\nmax_trails = 3\n", r"unknown key 'tune\.max_trails' \(did you mean 'max_trials'\?\)"),
+    (MINIMAL + "[tune]\ncv = 0\n", r"tune\.cv = 0 must be at least 1"),
 ])
 def test_invalid_configs_name_the_key_and_the_file(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(CoughclfError, match=message) as error:
         load_config(path)
     assert str(path) in str(error.value)
+
+
+def test_a_run_folder_config_is_read_through_load_config(tmp_path):
+    from coughclf.config import dump_config
+    from coughclf.runs import run_config
+
+    with pytest.raises(CoughclfError, match="is not a run folder \\(no config.toml\\)"):
+        run_config(tmp_path)
+    dump_config(load_config(write(tmp_path, MINIMAL + "[ctc]\nbeam_width = 4\n")), tmp_path / "config.toml")
+    config = run_config(tmp_path)
+    assert config["ctc"]["beam_width"] == 4 and config["tune"]["max_trials"] == 10  # defaults filled in
+    (tmp_path / "config.toml").write_text(MINIMAL + "[tune]\ntuner = \"grid\"\n")
+    with pytest.raises(CoughclfError, match="tune.tuner = 'grid' is not one of"):
+        run_config(tmp_path)
 
 
 def test_overrides_are_read_as_toml_and_coerced_to_the_schema(tmp_path):

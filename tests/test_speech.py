@@ -101,7 +101,7 @@ def test_ctc_settings_are_checked(tmp_path):
     assert ctc_settings(_config(tmp_path))["beam_width"] == 4
     with pytest.raises(CoughclfError, match="unknown key 'ctc.beam'"):
         ctc_settings(_config(tmp_path, ctc={"beam": 3}))
-    with pytest.raises(CoughclfError, match="ctc.beam_width must be a int"):
+    with pytest.raises(CoughclfError, match="ctc.beam_width must be an integer"):
         ctc_settings(_config(tmp_path, ctc={"beam_width": "wide"}))
     with pytest.raises(CoughclfError, match="greedy"):
         ctc_settings(_config(tmp_path, ctc={"decoder": "viterbi"}))
