@@ -129,13 +129,15 @@ def average_models(models, name=ENSEMBLE_NAME):
 
 
 def load_fold_ensemble(cv_dir):
-    """The fold ensemble of a CV folder (see the module docstring)."""
+    """The fold ensemble of a CV folder (see the module docstring); its folds are checked first
+    (:func:`ensemble_info`: finished, a classifier, the same classes and clip length)."""
     import keras
 
     from coughclf import models
 
+    runs = [Path(run) for run in ensemble_info(cv_dir)["runs"]]
     models.available()  # imports every model module, which registers every coughclf layer for loading
-    return average_models([keras.saving.load_model(run / "best.keras", safe_mode=True) for run in fold_runs(cv_dir)])
+    return average_models([keras.saving.load_model(run / "best.keras", safe_mode=True) for run in runs])
 
 
 def ensemble_members(model):

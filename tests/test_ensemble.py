@@ -81,7 +81,12 @@ def test_unfinished_fold_other_folders_and_mismatched_folds_are_refused(tmp_path
     mixed = write_cv_folder(tmp_path / "mixed")
     (mixed / "fold-2" / "training.json").write_text(json.dumps({"classes": ["a", "b"]}))
     with pytest.raises(CoughclfError, match="different classes"):
-        ensemble_info(mixed)
+        load_fold_ensemble(mixed)
+    speech = write_cv_folder(tmp_path / "speech", folds=1)
+    (speech / "config.toml").write_text('task = "ctc"\n[model]\nname = "deepspeech2_lite"\n[data]\n'
+                                        'dataset = "yesno"\ndata_dir = "."\n')
+    with pytest.raises(CoughclfError, match="speech"):
+        load_fold_ensemble(speech)
 
 
 def test_models_with_a_metadata_input_are_refused():
