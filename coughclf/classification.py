@@ -18,11 +18,13 @@ import numpy as np
 from coughclf import metrics as metric_functions
 from coughclf import plots
 from coughclf.config import accepted_model_options, model_options
+from coughclf.ensemble import ensemble_info, is_cv_folder, load_fold_ensemble
 from coughclf.errors import CoughclfError
 from coughclf.files import atomic_path, json_ready, read_json, write_json
 from coughclf.fitting import FitPlan
 from coughclf.inputs import (fit_metadata_encoding, input_seconds, make_inputs, metadata_width, model_input,
                              run_data, selected_ids)
+from coughclf.mixing import mix_batches, mixing_from_augment
 from coughclf.optim import jit_compile, make_optimizer
 from coughclf.runs import evaluation_tag, load_best_model, monitor_mode, run_config
 
@@ -48,10 +50,11 @@ def build_model(config, num_classes, sample_rate, metadata_dim=0):
         options["clip_seconds"] = decided.seconds
     if config["frontend"]:  # load_config checked it against the model and LogMelSpectrogram
         options["frontend"] = decided.frontend
-    if config["augment"]:
+    _, layer_settings = mixing_from_augment(config["augment"], config.source)
+    if layer_settings:
         from coughclf.layers.augment import build_augmentation
 
-        waveform_layers, spec_layers = build_augmentation(config["augment"])
+        waveform_layers, spec_layers = build_augmentation(layer_settings)
         if waveform_layers:
             options["waveform_augmentation"] = waveform_layers
         if spec_layers:
@@ -120,6 +123,10 @@ def plan_fit(config, run_dir, cache, split, strategy):
     if config["balance"]["mode"] == "class_weight":
         weights = class_weights([int(rows[i]["label_index"]) for i in split["train"]],
                                 config["balance"]["formula"])
+    mixing, _ = mixing_from_augment(config["augment"], config.source, config["train"]["seed"])
+    if mixing.active:  # mixed targets carry their class weights as sample weights (see coughclf.mixing)
+        train_data = mix_batches(train_data, mixing, sample_rate=cache.sample_rate, class_weights=weights)
+        weights = None
     return FitPlan(model, train_data, validation_data, config["train"]["monitor"], monitor_mode(config),
                    class_weight=weights, summary={"classes": cache.classes})
 
@@ -144,6 +151,22 @@ def _metrics(config, labels, probabilities, classes):
     return metric_functions.classification_metrics(
         labels, probabilities, classes, positive=settings["positive_class"], specificity=settings["specificity"],
         bootstrap=settings["bootstrap"], confidence=settings["confidence"], seed=config["train"]["seed"])
+
+
+def clip_metrics(config, labels, probabilities, classes, rows, group_by=None):
+    """The metrics of [metrics] on clips, with ``"groups"``: the same within each value of every
+    ``group_by`` column (default ``metrics.group_by``; ``rows``: each clip's manifest row). Shared by
+    evaluation and the classical baselines (:mod:`coughclf.baselines`), so both report the same numbers."""
+    results = _metrics(config, labels, probabilities, classes)
+    groups = {}
+    for column in config["metrics"]["group_by"] if group_by is None else group_by:
+        values = np.array([row.get(column, "") for row in rows])
+        groups[column] = {str(value): _metrics(config, labels[values == value], probabilities[values == value],
+                                               classes)
+                          for value in sorted(set(values))}
+    if groups:
+        results["groups"] = groups
+    return results
 
 
 def _example_spectrograms(model, config, dataset, classes, count):
@@ -173,7 +196,8 @@ def _example_spectrograms(model, config, dataset, classes, count):
 
 
 def evaluate_run(run_dir, data=None, split="test", *, make_plots=True, label_map=None, group_by=None):
-    """Evaluate the run's ``best.keras`` on ``split`` of its cache (or of ``data``, another cache).
+    """Evaluate the run's ``best.keras`` on ``split`` of its cache (or of ``data``, another cache); a
+    ``coughclf cv`` folder's fold ensemble (:mod:`coughclf.ensemble`) on all clips of ``data``.
 
     Writes ``metrics.json`` and ``plots/`` in the run folder for its own test split,
     ``metrics-{split}[-{cache name}].json`` and ``plots-...`` otherwise, and the clip-level
@@ -195,11 +219,21 @@ def evaluate_run(run_dir, data=None, split="test", *, make_plots=True, label_map
 
     run_dir = Path(run_dir)
     config = run_config(run_dir)
-    model = load_best_model(run_dir)  # before any data is opened: a damaged file fails at once
+    if is_cv_folder(run_dir):  # its fold ensemble, on clips none of its folds trained on
+        if data is None or split != "all":
+            raise CoughclfError(f"{run_dir} is a cross-validation folder: every clip of its own data trained some "
+                                "of its folds; evaluate its fold ensemble on other data with --data CACHE --split all")
+        trained = ensemble_info(run_dir)["labels"]
+        model = load_fold_ensemble(run_dir)
+    else:
+        trained = None
+        model = load_best_model(run_dir)  # before any data is opened: a damaged file fails at once
     cache = open_cache(data) if data else run_data(config, run_dir)
     ids = selected_ids(run_dir, cache, split, external=data is not None)
     summary = run_dir / "training.json"
-    trained = read_json(summary)["classes"] if summary.exists() else (run_data(config, run_dir) if data else cache).classes
+    if trained is None:
+        trained = (read_json(summary)["classes"] if summary.exists()
+                   else (run_data(config, run_dir) if data else cache).classes)
     classes, model_index = _model_labels(run_dir, trained, cache, ids, label_map)
     rows = {row["id"]: row for row in cache.manifest}
     group_by = config["metrics"]["group_by"] if group_by is None else list(group_by)
@@ -216,19 +250,13 @@ def evaluate_run(run_dir, data=None, split="test", *, make_plots=True, label_map
     clip_ids, labels, probabilities = metric_functions.aggregate_by_clip(window_ids, window_labels,
                                                                         window_probabilities)
     results = {"run": str(run_dir), "task": "classification", "model": config["model"]["name"], "split": split,
-               "cache": str(cache.root), "clips": int(len(clip_ids)), **_metrics(config, labels, probabilities, classes)}
+               "cache": str(cache.root), "clips": int(len(clip_ids)),
+               **clip_metrics(config, labels, probabilities, classes, [rows[clip_id] for clip_id in clip_ids],
+                              group_by)}
     if label_map:
         results["label_map"] = dict(label_map)
     if config["data"]["windows"]:
         results["window_level"] = _metrics(config, window_labels, window_probabilities, classes)
-    groups = {}
-    for column in group_by:
-        values = np.array([rows[clip_id].get(column, "") for clip_id in clip_ids])
-        groups[column] = {str(value): _metrics(config, labels[values == value], probabilities[values == value],
-                                               classes)
-                          for value in sorted(set(values))}
-    if groups:
-        results["groups"] = groups
 
     tag = evaluation_tag(split, data)
     write_json(run_dir / f"metrics{tag}.json", results)

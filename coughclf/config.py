@@ -21,7 +21,8 @@ A config has these tables (every key optional unless marked required; defaults i
                 head only), then any option of the model's builder
     [frontend]  LogMelSpectrogram options overriding the model's defaults (models with a log-mel
                 front end only)
-    [augment]   layers of coughclf.layers.augment and their options (build_augmentation)
+    [augment]   layers of coughclf.layers.augment and their options (build_augmentation), and batch
+                mixing of training batches: mixup / between_class, label_smoothing (coughclf.mixing)
     [balance]   mode (none|oversample|undersample|class_weight), target, max_repeats, formula, within
                 (a manifest column, e.g. "meta_source": resample the (value, class) cells instead of the
                 classes, so that the column tells nothing about the label in training)
@@ -404,13 +405,18 @@ def _validate_references(config, path):
             raise CoughclfError(f"{path}: [frontend]: {error}") from None
     if config["augment"]:
         from coughclf.layers.augment import SPECTROGRAM_AUGMENTATIONS, WAVEFORM_AUGMENTATIONS, build_augmentation
+        from coughclf.mixing import AUGMENT_KEYS, mixing_from_augment
 
-        known = {"seed", *WAVEFORM_AUGMENTATIONS, *SPECTROGRAM_AUGMENTATIONS}
+        known = {"seed", *WAVEFORM_AUGMENTATIONS, *SPECTROGRAM_AUGMENTATIONS, *AUGMENT_KEYS}
         for key in config["augment"]:
             if key not in known:
                 unknown_key(key, f"augment.{key}", known, path)
+        mixing, layer_settings = mixing_from_augment(config["augment"], path)
+        if mixing.active and config["task"] == "ctc":
+            raise CoughclfError(f"{path}: augment.{'/'.join(AUGMENT_KEYS)} mix class targets; a speech (ctc) "
+                                "model has transcripts: remove them")
         try:  # the layers check their own options; building them is cheap and catches a bad value now
-            build_augmentation(config["augment"])
+            build_augmentation(layer_settings)
         except CoughclfError as error:
             raise CoughclfError(f"{path}: [augment]: {error}") from None
     data = config["data"]

@@ -83,14 +83,19 @@ def sidecar_path(model_path):
 # --- the model to export -------------------------------------------------------------------------
 
 def load_trained(source):
-    """``(model, run_dir or None)`` from a run folder, a ``.keras`` file or a ``keras.Model``."""
+    """``(model, run_dir or None)`` from a run folder, a ``coughclf cv`` folder (its fold ensemble,
+    :mod:`coughclf.ensemble`), a ``.keras`` file or a ``keras.Model``."""
     import keras
 
+    from coughclf.ensemble import is_cv_folder, load_fold_ensemble
     from coughclf.model_files import load_model_file
 
     if isinstance(source, keras.Model):
         return source, None
     source = Path(source)
+    if is_cv_folder(source):
+        _register_custom_objects()
+        return load_fold_ensemble(source), source
     run_dir = source if source.is_dir() else None
     model_path = source / "best.keras" if run_dir else source
     if not model_path.exists():
@@ -167,7 +172,11 @@ def inference_model(model, input_length=None, stft="auto"):
     import keras
 
     from coughclf.ctc import CTCModel
+    from coughclf.ensemble import average_models, ensemble_members
 
+    members = ensemble_members(model)
+    if members:  # a fold ensemble: each fold's inference build, averaged again
+        return average_models([inference_model(member, input_length, stft) for member in members])
     if isinstance(model, CTCModel):
         from coughclf.models.deepspeech import inference_model as ctc_inference_model
 
@@ -264,8 +273,12 @@ def _run_config(run_dir):
 
 
 def _run_labels(run_dir):
+    from coughclf.ensemble import ensemble_info, is_cv_folder
+
     if run_dir is None:
         return None
+    if is_cv_folder(run_dir):
+        return ensemble_info(run_dir)["labels"]
     training = Path(run_dir) / "training.json"
     if training.exists():
         return read_json(training).get("classes")
@@ -351,11 +364,13 @@ def representative_from_run(run_dir, model, count=REPRESENTATIVE_WINDOWS, seed=0
     """Up to ``count`` inputs of ``model`` (batch 1) from the run's training split, clips drawn at random.
 
     Returns a list of input lists in the model's input order (audio, then metadata if any).
+    A CV folder (a fold ensemble) calibrates on its first fold's training split.
     """
+    from coughclf.ensemble import fold_runs, is_cv_folder
     from coughclf.inputs import fit_metadata_encoding, input_seconds, make_inputs, model_input, open_data
     from coughclf.runs import run_config
 
-    run_dir = Path(run_dir)
+    run_dir = fold_runs(run_dir)[0] if is_cv_folder(run_dir) else Path(run_dir)
     config = run_config(run_dir)
     cache = open_data(config)
     train_ids = read_json(run_dir / "split.json")["train"]

@@ -147,8 +147,9 @@ class KerasPredictor:
         from coughclf.ctc import CTCModel
         from coughclf.export import _speech_input_length, describe, load_trained, sidecar_path
 
-        self.model, _ = load_trained(path)
-        run_dir = Path(path).parent if (Path(path).parent / "config.toml").exists() else None
+        self.model, run_dir = load_trained(path)  # run_dir: a CV folder's own (its fold ensemble)
+        if run_dir is None and (Path(path).parent / "config.toml").exists():
+            run_dir = Path(path).parent
         if isinstance(self.model, CTCModel):
             from coughclf.models.deepspeech import inference_model
 
@@ -165,8 +166,13 @@ class KerasPredictor:
 
 
 def load_predictor(path):
-    """A :class:`TFLitePredictor` or :class:`KerasPredictor` for ``path`` by its suffix."""
+    """A :class:`TFLitePredictor` or :class:`KerasPredictor` for ``path`` by its suffix (a ``coughclf cv``
+    folder: its fold ensemble, :mod:`coughclf.ensemble`)."""
+    from coughclf.ensemble import is_cv_folder
+
     path = Path(path)
+    if is_cv_folder(path):
+        return KerasPredictor(path)
     if path.suffix not in MODEL_SUFFIXES:
         raise CoughclfError(f"{path}: unknown model type; give a .tflite (from 'coughclf export') or a "
                             ".keras file (a run's best.keras)")

@@ -197,8 +197,9 @@ def check_space(config, hyperparameters):
     trial_config = apply_hyperparameters(config, {hp.name: hp.default for hp in hyperparameters.space})
     if trial_config["augment"]:
         from coughclf.layers.augment import build_augmentation
+        from coughclf.mixing import mixing_from_augment
 
-        build_augmentation(trial_config["augment"])
+        build_augmentation(mixing_from_augment(trial_config["augment"], config.source)[1])
     return trial_config
 
 

@@ -12,10 +12,14 @@ def add_arguments(parser):
     parser.add_argument("--run-dir", metavar="DIR",
                         help="CV folder (default saved_models/NAME-cv-TIMESTAMP); an unfinished one resumes")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also fit the classical baselines on the same folds (baseline.json in the CV folder) "
+                             "and print their rows beside the model's")
 
 
 def run(args):
     import json
+    from pathlib import Path
 
     from coughclf.cv import cross_validate
     from coughclf.runs import make_strategy
@@ -25,10 +29,24 @@ def run(args):
     report = cross_validate(config, args.run_dir, strategy)
     if report is None:  # a non-chief worker: the chief writes the summary
         return
+    baseline = None
+    if args.baseline:
+        from coughclf.baselines import run_baselines
+        from coughclf.files import read_json
+
+        out_dir = Path(report["out_dir"])
+        baseline = run_baselines(config, splits=read_json(out_dir / "folds.json"), out_dir=out_dir)
     if args.json:
-        print(json.dumps(report, indent=2))
+        from coughclf.files import json_ready
+
+        print(json.dumps(json_ready({**report, "baseline": baseline}) if baseline else report, indent=2))
         return
     print(f"{report['folds']} folds, summary in {report['out_dir']}/summary.json")
+    if baseline:
+        from coughclf.baselines import table_rows
+
+        print("\n".join(table_rows(baseline, report["metrics"], model_name=config["model"]["name"])))
+        return
     for name, entry in report["metrics"].items():
         if "." not in name and name != "n":
             print(f"  {name:<20} {entry['mean']:.4f} ± {entry['std']:.4f}")

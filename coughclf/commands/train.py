@@ -10,12 +10,15 @@ EXAMPLE = ("coughclf train experiments/kws_cnn.toml --set train.epochs=5 --set o
            "\"index\": 0}}' coughclf train CONFIG --strategy multiworker")
 
 
-def add_config_arguments(parser):
-    """CONFIG, --set, --mixed-precision and --strategy: shared by train, cv and (through the tuner) tune."""
+def add_config_arguments(parser, training=True):
+    """CONFIG and --set, then (``training``) --mixed-precision and --strategy: shared by train, cv, baseline
+    and (through the tuner) tune."""
     parser.add_argument("config", metavar="CONFIG", help="experiment TOML file (see experiments/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set train.epochs=5 --set data.cache=prepared/fsdd "
                              "(repeatable; values are read as TOML)")
+    if not training:  # the classical baseline trains no network
+        return
     parser.add_argument("--mixed-precision", choices=SCHEMA["train"]["mixed_precision"].choices,
                         help="train in mixed precision (sets train.mixed_precision): mixed_bfloat16 on recent "
                              "GPUs and TPUs, mixed_float16 (with loss scaling) on older GPUs; off: float32")
@@ -29,7 +32,7 @@ def add_config_arguments(parser):
 def load_config_of(args):
     """The experiment config of CONFIG with the --set overrides and the flags that stand for keys."""
     overrides = list(args.overrides)
-    if args.mixed_precision:
+    if getattr(args, "mixed_precision", None):
         overrides.append(f'train.mixed_precision="{args.mixed_precision}"')
     return load_config(args.config, overrides)
 
