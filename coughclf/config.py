@@ -51,7 +51,6 @@ that the data can be found.
 
 import difflib
 import json
-import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -573,49 +572,11 @@ def check_data(config):
 
 # --- writing -----------------------------------------------------------------------------------
 
-def _toml_key(key):
-    key = str(key)
-    bare = key and all(c.isalnum() or c in "-_" for c in key)
-    return key if bare else json.dumps(key)
-
-
-def _toml_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = (f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None)
-        return "{" + ", ".join(items) + "}"
-    raise TypeError(f"cannot write {type(value).__name__} {value!r} to TOML")
-
-
-def _write_table(lines, prefix, table):
-    scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and v is not None}
-    tables = {k: v for k, v in table.items() if isinstance(v, dict)}
-    if prefix and (scalars or not tables):
-        lines.append(f"\n[{prefix}]")
-    for key, value in scalars.items():
-        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    for key, value in tables.items():
-        _write_table(lines, f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key), value)
-
-
 def dumps_config(config) -> str:
     """A config as TOML text that ``load_config`` reads back to the same dict (None values omitted)."""
-    lines = []
-    _write_table(lines, "", dict(config))
-    return "\n".join(lines).lstrip("\n") + "\n"
+    from coughclf.toml_writer import dumps_toml
+
+    return dumps_toml(dict(config))
 
 
 def dump_config(config, path):
