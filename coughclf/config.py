@@ -558,7 +558,11 @@ def check_data(config):
     if complete:
         return
     if data["data_dir"] is None:
-        where = f"data.cache = {cache!r} is not a complete prepared cache" if cache else "no data.cache"
+        if cache is not None and Path(cache).exists():
+            from coughclf.cache import check_cache
+
+            check_cache(cache)  # says what is wrong with it (unfinished, not a cache) and the fix
+        where = f"data.cache = {cache!r} does not exist" if cache else "no data.cache"
         raise CoughclfError(f"{source}: {where} and data.data_dir is not set; set data.data_dir to "
                             "the dataset's folder (it is prepared on first use) or run "
                             "'coughclf prepare' and set data.cache")

@@ -9,6 +9,7 @@ same way for every task, so a resumed CTC run and a resumed classifier stop, kee
 best model and write their history alike.
 """
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -53,8 +54,8 @@ def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
     cache = open_data(config)
     split = run_split(config, cache, run_dir, split)
     report(f"split: {describe_split(cache, split)}")
-    with dtype_policy(config["train"]["mixed_precision"]):  # the model and its layers take the policy
-        plan = plan_fit(config, run_dir, cache, split, strategy)
+    with dtype_policy(config["train"]["mixed_precision"]), damaged_shards_named(cache):
+        plan = plan_fit(config, run_dir, cache, split, strategy)  # the model and its layers take the policy
     if not split["validation"] and plan.monitor.startswith("val_"):
         raise CoughclfError(f"{config.source}: no validation clips (split.val = {config['split']['val']}) but "
                             f"train.monitor = {plan.monitor!r}; set split.val > 0 or monitor a training metric")
@@ -73,10 +74,11 @@ def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
     if resumed_at:
         report(f"resuming {run_dir} at epoch {resumed_at + 1}")
     started = time.time()
-    history = plan.model.fit(
-        train_data, validation_data=validation_data, epochs=config["train"]["epochs"], steps_per_epoch=steps,
-        class_weight=plan.class_weight, verbose=fit_verbose(plan.verbose), shuffle=False,
-        callbacks=[*run_callbacks(config, run_dir, plan, rows_before, is_chief(strategy)), *callbacks])
+    with damaged_shards_named(cache):
+        history = plan.model.fit(
+            train_data, validation_data=validation_data, epochs=config["train"]["epochs"], steps_per_epoch=steps,
+            class_weight=plan.class_weight, verbose=fit_verbose(plan.verbose), shuffle=False,
+            callbacks=[*run_callbacks(config, run_dir, plan, rows_before, is_chief(strategy)), *callbacks])
     rows = history_rows(run_dir)
     best = best_row([row for row in rows if nan_epoch([row]) is None], plan.monitor, plan.mode)
     failed_at = nan_epoch(rows)
@@ -122,6 +124,23 @@ def nan_epoch(rows):
         if any(key in row and not _finite(row[key]) for key in ("loss", "val_loss")):
             return row["epoch"]
     return None
+
+
+@contextlib.contextmanager
+def damaged_shards_named(cache):
+    """TensorFlow's data-loss error (a shard damaged without changing its size, which opening the
+    cache cannot see) as an error naming the shard and the repair."""
+    import tensorflow as tf
+
+    from coughclf.cache import repair_hint, verify_cache
+
+    try:
+        yield
+    except tf.errors.DataLossError as error:
+        problems = verify_cache(cache.root, full=True)
+        where = (f"{problems[0][0]} is damaged: {problems[0][1]}" if problems
+                 else f"a shard of {cache.root} could not be read ({str(error).splitlines()[0]})")
+        raise CoughclfError(f"{where}; {repair_hint(cache.root)}") from None
 
 
 def run_callbacks(config, run_dir, plan, rows_before, chief):

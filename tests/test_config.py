@@ -143,7 +143,18 @@ def test_check_data_explains_what_is_missing(tmp_path):
     with pytest.raises(CoughclfError, match=r"no data\.cache and data\.data_dir is not set"):
         check_data(config)
     config = load_config(write(tmp_path, MINIMAL), [f"data.cache={tmp_path / 'nowhere'}"])
-    with pytest.raises(CoughclfError, match="is not a complete prepared cache"):
+    with pytest.raises(CoughclfError, match=r"data\.cache = .*nowhere.* does not exist"):
+        check_data(config)
+    # A folder that exists is examined: what is wrong with it, not a missing data.data_dir.
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "cache.json").write_text('{"format": 1, "sample_rate": 16000, "classes": ["a"]}')
+    config = load_config(write(tmp_path, MINIMAL), [f"data.cache={unfinished}"])
+    with pytest.raises(CoughclfError, match=r"has no manifest.csv: its preparation did not finish") as raised:
+        check_data(config)
+    assert "data_dir" not in str(raised.value)
+    (unfinished / "cache.json").write_text("[1, 2]")
+    with pytest.raises(CoughclfError, match=r"cache.json is not a coughclf cache description"):
         check_data(config)
     config = load_config(write(tmp_path, MINIMAL), [f"data.data_dir={tmp_path / 'absent'}"])
     with pytest.raises(CoughclfError, match=r"data\.data_dir = .* is not a folder"):

@@ -467,3 +467,19 @@ def test_a_speech_run_gets_learning_curves_of_its_validation_error_rates(speech_
     evaluate(run)
     assert (run / "plots" / "learning_curves.png").stat().st_size > 10_000
     assert panels == ["loss", "cer", "wer"]
+
+
+# --- a shard damaged after preparing (issue 15 item 10) -------------------------------------------
+
+def test_a_shard_damaged_without_changing_its_size_is_named_when_training_reads_it(tmp_path):
+    from coughclf.cache import SHARD_PATTERN
+    from coughclf.train import train
+
+    cache = write_tone_cache(tmp_path / "tones")
+    shard = cache / SHARD_PATTERN.format(index=1)
+    content = bytearray(shard.read_bytes())
+    content[len(content) // 2] ^= 0xFF  # the record's checksum no longer matches; the size still does
+    shard.write_bytes(bytes(content))
+    config = load_config(write_config(tmp_path / "tones.toml", cache, epochs=1))
+    with pytest.raises(CoughclfError, match=r"shard-00001\.tfrecord is damaged: .*coughclf prepare.*again"):
+        train(config, run_dir=tmp_path / "run")

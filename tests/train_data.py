@@ -5,6 +5,7 @@ noise), spread over speakers (groups), predefined folds and two recording source
 """
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def write_tone_cache(root, *, clips_per_class=16, speakers=8, folds=4, seconds=1
             writers[shard].write(encode_example(clip_id, pcm, label_index))
             rows.append({"id": clip_id, "path": f"{clip_id}.wav", "label": name, "label_index": label_index,
                          "group": f"speaker{take % speakers}", "fold": take % folds + 1, "split": "",
-                         "duration": seconds, "num_samples": pcm.size, "transcript": "", "sha1": clip_id,
+                         "duration": seconds, "num_samples": pcm.size, "transcript": "",
+                         "sha1": hashlib.sha1(pcm.tobytes()).hexdigest(),
                          "shard": shard, "meta_source": "phone" if take % 2 else "app"})
     for writer in writers:
         writer.close()
