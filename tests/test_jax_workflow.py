@@ -33,7 +33,7 @@ EPOCHS = 3
 # over two runs: training losses within 1e-5 relative, validation losses (of overconfident models, ~2)
 # within 4e-4 relative, test probabilities within 2e-6.
 LOSS_TOLERANCE = 1e-3  # relative
-PROBABILITY_TOLERANCE = 1e-5
+PROBABILITY_TOLERANCE = 1e-4  # measured 2e-6 to 1.3e-5 over runs (XLA vs TF kernels)
 
 CHAIN = """
 import json, sys

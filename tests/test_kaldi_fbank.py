@@ -26,12 +26,12 @@ AST_RECIPE = {"htk_compat": True, "sample_frequency": 16000, "use_energy": False
 TOLERANCE = 1e-3
 
 
-def torchaudio_fbank(waveform, **options):
+def torchaudio_fbank(waveform, dtype=np.float32, **options):
     from torch_reference import torch
 
     kaldi = pytest.importorskip("torchaudio.compliance.kaldi")
 
-    return kaldi.fbank(torch.from_numpy(np.asarray(waveform, np.float32)[None]), **{**AST_RECIPE, **options}).numpy()
+    return kaldi.fbank(torch.from_numpy(np.asarray(waveform, dtype)[None]), **{**AST_RECIPE, **options}).numpy()
 
 
 def real_clips(shared_data):
@@ -47,10 +47,14 @@ def real_clips(shared_data):
 def test_equals_torchaudio_on_real_clips(shared_data, stft, mel_projection):
     layer = KaldiFbank(stft=stft, mel_projection=mel_projection)
     for waveform in real_clips(shared_data):
-        reference = torchaudio_fbank(waveform)
+        # torchaudio's computation carried out exactly (float64): its own float32 result lies up to 7e-4
+        # from it on these clips and ours up to 5e-4, in low-energy bins where the log magnifies
+        # float32 FFT rounding; so the two float32 results may differ by the sum (1.1e-3 measured).
+        reference = torchaudio_fbank(waveform, dtype=np.float64)
         ours = keras.ops.convert_to_numpy(layer(waveform[None]))[0]
         assert ours.shape == reference.shape
         np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=0)
+        np.testing.assert_allclose(ours, torchaudio_fbank(waveform), atol=2 * TOLERANCE, rtol=0)
 
 
 def test_audioset_normalisation_is_the_recipes(shared_data):
