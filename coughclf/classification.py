@@ -17,7 +17,7 @@ import numpy as np
 
 from coughclf import metrics as metric_functions
 from coughclf import plots
-from coughclf.config import accepted_model_options, model_options
+from coughclf.config import model_options
 from coughclf.ensemble import ensemble_info, is_cv_folder, load_fold_ensemble
 from coughclf.errors import CoughclfError
 from coughclf.files import atomic_path, json_ready, read_json, write_json
@@ -61,7 +61,7 @@ def build_model(config, num_classes, sample_rate, metadata_dim=0):
             options["spec_augmentation"] = spec_layers
     if metadata_dim:
         options["metadata_dim"] = metadata_dim
-    accepted = accepted_model_options(model_name)
+    accepted = models.accepted_options(model_name)
     rejected = [key for key in options if key not in accepted]
     if "metadata_dim" in rejected:
         raise CoughclfError(f"{config.source}: data.metadata is set but {model_name} has no metadata input; "

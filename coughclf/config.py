@@ -322,7 +322,7 @@ def _apply_schema(raw, path):
     return config
 
 
-def _parse_value(text):
+def parse_value(text):
     """A ``--set`` value read as TOML (numbers, booleans, lists, quoted strings), else the raw text."""
     try:
         return tomllib.loads(f"value = {text}")["value"]
@@ -348,7 +348,7 @@ def apply_override(raw, assignment, path="--set"):
                             "e.g. --set optimizer.lr=1e-4")
     key = _schema_key(parts)
     text = text.strip()
-    value = _parse_value(text)
+    value = parse_value(text)
     if key is not None and key.type is str and not isinstance(value, str):
         value = text  # a name like 'model.name=1e4' stays the string it was written as
     if key is not None and key.type is list and not isinstance(value, list):
@@ -380,7 +380,7 @@ def _validate_references(config, path):
         raise CoughclfError(f"{path}: task = {config['task']!r} but model {model_name!r} is a "
                             f"{spec.task!r} model; remove 'task' or pick a {config['task']} model")
     _validate_pretrained(config, spec, path)
-    accepted = accepted_model_options(model_name)
+    accepted = models.accepted_options(model_name)
     for option in model_options(config):
         if option not in accepted:
             unknown_key(option, f"model.{option}", [*SCHEMA["model"], *accepted], path)
@@ -473,24 +473,6 @@ def _validate_pretrained(config, spec, path):
     if factor < 0.0:
         raise CoughclfError(f"{path}: optimizer.backbone_lr_factor = {factor} must be >= 0 (0 freezes the "
                             "backbone's weights but not its BatchNorm statistics; prefer model.freeze)")
-
-
-def accepted_model_options(model_name):
-    """Names of the options the model's builder takes.
-
-    A builder with ``**input_options`` passes them to
-    :func:`coughclf.models.common.classifier_inputs`, so those are accepted too.
-    """
-    import inspect
-
-    from coughclf import models
-    from coughclf.models.common import classifier_inputs
-
-    parameters = inspect.signature(models.spec(model_name).builder).parameters
-    named = {name for name, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        named |= set(inspect.signature(classifier_inputs).parameters) - {"input_mode", "name"}
-    return named
 
 
 def model_options(config):

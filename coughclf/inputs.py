@@ -223,13 +223,12 @@ class ModelInput(NamedTuple):
 def model_input(config):
     """The :class:`ModelInput` of ``config``: [data] and [frontend] over the model's registered defaults."""
     from coughclf import models
-    from coughclf.config import accepted_model_options
 
     name, data = config["model"]["name"], config["data"]
     defaults = models.spec(name).defaults
     frontend = None if defaults.get("frontend") is None else {**defaults["frontend"], **config["frontend"]}
     seconds = data["window_seconds"] if data["windows"] else data["clip_seconds"]
-    if seconds is None and "clip_seconds" in accepted_model_options(name):
+    if seconds is None and "clip_seconds" in models.accepted_options(name):
         seconds = defaults.get("clip_seconds")
     return ModelInput(data["sample_rate"], seconds, frontend)
 

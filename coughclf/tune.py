@@ -61,7 +61,7 @@ import keras_tuner
 # keras_tuner.engine.hyperparameters is KerasTuner's exported (public) path of the hyperparameter types.
 from keras_tuner.engine.hyperparameters import Fixed
 
-from coughclf.config import SCHEMA, accepted_model_options, config_from_dict, dump_config
+from coughclf.config import SCHEMA, config_from_dict, dump_config
 from coughclf.console import is_quiet, report
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
@@ -108,7 +108,9 @@ def model_family(model_name):
 
 def default_space(config):
     """The family's default space for ``config``: model options its builder takes, augmentation on."""
-    accepted = accepted_model_options(config["model"]["name"])
+    from coughclf import models
+
+    accepted = models.accepted_options(config["model"]["name"])
     space = {path: entry for path, entry in DEFAULT_SPACES.get(model_family(config["model"]["name"]), {}).items()
              if not path.startswith("model.") or path.split(".", 1)[1] in accepted}
     for layer, options in config["augment"].items():

@@ -6,7 +6,7 @@ import json
 import pytest
 from jax_subprocess import run_on_jax
 
-from coughclf.bench import frontend, train
+from coughclf.bench import frontend, tflite, train
 from coughclf.commands import bench as bench_command
 from coughclf.errors import CoughclfError
 from coughclf.models import spec
@@ -140,3 +140,15 @@ def test_compare_torch_times_the_reports_crnn_beside_keras_on_jax(tmp_path):
     assert measured["torchaudio_b2_clips_per_s"] > 0 and "librosa_one_core_clips_per_s" not in measured
     assert measured["keras_over_torchaudio_b2"] == round(
         measured["keras_b2_clips_per_s"] / measured["torchaudio_b2_clips_per_s"], 2)
+
+
+def test_tflite_bench_builds_with_the_options_and_times_the_chosen_variants():
+    options = tflite.builder_options(["clip_seconds=1.0", "num_classes=4", "sample_rate=8000"])
+    assert options == {"input_mode": "waveform", "clip_seconds": 1.0, "num_classes": 4, "sample_rate": 8000}
+    result = tflite.measure("kws_cnn", repeats=2, warmup=1, calibration=2, quantizations=["dynamic"], options=options)
+    assert result["clip_samples"] == 8000
+    assert set(result["latency_ms"]) == {"keras_predict_on_batch", "keras_compiled_call",
+                                         "tflite_float32", "tflite_dynamic"}
+    assert 0 < result["dynamic_size_fraction_of_float32"] < 0.5
+    with pytest.raises(CoughclfError, match="key=value"):
+        tflite.builder_options(["frames"])

@@ -2,6 +2,11 @@
 
 import json
 
+import pytest
+
+from coughclf.errors import CoughclfError
+from coughclf.models import build
+
 from coughclf.cli import main
 from coughclf.commands.models import describe
 
@@ -22,3 +27,8 @@ def test_models_name_prints_the_summary(capsys):
 def test_unknown_model_is_one_clear_line(capsys):
     assert main(["models", "no_such_model"]) == 2
     assert "unknown model 'no_such_model'" in capsys.readouterr().err
+
+
+def test_build_names_an_option_the_model_does_not_take():
+    with pytest.raises(CoughclfError, match=r"kws_cnn: unknown options \['n_mels'\]; it takes .*clip_seconds"):
+        build("kws_cnn", n_mels=32)

@@ -83,6 +83,23 @@ def spec(name) -> ModelSpec:
     return _REGISTRY[name]
 
 
+def accepted_options(name):
+    """Names of the options the model's builder takes.
+
+    A builder with ``**input_options`` passes them to
+    :func:`coughclf.models.common.classifier_inputs`, so those are accepted too.
+    """
+    import inspect
+
+    from coughclf.models.common import classifier_inputs
+
+    parameters = inspect.signature(spec(name).builder).parameters
+    named = {key for key, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        named |= set(inspect.signature(classifier_inputs).parameters) - {"input_mode", "name"}
+    return named
+
+
 def build(name, weights=None, freeze="none", **options):
     """Build the registered model ``name``; ``options`` override the report's defaults.
 
@@ -92,6 +109,9 @@ def build(name, weights=None, freeze="none", **options):
     head only.
     """
     model_spec = spec(name)
+    unknown = sorted(set(options) - accepted_options(name))
+    if unknown:
+        raise CoughclfError(f"{name}: unknown options {unknown}; it takes {', '.join(sorted(accepted_options(name)))}")
     if weights is None:
         if freeze != "none":
             raise CoughclfError(f"freeze={freeze!r} needs weights=: a randomly initialised backbone "
