@@ -90,9 +90,13 @@ class ClipsInMemory:
         if plan.balance:
             positions = tf.repeat(positions, _epoch_repeats(plan, key))
         lengths = tf.gather(self.lengths, positions)
-        draws = tf.random.stateless_uniform(tf.shape(positions), seed=tf.stack([key, 1]), dtype=tf.float64)
-        window_index = tf.range(plan.windows)[None, :] + tf.zeros_like(positions)[:, None] if plan.windows else None
-        shift, lo, hi, width = plan.pieces(lengths, draws, window_index)
+        seed = tf.stack([key, 1])
+        draws = tf.random.stateless_uniform(tf.shape(positions), seed=seed, dtype=tf.float64)
+        window_index, window_draws = None, None
+        if plan.windows:
+            window_index = tf.range(plan.windows)[None, :] + tf.zeros_like(positions)[:, None]
+            window_draws = plan.window_draws(window_index, seed)
+        shift, lo, hi, width = plan.pieces(lengths, draws, window_index, window_draws)
         rows = {"position": positions[:, None] + tf.zeros_like(lo, tf.int32),
                 "first": tf.gather(self.begins, positions)[:, None] + shift + lo, "lo": lo, "hi": hi,
                 "width": hi if plan.variable_length else tf.fill(tf.shape(lo), width)}
@@ -223,10 +227,11 @@ class ShardRecords:
         clips["label"] = self.label_table.lookup(clips["id"])
         lengths = clips["num_samples"]
         draws = tf.random.stateless_uniform(tf.shape(lengths), seed=seed, dtype=tf.float64)
-        window_index = None
+        window_index, window_draws = None, None
         if plan.windows:
             window_index = tf.tile(tf.range(plan.windows)[None, :], [tf.size(lengths), 1])
-        shift, lo, hi, width = plan.pieces(lengths, draws, window_index)
+            window_draws = plan.window_draws(window_index, seed)
+        shift, lo, hi, width = plan.pieces(lengths, draws, window_index, window_draws)
         return plan.outputs(clips, self.rows(clips["pcm"], shift, lo, hi, width), rows_per_clip=plan.windows or 1)
 
     @staticmethod

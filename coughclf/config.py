@@ -8,7 +8,8 @@ A config has these tables (every key optional unless marked required; defaults i
 
     [data]      dataset (required), data_dir, cache, options {loader options}, sample_rate,
                 clip_seconds, random_crops (training clips cut or placed at random offsets;
-                false: centred as in evaluation), windows, window_seconds, shuffle_buffer, metadata (manifest
+                false: centred as in evaluation), windows, window_seconds, random_windows (training
+                windows start anywhere in the clip), shuffle_buffer, metadata (manifest
                 columns fed to a model's metadata input, e.g. ["meta_age", "meta_gender"]), prepare
                 {trim_silence, segment, drop_conflicts, shard_size: options of coughclf.prepare},
                 extra_train (a list of {dataset, data_dir, options, labels}: clips of other corpora
@@ -121,6 +122,7 @@ SCHEMA = {
         "window_seconds": Key(float, None, interval=SECONDS),
         "shuffle_buffer": Key(int, 1024, interval=NON_NEGATIVE),
         "random_crops": Key(bool, True),
+        "random_windows": Key(bool, False),
         "metadata": Key(list, []),
         "prepare": Key(dict, {}),
         "extra_train": Key(list, []),

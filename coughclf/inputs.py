@@ -296,7 +296,7 @@ def dataset_options(config, *, mode, seconds, batch_size=None):
         max_repeats=balance["max_repeats"] if resample == "oversample" else None,
         balance_within=balance["within"] if resample and balance["within"] else None,
         seed=config["train"]["seed"], with_ids=True, shuffle_buffer=data["shuffle_buffer"],
-        random_crops=data["random_crops"])
+        random_crops=data["random_crops"], random_windows=data["random_windows"])
 
 
 def make_inputs(config, cache, ids, *, mode, seconds, metadata=None, with_ids=False, batch_size=None):

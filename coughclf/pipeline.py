@@ -143,6 +143,9 @@ class DatasetOptions:
             ``window_seconds``, evenly spaced from its start to its end (overlapping or
             with gaps as needed; a clip shorter than a window is zero-padded); each
             window is one example with the clip's label and id.
+        random_windows: in training, each window starts anywhere in the clip (uniformly,
+            drawn anew every epoch) instead of at its evenly spaced place: more distinct
+            crops of a short clip, while evaluation keeps the evenly spaced windows.
         batch_size, drop_remainder: batching.
         balance, balance_target, max_repeats: per-epoch class resampling when
             training, see :func:`epoch_class_counts`.
@@ -193,6 +196,7 @@ class DatasetOptions:
     cache_in_memory: bool | str = "auto"
     audio_dtype: str = "float32"
     random_crops: bool = True
+    random_windows: bool = False
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -208,6 +212,8 @@ class DatasetOptions:
             raise CoughclfError("bucket_boundaries applies to variable_length batches only")
         if (self.windows is None) != (self.window_seconds is None) or (self.windows is not None and self.windows < 1):
             raise CoughclfError("windowing needs both windows (a count >= 1) and window_seconds")
+        if self.random_windows and not self.windows:
+            raise CoughclfError("random_windows places windows; set windows and window_seconds too")
         if not (isinstance(self.cache_in_memory, bool) or self.cache_in_memory == "auto"):
             raise CoughclfError(f"cache_in_memory must be one of {CACHE_IN_MEMORY_CHOICES}, "
                                 f"got {self.cache_in_memory!r}")
@@ -284,6 +290,7 @@ class _Plan:
         plan.shuffle_buffer = options.shuffle_buffer
         plan.audio_dtype = options.audio_dtype
         plan.random_crops = plan.training and options.random_crops
+        plan.random_windows = plan.training and bool(options.windows) and options.random_windows
         rate = cache.sample_rate
         if options.clip_seconds is not None:
             plan.clip_samples = int(round(options.clip_seconds * rate))
@@ -309,12 +316,13 @@ class _Plan:
 
         return tf.data.Dataset.random(seed=derived_seed(self.seed, stream), rerandomize_each_iteration=True)
 
-    def pieces(self, lengths, draws, window_index):
+    def pieces(self, lengths, draws, window_index, window_draws=None):
         """Where the samples of each output row come from, for clips of ``lengths`` ([n] int64).
 
         Row ``[lo, hi)`` holds the clip's samples ``[lo + shift, hi + shift)``; the rest of
         the row is silence. ``draws`` (uniform in [0, 1), one per clip) place the random crops
-        when training. Returns ``(shift, lo, hi, width)``, the first three ``[n, k]``: one row
+        when training; ``window_draws`` (as ``window_index``, see :meth:`window_draws`) the
+        random windows. Returns ``(shift, lo, hi, width)``, the first three ``[n, k]``: one row
         per clip (k = 1), or, with windows, one per entry of ``window_index`` ([n, k]).
         """
         import tensorflow as tf
@@ -336,9 +344,23 @@ class _Plan:
         if window_index is None:
             return shift, lo, hi, width
         window = tf.constant(self.window_samples, tf.int64)
-        starts = _window_starts(kept, window_index, self.windows, window)
+        if window_draws is None:
+            starts = _window_starts(kept, window_index, self.windows, window)
+        else:
+            starts = tf.cast(tf.floor(window_draws * tf.cast(tf.maximum(kept - window, 0) + 1, tf.float64)[:, None]),
+                             tf.int64)
         lo = tf.clip_by_value(lo - starts, 0, window)
         return shift + starts, lo, tf.clip_by_value(hi - starts, lo, window), window
+
+    def window_draws(self, window_index, seed):
+        """Uniform [0, 1) draws placing random windows (shaped as ``window_index``), or ``None``
+        when the windows keep their evenly spaced places. ``seed``: a stateless seed ([2])."""
+        import tensorflow as tf
+
+        if not self.random_windows:
+            return None
+        return tf.random.stateless_uniform(tf.shape(window_index), seed=seed + tf.constant([0, 7919], seed.dtype),
+                                           dtype=tf.float64)
 
     def outputs(self, clips, pcm, rows_per_clip):
         """``(inputs, label)`` as :func:`make_dataset` yields them, from a batch of clips and their int16 rows."""

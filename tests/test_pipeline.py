@@ -11,7 +11,7 @@ import pytest
 from coughclf.cache import FORMAT_VERSION, MANIFEST_COLUMNS, SHARD_PATTERN, encode_example, open_cache
 from coughclf.errors import CoughclfError
 from coughclf import pipeline
-from coughclf.pipeline import class_weights, epoch_class_counts, make_dataset
+from coughclf.pipeline import DatasetOptions, class_weights, epoch_class_counts, make_dataset
 
 RATE = 16000
 
@@ -155,6 +155,33 @@ def test_windows_after_a_clip_crop_count_every_window_in_the_cardinality(mixed_c
                            batch_size=4)
     assert dataset.cardinality().numpy() == 18  # 8 clips * 9 windows / 4
     assert sum(labels.size for _, labels in batches(dataset)) == 72
+
+
+def test_random_windows_in_training_are_true_cuts_of_the_clip_drawn_anew_each_epoch(mixed_cache, in_memory):
+    dataset = make_dataset(mixed_cache, mode="train", windows=3, window_seconds=0.5, batch_size=5, with_ids=True,
+                           seed=2, cache_in_memory=in_memory, random_windows=True)
+    starts_seen = {}
+    for _ in range(3):
+        found = clips_by_id(dataset)
+        assert sorted(found) == sorted(f"clip{i}" for i in range(8))
+        for clip_id, windows in found.items():
+            i = int(clip_id[4:])
+            length = [4000, 8000, 12000, 16000, 20000, 24000, 28000, 32000][i]
+            assert len(windows) == 3 and all(label == i % 2 for _, label in windows)
+            padded = np.pad(ramp(length, start=i * 100 + 1), (0, max(8000 - length, 0))).astype(np.float32) / 32768.0
+            for audio, _ in windows:
+                # the ramp's first value tells where the window starts; it must be a whole cut of the clip
+                start = int(round(audio[0] * 32768.0)) - (i * 100 + 1)
+                np.testing.assert_array_equal(audio, padded[start:start + 8000])
+                starts_seen.setdefault(clip_id, set()).add(start)
+    # clips longer than a window got windows at more places than the 3 evenly spaced ones
+    assert all(len(starts_seen[f"clip{i}"]) > 3 for i in range(4, 8))
+    assert starts_seen["clip0"] == {0} and starts_seen["clip1"] == {0}
+
+
+def test_random_windows_need_windows():
+    with pytest.raises(CoughclfError, match="random_windows"):
+        DatasetOptions(random_windows=True)
 
 
 def _unbalanced_cache(tmp_path, counts):
