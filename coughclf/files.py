@@ -68,13 +68,15 @@ def write_json(path, data):
 def write_csv(path, rows, columns=None):
     """Write ``rows`` to ``path`` as CSV atomically.
 
-    Dict rows: the header is ``columns``, default every key in order of first appearance.
+    Dict rows: the header is ``columns`` (keys outside it are left out, missing ones written
+    empty), default every key in order of first appearance.
     List rows: ``columns`` (if given) is the header line.
     """
     rows = list(rows)
     with atomic_path(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         if rows and isinstance(rows[0], dict):
-            writer = csv.DictWriter(handle, columns or list(dict.fromkeys(key for row in rows for key in row)))
+            writer = csv.DictWriter(handle, list(columns or dict.fromkeys(key for row in rows for key in row)),
+                                    restval="", extrasaction="ignore")
             writer.writeheader()
         else:
             writer = csv.writer(handle)

@@ -25,7 +25,6 @@ After the shards, identical audio (same SHA-1 of the stored PCM) is reported in
 """
 
 import collections
-import csv
 import errno
 import hashlib
 import json
@@ -42,6 +41,7 @@ from coughclf.audio import MISSING_REASON, AudioStream, load_audio, printable, t
 from coughclf.cache import (FORMAT_VERSION, MANIFEST_COLUMNS, METADATA_PREFIX, SHARD_PATTERN, encode_example,
                             read_cache_info, shard_file_record, verify_cache)
 from coughclf.errors import AudioDecodeError, CoughclfError
+from coughclf.files import atomic_path, write_csv, write_json
 
 PART_PATTERN = "parts/shard-{index:05d}.json"
 SKIPPED_COLUMNS = ("path", "reason")
@@ -209,7 +209,7 @@ def _prepare(clips, root, settings, task, workers, progress, repaired=0):
     try:
         (root / "shards").mkdir(parents=True, exist_ok=True)
         (root / "parts").mkdir(exist_ok=True)
-        _write_json(root / "cache.json", info)
+        write_json(root / "cache.json", info)
         _remove_leftovers(root, len(shards))
         decoded = _write_missing_shards(root, shards, settings, classes, workers, progress)
         _finish(root, info, len(shards))
@@ -271,10 +271,10 @@ def _finish(root, info, shard_count):
         _drop_from_shards(root, dropped)
         dropped_ids = {row["id"] for row in dropped}
         rows = [row for row in rows if row["id"] not in dropped_ids]
-    _write_csv(root / "skipped.csv", SKIPPED_COLUMNS, skipped)
-    _write_csv(root / "duplicates.csv", DUPLICATE_COLUMNS,
-               [{"sha1": sha1, "id": row["id"], "label": row["label"], "conflict": sha1 in conflicting}
-                for sha1, members in sorted(duplicates.items()) for row in members])
+    write_csv(root / "skipped.csv", columns=SKIPPED_COLUMNS, rows=skipped)
+    write_csv(root / "duplicates.csv", columns=DUPLICATE_COLUMNS,
+              rows=[{"sha1": sha1, "id": row["id"], "label": row["label"], "conflict": sha1 in conflicting}
+                    for sha1, members in sorted(duplicates.items()) for row in members])
     counts = collections.Counter(row["label"] for row in rows)
     records = collections.Counter(int(row["shard"]) for row in rows)
     info.update({
@@ -291,9 +291,9 @@ def _finish(root, info, shard_count):
         "duplicates": {"groups": len(duplicates), "clips": sum(len(members) for members in duplicates.values()),
                        "conflicting": len(conflicting), "dropped": len(dropped)},
     })
-    _write_json(root / "cache.json", info)
+    write_json(root / "cache.json", info)
     metadata_columns = sorted({key for row in rows for key in row if key.startswith(METADATA_PREFIX)})
-    _write_csv(root / "manifest.csv", MANIFEST_COLUMNS + tuple(metadata_columns), rows)
+    write_csv(root / "manifest.csv", columns=MANIFEST_COLUMNS + tuple(metadata_columns), rows=rows)
 
 
 def _summary(root, info, status):
@@ -420,24 +420,26 @@ class _ShardWriter:
         import tensorflow as tf
 
         shard_path = self.root / SHARD_PATTERN.format(index=index)
-        temporary = shard_path.with_name(shard_path.name + ".tmp")
         rows, skipped, clipped = [], [], []
-        with tf.io.TFRecordWriter(str(temporary)) as records:
-            for clip, (pieces, reason, detail) in zip(shard, decoded):
-                path = printable(self._relative(clip.path))
-                if reason:
-                    skipped.append({"path": path, "reason": reason, "id": printable(clip.id),
-                                    "label": printable(clip.label or ""), "sha1": detail})
-                elif detail > 1.0:  # the peak of audio beyond full scale (PCM's -1.0 is not: it is stored)
-                    clipped.append((clip.id, round(detail, 4)))
-                for record_id, pcm, sha1 in pieces or ():
-                    label_index = self.label_indices.get(clip.label, -1)
-                    records.write(encode_example(record_id, pcm, label_index, clip.transcript))
-                    rows.append(self._row(clip, record_id, path, label_index, len(pcm), sha1, index))
-                bar.update(1)
-        _write_json(self.root / PART_PATTERN.format(index=index),
-                    {"clip_ids": [clip.id for clip in shard], "rows": rows, "skipped": skipped, "clipped": clipped})
-        os.replace(temporary, shard_path)
+        with atomic_path(shard_path) as temporary:  # the shard gets its name last, after its part file
+            with tf.io.TFRecordWriter(str(temporary)) as records:
+                self._write_records(records, shard, decoded, index, bar, rows, skipped, clipped)
+            write_json(self.root / PART_PATTERN.format(index=index),
+                       {"clip_ids": [clip.id for clip in shard], "rows": rows, "skipped": skipped, "clipped": clipped})
+
+    def _write_records(self, records, shard, decoded, index, bar, rows, skipped, clipped):
+        for clip, (pieces, reason, detail) in zip(shard, decoded):
+            path = printable(self._relative(clip.path))
+            if reason:
+                skipped.append({"path": path, "reason": reason, "id": printable(clip.id),
+                                "label": printable(clip.label or ""), "sha1": detail})
+            elif detail > 1.0:  # the peak of audio beyond full scale (PCM's -1.0 is not: it is stored)
+                clipped.append((clip.id, round(detail, 4)))
+            for record_id, pcm, sha1 in pieces or ():
+                label_index = self.label_indices.get(clip.label, -1)
+                records.write(encode_example(record_id, pcm, label_index, clip.transcript))
+                rows.append(self._row(clip, record_id, path, label_index, len(pcm), sha1, index))
+            bar.update(1)
 
     def _relative(self, path):
         # The folders are resolved, the file name is not: a symbolic link is named as it is listed.
@@ -530,25 +532,8 @@ def _drop_from_shards(root, dropped_rows):
         by_shard[row["shard"]].add(row["id"].encode())
     for index, dropped_ids in sorted(by_shard.items()):
         shard_path = root / SHARD_PATTERN.format(index=index)
-        temporary = shard_path.with_name(shard_path.name + ".tmp")
-        with tf.io.TFRecordWriter(str(temporary)) as records:
+        with atomic_path(shard_path) as temporary, tf.io.TFRecordWriter(str(temporary)) as records:
             for record in tf.data.TFRecordDataset(str(shard_path)).as_numpy_iterator():
                 record_id = tf.train.Example.FromString(record).features.feature["id"].bytes_list.value[0]
                 if record_id not in dropped_ids:
                     records.write(record)
-        os.replace(temporary, shard_path)
-
-
-def _write_json(path, value):
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(value, indent=1))
-    os.replace(temporary, path)
-
-
-def _write_csv(path, columns, rows):
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), restval="", extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)

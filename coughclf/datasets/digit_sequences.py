@@ -29,6 +29,7 @@ from coughclf.datasets.base import Clip, register_dataset
 from coughclf.datasets.fsdd import list_fsdd, official_split
 from coughclf.datasets.layout import loader
 from coughclf.errors import CoughclfError
+from coughclf.files import atomic_path, write_json
 from coughclf.text import DIGIT_WORDS
 
 HELD_OUT = ("recordings", "speakers")
@@ -75,7 +76,7 @@ def list_digit_sequences(data_dir, *, count=2000, seed=0, held_out="recordings",
     else:
         utterances = compose_plan(list_fsdd(data_dir), settings)
         _write_audio(utterances, folder)
-        _write_json(corpus, {"settings": settings, "utterances": utterances})
+        write_json(corpus, {"settings": settings, "utterances": utterances})
     return [Clip(id=u["id"], path=folder / f"{u['id']}.wav", group=u["group"], split=u["split"],
                  transcript=" ".join(DIGIT_WORDS[int(d)] for d in u["digits"]),
                  metadata={"speaker": u["speaker"], "recordings": " ".join(u["recordings"])})
@@ -162,12 +163,5 @@ def _write_audio(utterances, folder):
     for utterance in tqdm(utterances, desc="composing digit sequences", unit="utt", leave=False):
         target = folder / f"{utterance['id']}.wav"
         signal, sample_rate = compose_audio(utterance["paths"], utterance["gaps"])
-        temporary = target.with_name(target.stem + ".tmp.wav")
-        soundfile.write(str(temporary), signal, sample_rate, subtype="PCM_16")
-        os.replace(temporary, target)
-
-
-def _write_json(path, value):
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(value, indent=1))
-    os.replace(temporary, path)
+        with atomic_path(target, suffix=".wav") as temporary:  # soundfile picks the format from the suffix
+            soundfile.write(str(temporary), signal, sample_rate, subtype="PCM_16")
