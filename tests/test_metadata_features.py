@@ -7,7 +7,9 @@ import pytest
 
 from conftest import tone
 from coughclf.errors import CoughclfError
-from coughclf.layers.metadata import ClipFeatures, metadata_head_input
+from coughclf.layers.metadata import BandStatistics, ClipFeatures, metadata_head_input
+from coughclf.models import build
+from coughclf.models.common import trainable_params
 
 
 def _librosa_clip_features(signal, sample_rate, frame_length=2048, hop_length=512):
@@ -67,3 +69,23 @@ def test_clip_features_need_the_waveform():
 def test_bad_metadata_width_is_refused(metadata_dim):
     with pytest.raises(CoughclfError, match="metadata_dim"):
         _pooled_model(input_mode="features", metadata_dim=metadata_dim)
+
+
+def test_band_statistics_are_each_bands_mean_and_standard_deviation_over_time():
+    features = np.random.default_rng(0).normal(3.0, 2.0, (2, 50, 6)).astype("float32")
+    statistics = keras.ops.convert_to_numpy(BandStatistics()(features))
+    np.testing.assert_allclose(statistics, np.concatenate([features.mean(1), features.std(1)], axis=1), rtol=1e-5)
+
+
+def test_band_statistics_widen_the_resnet_head_and_round_trip(tmp_path):
+    options = dict(input_mode="waveform", num_classes=4, n_mels=32, clip_seconds=0.5)
+    plain, widened = build("resnet18", **options), build("resnet18", band_statistics=True, **options)
+    assert widened.get_layer("fc").kernel.shape == (512 + 2 * 32, 4)
+    assert trainable_params(widened) - trainable_params(plain) == 2 * 32 * 4
+    clips = np.stack([tone(0.5, 16000, 300.0), tone(0.5, 16000, 2000.0, seed=3)])
+    path = tmp_path / "widened.keras"
+    widened.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(loaded.predict(clips, verbose=0), widened.predict(clips, verbose=0))
+    with pytest.raises(CoughclfError, match="band_statistics"):
+        build("resnet18", input_mode="image", image_size=(32, 32), band_statistics=True)

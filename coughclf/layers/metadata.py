@@ -7,7 +7,9 @@ second model input ``metadata`` (a vector the pipeline supplies; ``metadata_dim`
 wide), and the last three are computed in-graph from the waveform by
 :class:`ClipFeatures` — the frame features of :mod:`coughclf.layers.frontend`
 averaged over frames, as ``librosa.feature.*(...).mean()`` gives them.
-:func:`metadata_head_input` wires both into a model.
+:class:`BandStatistics` adds the classical anchor's features (each mel band's mean and
+standard deviation over time, ``coughclf baseline``) the same way.
+:func:`metadata_head_input` wires them into a model.
 
 Example::
 
@@ -71,9 +73,31 @@ class ClipFeatures(keras.layers.Layer):
                 "hop_length": self.hop_length}
 
 
+@keras.saving.register_keras_serializable(package="coughclf")
+class BandStatistics(keras.layers.Layer):
+    """``[batch, frames, bands]`` → ``[batch, 2 * bands]``: each band's mean, then its standard
+    deviation, over the frames — the log-mel statistics of the classical baseline
+    (:func:`coughclf.baselines.log_mel_statistics`), here of the model's own features."""
+
+    def call(self, features):
+        mean = ops.mean(features, axis=1)
+        deviation = ops.sqrt(ops.maximum(ops.mean(ops.square(features - mean[:, None, :]), axis=1), 0.0))
+        return ops.concatenate([mean, deviation], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * input_shape[2])
+
+
+def band_statistics_input(features):
+    """:class:`BandStatistics` of ``features``, standardised (a ``BatchNormalization`` without scale
+    or offset: the baseline's ``StandardScaler``, estimated while training)."""
+    statistics = BandStatistics(name="band_statistics")(features)
+    return keras.layers.BatchNormalization(center=False, scale=False, name="band_statistics_standardised")(statistics)
+
+
 def metadata_head_input(pooled, audio, *, input_mode, metadata_dim=0, clip_features=False,
-                        sample_rate=16000):
-    """Concatenate the optional ``metadata`` input and :class:`ClipFeatures` onto ``pooled``.
+                        sample_rate=16000, band_statistics=None):
+    """Concatenate the optional ``metadata`` input, :class:`ClipFeatures` and band statistics onto ``pooled``.
 
     Args:
         pooled: the network's pooled embedding ``[batch, pooled_dim]``.
@@ -82,12 +106,14 @@ def metadata_head_input(pooled, audio, *, input_mode, metadata_dim=0, clip_featu
         metadata_dim: width of a second input named ``metadata`` (age, gender, SNR…); 0: none.
         clip_features: append the clip's mean ZCR, RMS and spectral centroid (3 values).
         sample_rate: waveform sample rate in Hz.
+        band_statistics: the model's ``[batch, frames, bands]`` features, to append their
+            standardised :class:`BandStatistics` (``2 * bands`` values); ``None``: none.
 
     Returns:
         ``(extra_inputs, head_input)``: the list of new ``keras.Input``s (``[]`` or
-        ``[metadata]``) and ``[batch, pooled_dim + metadata_dim + 3 * clip_features]``
+        ``[metadata]``) and ``[batch, pooled_dim + metadata_dim + 3 * clip_features (+ 2 * bands)]``
         (``pooled`` itself when there is nothing to add). A ``Dense`` head on it has
-        exactly ``(metadata_dim + 3 * clip_features) * classes`` more weights.
+        exactly that many more weights per class.
     """
     if not isinstance(metadata_dim, int) or metadata_dim < 0:
         raise CoughclfError(f"metadata_dim must be a whole number >= 0 (0: no metadata input), "
@@ -102,6 +128,8 @@ def metadata_head_input(pooled, audio, *, input_mode, metadata_dim=0, clip_featu
         extras.append(metadata)
     if clip_features:
         extras.append(ClipFeatures(sample_rate=sample_rate, name="clip_features")(audio))
+    if band_statistics is not None:
+        extras.append(band_statistics_input(band_statistics))
     if not extras:
         return [], pooled
     return extra_inputs, keras.layers.Concatenate(name="with_metadata")([pooled, *extras])

@@ -74,7 +74,7 @@ def stem(x):
 
 def _resnet(blocks_per_stage, name, *, num_classes, input_mode, channels, n_mels, frames, image_size,
             clip_seconds, sample_rate, frontend, imagenet_normalization, waveform_augmentation,
-            spec_augmentation, metadata_dim, clip_features):
+            spec_augmentation, metadata_dim, clip_features, band_statistics):
     """Shared body of :func:`resnet18` and :func:`resnet34` (see their docstrings for the options)."""
     if channels not in (1, 3):
         raise CoughclfError(f"{name}: channels must be 1 (the log-mel image) or 3 (repeated, as "
@@ -84,6 +84,10 @@ def _resnet(blocks_per_stage, name, *, num_classes, input_mode, channels, n_mels
                             f"(got input_mode={input_mode!r}, image_size={image_size!r})")
     if imagenet_normalization and channels != 3:
         raise CoughclfError(f"{name}: imagenet_normalization needs channels=3 (ImageNet's RGB statistics)")
+    if band_statistics and input_mode == "image":
+        raise CoughclfError(f"{name}: band_statistics are statistics of the log-mel; an image input has none "
+                            "(use input_mode='waveform' or 'features')")
+    features = None
     if input_mode == "image":
         inputs, image = classifier_inputs("features", feature_shape=(*image_size, channels), clip_seconds=None,
                                           name="image")
@@ -113,7 +117,7 @@ def _resnet(blocks_per_stage, name, *, num_classes, input_mode, channels, n_mels
 
     extra_inputs, head_input = metadata_head_input(
         pooled, inputs, input_mode=input_mode, metadata_dim=metadata_dim, clip_features=clip_features,
-        sample_rate=sample_rate)
+        sample_rate=sample_rate, band_statistics=features if band_statistics else None)
     outputs = classifier_head(head_input, num_classes, name="fc")
     return keras.Model([inputs, *extra_inputs] if extra_inputs else inputs, outputs, name=name)
 
@@ -186,7 +190,7 @@ _DIFFERENCE = ("the report counts torchvision's configuration (input_mode='image
 def resnet18(num_classes=3, input_mode="features", *, channels=1, n_mels=128, frames=_DEFAULTS["frames"],
              image_size=None, clip_seconds=CLIP_SECONDS, sample_rate=SAMPLE_RATE, frontend=None,
              imagenet_normalization=False, waveform_augmentation=None, spec_augmentation=None, metadata_dim=0,
-             clip_features=False):
+             clip_features=False, band_statistics=False):
     """ResNet18 (torchvision ``resnet18``) on a log-mel image; report 3 (ResNet18/34 + AST table).
 
     Stages of ``[2, 2, 2, 2]`` BasicBlocks. Trainable parameters: **11,689,512** in
@@ -214,6 +218,9 @@ def resnet18(num_classes=3, input_mode="features", *, channels=1, n_mels=128, fr
         metadata_dim: width of an extra ``metadata`` input (age, gender, SNR…), 0 for none.
         clip_features: add in-graph mean ZCR, RMS and spectral centroid of the input
             waveform (waveform mode); see :mod:`coughclf.layers.metadata`.
+        band_statistics: add each mel band's mean and standard deviation over time
+            (standardised; the classical baseline's features) to the pooled embedding
+            before ``fc``: ``2 * n_mels * num_classes`` more weights.
 
     Returns a ``keras.Model`` ending in softmax class probabilities.
 
@@ -232,7 +239,7 @@ def resnet18(num_classes=3, input_mode="features", *, channels=1, n_mels=128, fr
 def resnet34(num_classes=3, input_mode="features", *, channels=1, n_mels=128, frames=_DEFAULTS["frames"],
              image_size=None, clip_seconds=CLIP_SECONDS, sample_rate=SAMPLE_RATE, frontend=None,
              imagenet_normalization=False, waveform_augmentation=None, spec_augmentation=None, metadata_dim=0,
-             clip_features=False):
+             clip_features=False, band_statistics=False):
     """ResNet34 (torchvision ``resnet34``) on a log-mel image; report 3 (ResNet18/34 + AST table).
 
     Stages of ``[3, 4, 6, 3]`` BasicBlocks. Trainable parameters: **21,797,672** in
