@@ -135,19 +135,28 @@ def test_training_without_random_crops_places_every_clip_as_eval_does(mixed_cach
             np.testing.assert_array_equal(audio, evaluated[clip_id][0][0])
 
 
-def test_windows_cover_the_clip_evenly_with_its_label_and_id(mixed_cache, in_memory):
-    dataset = make_dataset(mixed_cache, mode="eval", windows=3, window_seconds=0.5, batch_size=5, with_ids=True,
-                           cache_in_memory=in_memory)
+def windowed_clips(dataset, count):
+    """``{clip index: (its padded float audio, its windows)}`` of the mixed cache, each clip's
+    ``count`` windows checked for its label."""
     found = clips_by_id(dataset)
     assert sorted(found) == sorted(f"clip{i}" for i in range(8))
+    clips = {}
     for clip_id, windows in found.items():
         i = int(clip_id[4:])
         length = [4000, 8000, 12000, 16000, 20000, 24000, 28000, 32000][i]
-        assert len(windows) == 3 and all(label == i % 2 for _, label in windows)
-        starts = np.round(np.linspace(0, max(length - 8000, 0), 3)).astype(int)
-        padded = np.pad(ramp(length, start=i * 100 + 1), (0, max(8000 - length, 0))).astype(np.float32)
-        expected = sorted(tuple(padded[s:s + 8000] / 32768.0) for s in starts)
-        assert sorted(tuple(audio) for audio, _ in windows) == expected
+        assert len(windows) == count and all(label == i % 2 for _, label in windows)
+        padded = np.pad(ramp(length, start=i * 100 + 1), (0, max(8000 - length, 0))).astype(np.float32) / 32768.0
+        clips[i] = padded, [audio for audio, _ in windows]
+    return clips
+
+
+def test_windows_cover_the_clip_evenly_with_its_label_and_id(mixed_cache, in_memory):
+    dataset = make_dataset(mixed_cache, mode="eval", windows=3, window_seconds=0.5, batch_size=5, with_ids=True,
+                           cache_in_memory=in_memory)
+    for padded, windows in windowed_clips(dataset, 3).values():
+        starts = np.round(np.linspace(0, max(len(padded) - 8000, 0), 3)).astype(int)
+        expected = sorted(tuple(padded[s:s + 8000]) for s in starts)
+        assert sorted(tuple(audio) for audio in windows) == expected
 
 
 def test_windows_after_a_clip_crop_count_every_window_in_the_cardinality(mixed_cache):
@@ -160,23 +169,17 @@ def test_windows_after_a_clip_crop_count_every_window_in_the_cardinality(mixed_c
 def test_random_windows_in_training_are_true_cuts_of_the_clip_drawn_anew_each_epoch(mixed_cache, in_memory):
     dataset = make_dataset(mixed_cache, mode="train", windows=3, window_seconds=0.5, batch_size=5, with_ids=True,
                            seed=2, cache_in_memory=in_memory, random_windows=True)
-    starts_seen = {}
+    starts_seen = {i: set() for i in range(8)}
     for _ in range(3):
-        found = clips_by_id(dataset)
-        assert sorted(found) == sorted(f"clip{i}" for i in range(8))
-        for clip_id, windows in found.items():
-            i = int(clip_id[4:])
-            length = [4000, 8000, 12000, 16000, 20000, 24000, 28000, 32000][i]
-            assert len(windows) == 3 and all(label == i % 2 for _, label in windows)
-            padded = np.pad(ramp(length, start=i * 100 + 1), (0, max(8000 - length, 0))).astype(np.float32) / 32768.0
-            for audio, _ in windows:
+        for i, (padded, windows) in windowed_clips(dataset, 3).items():
+            for audio in windows:
                 # the ramp's first value tells where the window starts; it must be a whole cut of the clip
                 start = int(round(audio[0] * 32768.0)) - (i * 100 + 1)
                 np.testing.assert_array_equal(audio, padded[start:start + 8000])
-                starts_seen.setdefault(clip_id, set()).add(start)
+                starts_seen[i].add(start)
     # clips longer than a window got windows at more places than the 3 evenly spaced ones
-    assert all(len(starts_seen[f"clip{i}"]) > 3 for i in range(4, 8))
-    assert starts_seen["clip0"] == {0} and starts_seen["clip1"] == {0}
+    assert all(len(starts_seen[i]) > 3 for i in range(4, 8))
+    assert starts_seen[0] == {0} and starts_seen[1] == {0}
 
 
 def test_random_windows_need_windows():
