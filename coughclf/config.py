@@ -21,7 +21,7 @@ A config has these tables (every key optional unless marked required; defaults i
                 weights=, its head replaced for the data's classes), freeze (none|backbone: train the
                 head only), then any option of the model's builder
     [frontend]  LogMelSpectrogram options overriding the model's defaults (models with a log-mel
-                front end only)
+                front end only); "none" stands for None (TOML has no null), e.g. normalize = "none"
     [augment]   layers of coughclf.layers.augment and their options (build_augmentation), and batch
                 mixing of training batches: mixup / between_class, label_smoothing (coughclf.mixing)
     [balance]   mode (none|oversample|undersample|class_weight), target, max_repeats, formula, within
@@ -387,7 +387,7 @@ def _validate_references(config, path):
         if option not in accepted:
             unknown_key(option, f"model.{option}", [*SCHEMA["model"], *accepted], path)
     for name, key in FRONTEND_NUMBERS.items():
-        if config["frontend"].get(name) is not None:
+        if frontend_values(config["frontend"]).get(name) is not None:
             coerce_key_value(config["frontend"][name], key, f"frontend.{name}", path)
     if config["frontend"]:
         if spec.defaults.get("frontend") is None:
@@ -401,7 +401,7 @@ def _validate_references(config, path):
 
         try:  # the layer checks its own values; making one is cheap (no weights) and catches a bad value now
             LogMelSpectrogram(sample_rate=config["data"]["sample_rate"],
-                              **{**spec.defaults["frontend"], **config["frontend"]})
+                              **{**spec.defaults["frontend"], **frontend_values(config["frontend"])})
         except (CoughclfError, ValueError, TypeError) as error:
             raise CoughclfError(f"{path}: [frontend]: {error}") from None
     if config["augment"]:
@@ -445,6 +445,12 @@ def _validate_references(config, path):
     for where, value in (("train.monitor", config["train"]["monitor"]), ("tune.objective", config["tune"]["objective"])):
         if value is not None and value not in monitors:
             unknown_value(value, where, monitors, path, f"the values a {config['task']} run logs")
+
+
+def frontend_values(frontend):
+    """[frontend] as the layer takes it: the string ``"none"`` is None (TOML has no null; the
+    config keeps the string, so that a run's config.toml still says it)."""
+    return {key: None if value == "none" else value for key, value in frontend.items()}
 
 
 def frontend_options():

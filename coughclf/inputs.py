@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import NamedTuple
 
-from coughclf.config import check_data
+from coughclf.config import check_data, frontend_values
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_json
 
@@ -226,7 +226,8 @@ def model_input(config):
 
     name, data = config["model"]["name"], config["data"]
     defaults = models.spec(name).defaults
-    frontend = None if defaults.get("frontend") is None else {**defaults["frontend"], **config["frontend"]}
+    frontend = None if defaults.get("frontend") is None else {**defaults["frontend"],
+                                                              **frontend_values(config["frontend"])}
     seconds = data["window_seconds"] if data["windows"] else data["clip_seconds"]
     if seconds is None and "clip_seconds" in models.accepted_options(name):
         seconds = defaults.get("clip_seconds")

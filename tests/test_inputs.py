@@ -58,3 +58,15 @@ def test_dataset_options_are_checked_when_made(fields, message):
         DatasetOptions(**fields)
     with pytest.raises(CoughclfError, match=message):  # a variant is checked too
         dataclasses.replace(DatasetOptions(), **fields)
+
+
+def test_none_in_the_frontend_table_turns_an_option_off_and_survives_the_run_config():
+    from coughclf.classification import build_model
+    from coughclf.config import dumps_config
+
+    config = _config("kws_cnn", frontend={"normalize": "per_example"})
+    assert build_model(config, 2, 16000).get_layer("log_mel").normalize == "per_example"
+    config = _config("kws_cnn", frontend={"normalize": "none"})
+    assert model_input(config).frontend["normalize"] is None
+    assert build_model(config, 2, 16000).get_layer("log_mel").normalize is None
+    assert 'normalize = "none"' in dumps_config(config)
