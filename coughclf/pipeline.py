@@ -359,6 +359,7 @@ class _Plan:
 
         if not self.random_windows:
             return None
+        # The seed moved by a constant: a stream apart from the crop draws made from the same seed.
         return tf.random.stateless_uniform(tf.shape(window_index), seed=seed + tf.constant([0, 7919], seed.dtype),
                                            dtype=tf.float64)
 
