@@ -386,8 +386,9 @@ def _validate_references(config, path):
     for option in model_options(config):
         if option not in accepted:
             unknown_key(option, f"model.{option}", [*SCHEMA["model"], *accepted], path)
+    frontend = frontend_values(config["frontend"])
     for name, key in FRONTEND_NUMBERS.items():
-        if frontend_values(config["frontend"]).get(name) is not None:
+        if frontend.get(name) is not None:
             coerce_key_value(config["frontend"][name], key, f"frontend.{name}", path)
     if config["frontend"]:
         if spec.defaults.get("frontend") is None:
@@ -401,7 +402,7 @@ def _validate_references(config, path):
 
         try:  # the layer checks its own values; making one is cheap (no weights) and catches a bad value now
             LogMelSpectrogram(sample_rate=config["data"]["sample_rate"],
-                              **{**spec.defaults["frontend"], **frontend_values(config["frontend"])})
+                              **{**spec.defaults["frontend"], **frontend})
         except (CoughclfError, ValueError, TypeError) as error:
             raise CoughclfError(f"{path}: [frontend]: {error}") from None
     if config["augment"]:

@@ -423,23 +423,20 @@ class _ShardWriter:
         rows, skipped, clipped = [], [], []
         with atomic_path(shard_path) as temporary:  # the shard gets its name last, after its part file
             with tf.io.TFRecordWriter(str(temporary)) as records:
-                self._write_records(records, shard, decoded, index, bar, rows, skipped, clipped)
+                for clip, (pieces, reason, detail) in zip(shard, decoded):
+                    path = printable(self._relative(clip.path))
+                    if reason:
+                        skipped.append({"path": path, "reason": reason, "id": printable(clip.id),
+                                        "label": printable(clip.label or ""), "sha1": detail})
+                    elif detail > 1.0:  # the peak of audio beyond full scale (PCM's -1.0 is not: it is stored)
+                        clipped.append((clip.id, round(detail, 4)))
+                    for record_id, pcm, sha1 in pieces or ():
+                        label_index = self.label_indices.get(clip.label, -1)
+                        records.write(encode_example(record_id, pcm, label_index, clip.transcript))
+                        rows.append(self._row(clip, record_id, path, label_index, len(pcm), sha1, index))
+                    bar.update(1)
             write_json(self.root / PART_PATTERN.format(index=index),
                        {"clip_ids": [clip.id for clip in shard], "rows": rows, "skipped": skipped, "clipped": clipped})
-
-    def _write_records(self, records, shard, decoded, index, bar, rows, skipped, clipped):
-        for clip, (pieces, reason, detail) in zip(shard, decoded):
-            path = printable(self._relative(clip.path))
-            if reason:
-                skipped.append({"path": path, "reason": reason, "id": printable(clip.id),
-                                "label": printable(clip.label or ""), "sha1": detail})
-            elif detail > 1.0:  # the peak of audio beyond full scale (PCM's -1.0 is not: it is stored)
-                clipped.append((clip.id, round(detail, 4)))
-            for record_id, pcm, sha1 in pieces or ():
-                label_index = self.label_indices.get(clip.label, -1)
-                records.write(encode_example(record_id, pcm, label_index, clip.transcript))
-                rows.append(self._row(clip, record_id, path, label_index, len(pcm), sha1, index))
-            bar.update(1)
 
     def _relative(self, path):
         # The folders are resolved, the file name is not: a symbolic link is named as it is listed.

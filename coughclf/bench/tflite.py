@@ -92,7 +92,7 @@ def measure(name, repeats, warmup, calibration, quantizations=DEFAULT_QUANTIZATI
     from coughclf.export import convert_tflite, inference_model
     from coughclf.models import build
 
-    model = build(name, **(options or {"input_mode": "waveform"}))
+    model = build(name, **(options or builder_options(())))
     samples = model.inputs[0].shape[1]
     clip = synthetic_clips(1, samples, seed=1)[0][None]
     compiled = tf.function(lambda x: model(x, training=False), jit_compile=True)

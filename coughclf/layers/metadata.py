@@ -80,9 +80,7 @@ class BandStatistics(keras.layers.Layer):
     (:func:`coughclf.baselines.log_mel_statistics`), here of the model's own features."""
 
     def call(self, features):
-        mean = ops.mean(features, axis=1)
-        deviation = ops.sqrt(ops.maximum(ops.mean(ops.square(features - mean[:, None, :]), axis=1), 0.0))
-        return ops.concatenate([mean, deviation], axis=-1)
+        return ops.concatenate([ops.mean(features, axis=1), ops.std(features, axis=1)], axis=-1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 2 * input_shape[2])

@@ -109,9 +109,10 @@ def build(name, weights=None, freeze="none", **options):
     head only.
     """
     model_spec = spec(name)
-    unknown = sorted(set(options) - accepted_options(name))
+    accepted = accepted_options(name)
+    unknown = sorted(set(options) - accepted)
     if unknown:
-        raise CoughclfError(f"{name}: unknown options {unknown}; it takes {', '.join(sorted(accepted_options(name)))}")
+        raise CoughclfError(f"{name}: unknown options {unknown}; it takes {', '.join(sorted(accepted))}")
     if weights is None:
         if freeze != "none":
             raise CoughclfError(f"freeze={freeze!r} needs weights=: a randomly initialised backbone "
