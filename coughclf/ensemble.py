@@ -32,6 +32,7 @@ import json
 from pathlib import Path
 
 from coughclf.errors import CoughclfError
+from coughclf.files import read_json
 
 FOLDS_FILE = "folds.json"
 ENSEMBLE_NAME = "fold_ensemble"
@@ -49,7 +50,7 @@ def fold_runs(cv_dir):
     if not is_cv_folder(cv_dir):
         raise CoughclfError(f"{cv_dir} is not a cross-validation folder (no {FOLDS_FILE} and config.toml); "
                             "give a folder that 'coughclf cv' wrote")
-    count = len(json.loads((cv_dir / FOLDS_FILE).read_text(encoding="utf-8")))
+    count = len(read_json(cv_dir / FOLDS_FILE))
     runs = [cv_dir / f"fold-{index}" for index in range(count)]
     missing = [run.name for run in runs if not (run / "best.keras").exists()]
     if missing:
@@ -60,7 +61,7 @@ def fold_runs(cv_dir):
 
 def _fold_classes(run):
     training = run / "training.json"
-    return json.loads(training.read_text(encoding="utf-8"))["classes"] if training.exists() else None
+    return read_json(training)["classes"] if training.exists() else None
 
 
 def ensemble_info(cv_dir):
@@ -131,13 +132,12 @@ def average_models(models, name=ENSEMBLE_NAME):
 def load_fold_ensemble(cv_dir):
     """The fold ensemble of a CV folder (see the module docstring); its folds are checked first
     (:func:`ensemble_info`: finished, a classifier, the same classes and clip length)."""
-    import keras
-
-    from coughclf import models
+    from coughclf.model_files import load_model_file
 
     runs = [Path(run) for run in ensemble_info(cv_dir)["runs"]]
-    models.available()  # imports every model module, which registers every coughclf layer for loading
-    return average_models([keras.saving.load_model(run / "best.keras", safe_mode=True) for run in runs])
+    again = f"'coughclf cv {Path(cv_dir) / 'config.toml'} --run-dir {cv_dir}'"
+    return average_models([load_model_file(run / "best.keras", remedy=f"delete {run} and train it again with {again}")
+                           for run in runs])
 
 
 def ensemble_members(model):
