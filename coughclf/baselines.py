@@ -25,9 +25,9 @@ value of every ``metrics.group_by`` column, with mean ± sample std over folds.
 
 Run::
 
-    coughclf baseline experiments/esc10.toml            # a table
-    coughclf baseline experiments/cough_crnn_covid19.toml --json --out saved_models/covid-baseline
-    coughclf cv experiments/esc10.toml --baseline       # the model's row with these beside it
+    coughclf baseline experiments/esc/esc10.toml            # a table
+    coughclf baseline experiments/cough/cough_crnn_covid19.toml --json --out saved_models/covid-baseline
+    coughclf cv experiments/esc/esc10.toml --baseline       # the model's row with these beside it
 """
 
 import sys

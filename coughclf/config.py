@@ -52,6 +52,7 @@ that the data can be found.
 
 import difflib
 import json
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -489,6 +490,19 @@ def model_options(config):
     return {k: v for k, v in config["model"].items() if k not in SCHEMA["model"]}
 
 
+def _moved_experiment(path):
+    """``experiments/NAME.toml`` from before the configs were grouped by task
+    (``experiments/esc/NAME.toml``): the grouped file, said on stderr; any other path as given."""
+    if path.exists() or path.parent.name != "experiments" or not path.parent.is_dir():
+        return path
+    grouped = sorted(path.parent.glob(f"*/{path.name}"))
+    if len(grouped) != 1:
+        return path
+    print(f"note: {path} is now {grouped[0]} (experiments are grouped by task); reading that",
+          file=sys.stderr, flush=True)
+    return grouped[0]
+
+
 def load_config(path, overrides=(), *, check_names=True) -> ExperimentConfig:
     """Read, override and validate an experiment config.
 
@@ -506,7 +520,7 @@ def load_config(path, overrides=(), *, check_names=True) -> ExperimentConfig:
         CoughclfError: naming the file and the key for any unknown key, wrong type,
         value out of range, unknown dataset or model.
     """
-    path = Path(path)
+    path = _moved_experiment(Path(path))
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

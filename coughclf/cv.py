@@ -68,7 +68,7 @@ def cross_validate(config, out_dir=None, strategy=None, *, callbacks=()):
 
         from coughclf.config import load_config
         from coughclf.cv import cross_validate
-        summary = cross_validate(load_config("experiments/kws_cnn_loso.toml"))
+        summary = cross_validate(load_config("experiments/kws/kws_cnn_loso.toml"))
         print(summary["metrics"]["accuracy"])
     """
     import time

@@ -51,7 +51,7 @@ def train(config, run_dir=None, strategy=None, *, split=None, callbacks=(), eval
 
         from coughclf.config import load_config
         from coughclf.train import train
-        run = train(load_config("experiments/kws_cnn.toml", ["train.epochs=3"]))
+        run = train(load_config("experiments/kws/kws_cnn.toml", ["train.epochs=3"]))
     """
     import keras
 

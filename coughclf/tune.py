@@ -421,7 +421,7 @@ def tune(config, directory=None, strategy=None, *, overwrite=False):
 
         from coughclf.config import load_config
         from coughclf.tune import tune
-        best = tune(load_config("experiments/tune_kws_fsdd.toml"))
+        best = tune(load_config("experiments/kws/tune_kws_fsdd.toml"))
         print(best["hyperparameters"], best["objective"])
     """
     directory = Path(directory) if directory else default_directory(config)

@@ -9,7 +9,7 @@ import pytest
 from coughclf.config import apply_override, check_data, dumps_config, load_config
 from coughclf.errors import CoughclfError
 
-EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.toml"))
+EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*/*.toml"))
 
 MINIMAL = '[data]\ndataset = "fsdd"\n[model]\nname = "kws_cnn"\n'
 
@@ -171,3 +171,14 @@ def test_warmup_ramps_to_the_rate_then_the_schedule_runs_over_the_remaining_epoc
     assert rates[3 + 9 // 2] < rates[4] and rates[-1] > 0.001
     assert rates[-1] == pytest.approx(0.001 + 0.009 * 0.5 * (1 + math.cos(math.pi * 8 / 9)))
     assert all(later <= earlier for earlier, later in zip(rates[3:], rates[4:]))
+
+
+def test_a_config_path_from_before_the_grouping_reads_the_grouped_file(capsys):
+    """Scripts written when every experiment sat in experiments/ keep working, told where it moved."""
+    old_path = Path(__file__).resolve().parents[1] / "experiments" / "esc10.toml"
+    assert not old_path.exists()
+    config = load_config(old_path)
+    assert config.source.endswith("experiments/esc/esc10.toml") and config["name"] == "esc10"
+    assert "experiments/esc/esc10.toml" in capsys.readouterr().err
+    with pytest.raises(CoughclfError, match="not found"):
+        load_config(old_path.with_name("no_such_experiment.toml"))

@@ -85,12 +85,12 @@ def test_cv_refuses_a_split_without_folds(tmp_path):
 
 
 def test_esc10_experiment_runs_unchanged_on_a_miniature_esc50_folder(tmp_path):
-    """experiments/esc_cnn1d.toml with only the data folder, the cache and the sizes overridden."""
+    """experiments/esc/esc_cnn1d.toml with only the data folder, the cache and the sizes overridden."""
     from coughclf.config import load_config
     from coughclf.train import train
 
     data_dir = write_esc50(tmp_path / "esc50")
-    config = load_config(REPO / "experiments" / "esc_cnn1d.toml", [
+    config = load_config(REPO / "experiments" / "esc" / "esc_cnn1d.toml", [
         f"data.data_dir={data_dir}", f"data.cache={tmp_path / 'cache'}", "split.method=fold",
         "train.epochs=1", "train.batch_size=16", "metrics.bootstrap=20"])
     run = train(config, tmp_path / "run")

@@ -24,7 +24,7 @@ SHORT = ["train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=4", "met
 def test_ast_finetune_esc10_trains_and_evaluates(tmp_path):
     checkpoint = tmp_path / "ast-tiny"
     random_ast(TINY).save_pretrained(checkpoint)
-    config = load_config(REPO / "experiments" / "ast_finetune_esc10.toml", [
+    config = load_config(REPO / "experiments" / "esc" / "ast_finetune_esc10.toml", [
         f"data.data_dir={write_esc10(tmp_path / 'esc10')}", f"data.cache={tmp_path / 'cache'}",
         f"model.weights={checkpoint}", "model.frames=76", "split.test_folds=[1]", "split.val_folds=[2]",
         "split.train_folds=[3, 4, 5]", *SHORT])
@@ -44,7 +44,7 @@ def test_resnet18_imagenet_covid19_trains_the_head_only_when_frozen(tmp_path):
     torch.save(random_torchvision("resnet18").state_dict(), checkpoint)
     rows = [(f"{index:02d}-{'pos' if index % 2 else 'neg'}", bool(index % 2), None, None,
              "call-center" if index % 3 else "telegram") for index in range(40)]
-    config = load_config(REPO / "experiments" / "resnet18_imagenet_covid19.toml", [
+    config = load_config(REPO / "experiments" / "cough" / "resnet18_imagenet_covid19.toml", [
         f"data.data_dir={write_covid19_cough(tmp_path / 'covid', rows=rows)}", f"data.cache={tmp_path / 'cache'}",
         f"model.weights={checkpoint}", "model.freeze=backbone", "data.clip_seconds=1.0", *SHORT])
     run = train(config, tmp_path / "run")
@@ -65,7 +65,7 @@ def test_bad_pretrained_settings_fail_before_any_work(overrides, message, tmp_pa
     from coughclf.train import train as run_training
 
     with pytest.raises(CoughclfError, match=message):
-        config = load_config(REPO / "experiments" / "resnet18_imagenet_covid19.toml",
+        config = load_config(REPO / "experiments" / "cough" / "resnet18_imagenet_covid19.toml",
                              [f"data.cache={tmp_path / 'cache'}", *overrides])
         run_training(config, tmp_path / "run")
     assert not (tmp_path / "cache").exists()

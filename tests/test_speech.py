@@ -16,7 +16,7 @@ from coughclf.config import config_from_dict, load_config
 from coughclf.errors import CoughclfError
 from coughclf.text import DIGIT_WORDS, normalize
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments" / "speech"
 TINY_MODEL = {"name": "deepspeech2_lite", "conv_filters": 8, "conv_kernel": 5, "rnn_units": 8, "rnn_layers": 2,
               "activation": "tanh"}
 TINY_FRONTEND = {"n_fft": 256, "win_length": 200, "hop_length": 80, "n_mels": 16}

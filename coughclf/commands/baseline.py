@@ -4,8 +4,8 @@ from coughclf.commands.train import add_config_arguments
 
 HELP = ("classical baselines (MFCC and log-mel statistics, standardised, into logistic regression and an RBF "
         "SVM) on exactly the config's splits or folds, with the metrics of evaluate/cv")
-EXAMPLE = ("coughclf baseline experiments/esc10.toml\n"
-           "  coughclf baseline experiments/cough_crnn_covid19.toml --json --out saved_models/covid-baseline")
+EXAMPLE = ("coughclf baseline experiments/esc/esc10.toml\n"
+           "  coughclf baseline experiments/cough/cough_crnn_covid19.toml --json --out saved_models/covid-baseline")
 
 
 def add_arguments(parser):

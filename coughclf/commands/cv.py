@@ -3,7 +3,7 @@
 from coughclf.commands.train import add_config_arguments, load_config_of
 
 HELP = "cross-validate an experiment (k-fold or the dataset's folds): a run per fold and a mean ± std summary"
-EXAMPLE = ("coughclf cv experiments/cough_crnn_covid19.toml --set split.k=5 --run-dir saved_models/crnn-cv\n"
+EXAMPLE = ("coughclf cv experiments/cough/cough_crnn_covid19.toml --set split.k=5 --run-dir saved_models/crnn-cv\n"
            "  (run it again with the same --run-dir to resume at the unfinished fold)")
 
 

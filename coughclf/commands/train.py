@@ -4,8 +4,8 @@ from coughclf.config import SCHEMA, load_config
 from coughclf.runs import STRATEGIES
 
 HELP = "train an experiment config: best model, history, metrics and plots in a run folder"
-EXAMPLE = ("coughclf train experiments/kws_cnn.toml --set train.epochs=5 --set optimizer.lr=1e-4\n"
-           "  coughclf train experiments/kws_cnn.toml --run-dir saved_models/kws  # again: resumes a killed run\n"
+EXAMPLE = ("coughclf train experiments/kws/kws_cnn.toml --set train.epochs=5 --set optimizer.lr=1e-4\n"
+           "  coughclf train experiments/kws/kws_cnn.toml --run-dir saved_models/kws  # again: resumes a killed run\n"
            "  TF_CONFIG='{\"cluster\": {\"worker\": [\"a:2222\", \"b:2222\"]}, \"task\": {\"type\": \"worker\", "
            "\"index\": 0}}' coughclf train CONFIG --strategy multiworker")
 

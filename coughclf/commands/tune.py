@@ -3,7 +3,7 @@
 from coughclf.commands.train import add_config_arguments, load_config_of
 
 HELP = "search hyperparameters ([tune] table: random, bayesian or hyperband; objective averaged over CV folds)"
-EXAMPLE = ("coughclf tune experiments/tune_kws_fsdd.toml --directory saved_models/kws-tune\n"
+EXAMPLE = ("coughclf tune experiments/kws/tune_kws_fsdd.toml --directory saved_models/kws-tune\n"
            "  (run it again with the same --directory to continue a stopped search)\n"
            "  coughclf tune CONFIG --chief --oracle 10.0.0.1:8000            # machine 1: serves the trials\n"
            "  coughclf tune CONFIG --worker --oracle 10.0.0.1:8000 --tuner-id gpu1   # each worker machine")
