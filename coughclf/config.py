@@ -11,7 +11,8 @@ A config has these tables (every key optional unless marked required; defaults i
                 false: centred as in evaluation), windows, window_seconds, random_windows (training
                 windows start anywhere in the clip), shuffle_buffer, metadata (manifest
                 columns fed to a model's metadata input, e.g. ["meta_age", "meta_gender"]), prepare
-                {trim_silence, segment, drop_conflicts, shard_size: options of coughclf.prepare},
+                {trim_silence, segment, drop_conflicts, shard_size, max_file_seconds: options of
+                coughclf.prepare},
                 extra_train (a list of {dataset, data_dir, options, labels}: clips of other corpora
                 that always train, see coughclf.datasets.extra)
     [split]     method (random|official|fold|kfold), val, test, k, seed, stratify, fold,
@@ -235,8 +236,9 @@ FRONTEND_NUMBERS = {
     "top_db": Key(float, interval=POSITIVE),
 }
 
-# Options of coughclf.prepare.prepare that [data].prepare may set.
-PREPARE_OPTIONS = ("trim_silence", "segment", "drop_conflicts", "shard_size")
+# Options of coughclf.prepare.prepare that [data].prepare may set; its numbers are checked like keys.
+PREPARE_OPTIONS = ("trim_silence", "segment", "drop_conflicts", "shard_size", "max_file_seconds")
+PREPARE_NUMBERS = {"shard_size": Key(int, interval=AT_LEAST_ONE), "max_file_seconds": Key(float, interval=POSITIVE)}
 # Tables whose known keys are checked but which also carry options of another component.
 OPEN_TABLES = {"model"}
 
@@ -426,9 +428,11 @@ def _validate_references(config, path):
     from coughclf.datasets.extra import check_entries
 
     check_entries(data["extra_train"], path)
-    for key in data["prepare"]:
+    for key, value in data["prepare"].items():
         if key not in PREPARE_OPTIONS:
             unknown_key(key, f"data.prepare.{key}", PREPARE_OPTIONS, path)
+        if key in PREPARE_NUMBERS:
+            coerce_key_value(value, PREPARE_NUMBERS[key], f"data.prepare.{key}", path)
     if data["windows"] is not None and data["window_seconds"] is None:
         raise CoughclfError(f"{path}: data.windows is set but data.window_seconds is not; "
                             "give both (e.g. windows = 9, window_seconds = 1.0)")
