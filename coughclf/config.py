@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coughclf.errors import CoughclfError
+from coughclf.overrides import parse_value, split_assignment
 from coughclf.tasks import TASKS
 
 REQUIRED = object()
@@ -327,14 +328,6 @@ def _apply_schema(raw, path):
     return config
 
 
-def parse_value(text):
-    """A ``--set`` value read as TOML (numbers, booleans, lists, quoted strings), else the raw text."""
-    try:
-        return tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
 def _schema_key(parts):
     entry = SCHEMA.get(parts[0])
     if isinstance(entry, Key) and len(parts) == 1:
@@ -344,16 +337,12 @@ def _schema_key(parts):
     return None
 
 
-def apply_override(raw, assignment, path="--set"):
-    """Apply one ``section.key=value`` assignment to the raw (not yet validated) config dict."""
-    dotted, sep, text = assignment.partition("=")
-    parts = [part.strip() for part in dotted.split(".")]
-    if not sep or not all(parts):
-        raise CoughclfError(f"--set {assignment!r}: write it as section.key=value, "
-                            "e.g. --set optimizer.lr=1e-4")
+def apply_override(raw, assignment):
+    """Apply one ``section.key=value`` assignment (read by :mod:`coughclf.overrides`) to the raw, not yet
+    validated config dict."""
+    parts, text = split_assignment(assignment)
     key = _schema_key(parts)
-    text = text.strip()
-    value = parse_value(text)
+    value = parse_value(text, f"--set {assignment!r}")
     if key is not None and key.type is str and not isinstance(value, str):
         value = text  # a name like 'model.name=1e4' stays the string it was written as
     if key is not None and key.type is list and not isinstance(value, list):
