@@ -382,21 +382,21 @@ def _validate_references(config, path):
     for name, key in FRONTEND_NUMBERS.items():
         if frontend.get(name) is not None:
             coerce_key_value(config["frontend"][name], key, f"frontend.{name}", path)
-    if config["frontend"]:
-        if spec.defaults.get("frontend") is None:
-            raise CoughclfError(f"{path}: [frontend] is set but {model_name} reads the raw waveform and has no "
-                                "spectrogram front end; remove [frontend]")
-        known = frontend_options()
-        for key in config["frontend"]:
-            if key not in known:
-                unknown_key(key, f"frontend.{key}", known, path)
+    if config["frontend"] and spec.defaults.get("frontend") is None:
+        raise CoughclfError(f"{path}: [frontend] is set but {model_name} reads the raw waveform and has no "
+                            "spectrogram front end; remove [frontend]")
+    known = frontend_options() if config["frontend"] else ()
+    for key in config["frontend"]:
+        if key not in known:
+            unknown_key(key, f"frontend.{key}", known, path)
+    if spec.defaults.get("frontend") is not None:
         from coughclf.layers.frontend import LogMelSpectrogram
 
-        try:  # the layer checks its own values; making one is cheap (no weights) and catches a bad value now
-            LogMelSpectrogram(sample_rate=config["data"]["sample_rate"],
-                              **{**spec.defaults["frontend"], **frontend})
+        rate = config["data"]["sample_rate"]
+        try:  # the layer checks its values, with the data's rate (fmax, empty mel filters); it has no weights yet
+            LogMelSpectrogram(sample_rate=rate, **{**spec.defaults["frontend"], **frontend})
         except (CoughclfError, ValueError, TypeError) as error:
-            raise CoughclfError(f"{path}: [frontend]: {error}") from None
+            raise CoughclfError(f"{path}: [frontend]: {error} (data.sample_rate = {rate})") from None
     if config["augment"]:
         from coughclf.layers.augment import SPECTROGRAM_AUGMENTATIONS, WAVEFORM_AUGMENTATIONS, build_augmentation
         from coughclf.mixing import AUGMENT_KEYS, mixing_from_augment
