@@ -525,8 +525,7 @@ def load_config(path, overrides=(), *, check_names=True) -> ExperimentConfig:
         apply_override(raw, assignment)
     config = ExperimentConfig(_apply_schema(raw, path))
     config.source = str(path)
-    if config["name"] is None:
-        config["name"] = path.stem
+    _name_run(config, path.stem, path)
     if check_names:
         _validate_references(config, path)
     return config
@@ -536,11 +535,20 @@ def config_from_dict(raw, source="<config>", *, check_names=True) -> ExperimentC
     """Validate an already-parsed config dict (e.g. built by the tuner) the way load_config does."""
     config = ExperimentConfig(_apply_schema(json.loads(json.dumps(raw)), source))
     config.source = source
-    if config["name"] is None:
-        config["name"] = "experiment"
+    _name_run(config, "experiment", source)
     if check_names:
         _validate_references(config, source)
     return config
+
+
+def _name_run(config, default, path):
+    """Set ``name`` (``default`` when unset) and check it: it names the run's folder in saved_models/."""
+    from coughclf.files import folder_name_problem
+
+    name = config["name"] = default if config["name"] is None else config["name"]
+    if folder_name_problem(name):
+        raise CoughclfError(f"{path}: name = {name!r} {folder_name_problem(name)}: it names the run's folder in "
+                            "saved_models/ (a folder elsewhere is --run-dir's); set another name")
 
 
 def check_data(config):
