@@ -144,7 +144,8 @@ def _skip_lines(summary):
     """The first skipped files with their reasons, indented, and how many more there are."""
     shown = summary.get("first_skipped", [])
     more = summary["skipped"] - len(shown)
-    return [f"  {row['path']}: {row['reason']}" for row in shown] + ([f"  ... and {more} more"] if shown and more else [])
+    lines = [f"  {row['path']}: {row['reason']}" for row in shown]
+    return lines + ([f"  ... and {more} more"] if shown and more else [])
 
 
 def _clipped_note(summary):

@@ -152,7 +152,8 @@ def test_every_model_file_that_safe_mode_does_not_load_is_one_line_naming_it_and
     assert "\n" not in str(raised.value) and "Full object config" not in str(raised.value)
     assert main(["predict", str(path), str(write_audio(tmp_path / "clip.wav", tone(seconds=0.5), 16000))]) == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and error.startswith(f"coughclf predict: error: {path} ") and "unexpected" not in error
+    assert error.count("\n") == 1 and error.startswith(f"coughclf predict: error: {path} ")
+    assert "unexpected" not in error
     test_a_lambda_layer_is_refused_with_a_message_naming_the_file(tmp_path)  # safe mode is still on
 
 
