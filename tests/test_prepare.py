@@ -484,3 +484,20 @@ def test_the_summary_names_the_first_skipped_files_and_counts_the_rest(tmp_path)
         (data / "dry" / f"empty_{index}.wav").write_bytes(b"")
     text = format_summary(prepare("folder", data, tmp_path / "cache", workers=1, progress=False))
     assert text.count(": empty file (0 bytes)") == 5 and "  ... and 2 more" in text
+
+
+def test_decoding_one_file_takes_about_ten_bytes_per_stored_sample(tmp_path):
+    """What bounds prepare's memory by max_file_seconds: three hours at 16 kHz stay under 2 GB per worker."""
+    import tracemalloc
+
+    from coughclf.prepare import _decode_clip
+
+    path = write_audio(tmp_path / "minute.wav", tone(seconds=60.0, sample_rate=44100), 44100, subtype="PCM_16")
+    tracemalloc.start()
+    try:
+        (record,), reason, _ = _decode_clip(("minute", str(path), 16000, None, None, 3600.0, True))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert reason is None and len(record[1]) == 60 * 16000
+    assert peak < 11 * 60 * 16000
