@@ -78,7 +78,8 @@ def main(argv=None):
         return 2
     console.set_quiet(getattr(args, "quiet", False))
     try:
-        with contextlib.nullcontext() if args.debug else console.native_logs_filtered():
+        with console.warnings_as_lines(args.command), \
+                contextlib.nullcontext() if args.debug else console.native_logs_filtered():
             if getattr(sys.modules[args._run.__module__], "NEEDS_TENSORFLOW", True) and not args.debug:
                 import_tensorflow_quietly()
             return args._run(args) or 0
@@ -98,6 +99,12 @@ def main(argv=None):
         if args.debug:
             traceback.print_exc()
         print(f"coughclf {args.command}: error: {disk_full_error(error.filename or 'a file')}", file=sys.stderr)
+        return 2
+    except Warning as error:  # one of console.WRONG_RESULT_WARNINGS
+        if args.debug:
+            traceback.print_exc()
+        print(f"coughclf {args.command}: error: {error} (a library warning that means a wrong result)",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"coughclf {args.command}: interrupted", file=sys.stderr)

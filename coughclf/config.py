@@ -11,7 +11,8 @@ A config has these tables (every key optional unless marked required; defaults i
                 false: centred as in evaluation), windows, window_seconds, random_windows (training
                 windows start anywhere in the clip), shuffle_buffer, metadata (manifest
                 columns fed to a model's metadata input, e.g. ["meta_age", "meta_gender"]), prepare
-                {trim_silence, segment, drop_conflicts, shard_size: options of coughclf.prepare},
+                {trim_silence, segment, drop_conflicts, shard_size, max_file_seconds: options of
+                coughclf.prepare},
                 extra_train (a list of {dataset, data_dir, options, labels}: clips of other corpora
                 that always train, see coughclf.datasets.extra)
     [split]     method (random|official|fold|kfold), val, test, k, seed, stratify, fold,
@@ -58,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coughclf.errors import CoughclfError
+from coughclf.overrides import parse_value, split_assignment
 from coughclf.tasks import TASKS
 
 REQUIRED = object()
@@ -235,8 +237,9 @@ FRONTEND_NUMBERS = {
     "top_db": Key(float, interval=POSITIVE),
 }
 
-# Options of coughclf.prepare.prepare that [data].prepare may set.
-PREPARE_OPTIONS = ("trim_silence", "segment", "drop_conflicts", "shard_size")
+# Options of coughclf.prepare.prepare that [data].prepare may set; its numbers are checked like keys.
+PREPARE_OPTIONS = ("trim_silence", "segment", "drop_conflicts", "shard_size", "max_file_seconds")
+PREPARE_NUMBERS = {"shard_size": Key(int, interval=AT_LEAST_ONE), "max_file_seconds": Key(float, interval=POSITIVE)}
 # Tables whose known keys are checked but which also carry options of another component.
 OPEN_TABLES = {"model"}
 
@@ -325,14 +328,6 @@ def _apply_schema(raw, path):
     return config
 
 
-def parse_value(text):
-    """A ``--set`` value read as TOML (numbers, booleans, lists, quoted strings), else the raw text."""
-    try:
-        return tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
 def _schema_key(parts):
     entry = SCHEMA.get(parts[0])
     if isinstance(entry, Key) and len(parts) == 1:
@@ -342,16 +337,12 @@ def _schema_key(parts):
     return None
 
 
-def apply_override(raw, assignment, path="--set"):
-    """Apply one ``section.key=value`` assignment to the raw (not yet validated) config dict."""
-    dotted, sep, text = assignment.partition("=")
-    parts = [part.strip() for part in dotted.split(".")]
-    if not sep or not all(parts):
-        raise CoughclfError(f"--set {assignment!r}: write it as section.key=value, "
-                            "e.g. --set optimizer.lr=1e-4")
+def apply_override(raw, assignment):
+    """Apply one ``section.key=value`` assignment (read by :mod:`coughclf.overrides`) to the raw, not yet
+    validated config dict."""
+    parts, text = split_assignment(assignment)
     key = _schema_key(parts)
-    text = text.strip()
-    value = parse_value(text)
+    value = parse_value(text, f"--set {assignment!r}")
     if key is not None and key.type is str and not isinstance(value, str):
         value = text  # a name like 'model.name=1e4' stays the string it was written as
     if key is not None and key.type is list and not isinstance(value, list):
@@ -391,21 +382,21 @@ def _validate_references(config, path):
     for name, key in FRONTEND_NUMBERS.items():
         if frontend.get(name) is not None:
             coerce_key_value(config["frontend"][name], key, f"frontend.{name}", path)
-    if config["frontend"]:
-        if spec.defaults.get("frontend") is None:
-            raise CoughclfError(f"{path}: [frontend] is set but {model_name} reads the raw waveform and has no "
-                                "spectrogram front end; remove [frontend]")
-        known = frontend_options()
-        for key in config["frontend"]:
-            if key not in known:
-                unknown_key(key, f"frontend.{key}", known, path)
+    if config["frontend"] and spec.defaults.get("frontend") is None:
+        raise CoughclfError(f"{path}: [frontend] is set but {model_name} reads the raw waveform and has no "
+                            "spectrogram front end; remove [frontend]")
+    known = frontend_options() if config["frontend"] else ()
+    for key in config["frontend"]:
+        if key not in known:
+            unknown_key(key, f"frontend.{key}", known, path)
+    if spec.defaults.get("frontend") is not None:
         from coughclf.layers.frontend import LogMelSpectrogram
 
-        try:  # the layer checks its own values; making one is cheap (no weights) and catches a bad value now
-            LogMelSpectrogram(sample_rate=config["data"]["sample_rate"],
-                              **{**spec.defaults["frontend"], **frontend})
+        rate = config["data"]["sample_rate"]
+        try:  # the layer checks its values, with the data's rate (fmax, empty mel filters); it has no weights yet
+            LogMelSpectrogram(sample_rate=rate, **{**spec.defaults["frontend"], **frontend})
         except (CoughclfError, ValueError, TypeError) as error:
-            raise CoughclfError(f"{path}: [frontend]: {error}") from None
+            raise CoughclfError(f"{path}: [frontend]: {error} (data.sample_rate = {rate})") from None
     if config["augment"]:
         from coughclf.layers.augment import SPECTROGRAM_AUGMENTATIONS, WAVEFORM_AUGMENTATIONS, build_augmentation
         from coughclf.mixing import AUGMENT_KEYS, mixing_from_augment
@@ -426,9 +417,11 @@ def _validate_references(config, path):
     from coughclf.datasets.extra import check_entries
 
     check_entries(data["extra_train"], path)
-    for key in data["prepare"]:
+    for key, value in data["prepare"].items():
         if key not in PREPARE_OPTIONS:
             unknown_key(key, f"data.prepare.{key}", PREPARE_OPTIONS, path)
+        if key in PREPARE_NUMBERS:
+            coerce_key_value(value, PREPARE_NUMBERS[key], f"data.prepare.{key}", path)
     if data["windows"] is not None and data["window_seconds"] is None:
         raise CoughclfError(f"{path}: data.windows is set but data.window_seconds is not; "
                             "give both (e.g. windows = 9, window_seconds = 1.0)")
@@ -532,8 +525,7 @@ def load_config(path, overrides=(), *, check_names=True) -> ExperimentConfig:
         apply_override(raw, assignment)
     config = ExperimentConfig(_apply_schema(raw, path))
     config.source = str(path)
-    if config["name"] is None:
-        config["name"] = path.stem
+    _name_run(config, path.stem, path)
     if check_names:
         _validate_references(config, path)
     return config
@@ -543,11 +535,20 @@ def config_from_dict(raw, source="<config>", *, check_names=True) -> ExperimentC
     """Validate an already-parsed config dict (e.g. built by the tuner) the way load_config does."""
     config = ExperimentConfig(_apply_schema(json.loads(json.dumps(raw)), source))
     config.source = source
-    if config["name"] is None:
-        config["name"] = "experiment"
+    _name_run(config, "experiment", source)
     if check_names:
         _validate_references(config, source)
     return config
+
+
+def _name_run(config, default, path):
+    """Set ``name`` (``default`` when unset) and check it: it names the run's folder in saved_models/."""
+    from coughclf.files import folder_name_problem
+
+    name = config["name"] = default if config["name"] is None else config["name"]
+    if folder_name_problem(name):
+        raise CoughclfError(f"{path}: name = {name!r} {folder_name_problem(name)}: it names the run's folder in "
+                            "saved_models/ (a folder elsewhere is --run-dir's); set another name")
 
 
 def check_data(config):

@@ -10,6 +10,10 @@ TensorFlow's native code logs through absl/glog straight to file descriptor 2, i
 cuInit" on machines without a GPU), in this process and in its worker processes alike.
 :func:`native_logs_filtered` drops those lines from descriptor 2 while a command runs
 (the CLI keeps them with ``--debug``).
+
+Python warnings are shown as one line each, ``coughclf COMMAND: warning: ...``, not Python's two
+lines with a source path (:func:`warnings_as_lines`); those that mean a wrong result
+(:data:`WRONG_RESULT_WARNINGS`) stop the command as errors.
 """
 
 import contextlib
@@ -17,6 +21,7 @@ import os
 import re
 import sys
 import threading
+import warnings
 
 _quiet = False
 
@@ -25,6 +30,9 @@ _quiet = False
 _NATIVE_LOG = re.compile(rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] |WARNING: All log messages before "
                          rb"absl::InitializeLog\(\) is called|To enable the following instructions: )")
 _NATIVE_LOG_START = re.compile(rb"^(?:[IWEF]\d|WARNING: All|To enable)")
+# Library warnings whose result is wrong, not merely unusual: raised as errors. librosa's means a mel band
+# that is silent whatever the audio ([frontend] is checked for it at load; this catches any other way in).
+WRONG_RESULT_WARNINGS = ("Empty filters detected",)
 
 
 def set_quiet(quiet):
@@ -98,3 +106,17 @@ def native_logs_filtered():
         os.dup2(saved, 2)  # the pipe's last writer in this process closes: the pump reads to its end
         thread.join(timeout=10)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def warnings_as_lines(command):
+    """Run the body with each warning shown as one line on stderr, ``coughclf COMMAND: warning: ...``,
+    and those starting with one of :data:`WRONG_RESULT_WARNINGS` raised as errors."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"coughclf {command}: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        for text in WRONG_RESULT_WARNINGS:
+            warnings.filterwarnings("error", message=re.escape(text))
+        warnings.showwarning = show
+        yield

@@ -24,7 +24,7 @@ from coughclf.console import report
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
 from coughclf.inputs import open_data
-from coughclf.runs import claim_run_dir, is_chief, make_strategy
+from coughclf.runs import claim_run_dir, default_run_folder, is_chief, make_strategy
 
 DONE_MARKER = "fold-done.json"
 # Metrics drawn in the per-fold bar chart when present.
@@ -73,12 +73,11 @@ def cross_validate(config, out_dir=None, strategy=None, *, callbacks=()):
     """
     import time
 
-    from coughclf.runs import RUNS_ROOT
     from coughclf.train import train
 
     if strategy is None or isinstance(strategy, str):
         strategy = make_strategy(strategy)
-    out_dir = Path(out_dir) if out_dir else RUNS_ROOT / f"{config['name']}-cv-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir = Path(out_dir) if out_dir else default_run_folder(config, f"-cv-{time.strftime('%Y%m%d-%H%M%S')}")
     chief = is_chief(strategy)
     if chief:
         claim_run_dir(config, out_dir)

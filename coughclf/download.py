@@ -9,8 +9,11 @@ fetched again.
 
 Extraction is bounded: an archive that would inflate more than ``max_ratio`` times its own size
 (a zip bomb) or beyond ``max_bytes``, or more than the disk has free, is refused before (zip) or
-while (tar) it is written. An archive that turns out to be corrupt (a bad CRC, a cut-off stream) is
-deleted, so the next run downloads it again instead of failing on the same file forever.
+while (tar) it is written. An archive that is refused (a bomb, a member escaping its folder, not an
+archive at all) or turns out to be corrupt (a bad CRC, a cut-off stream) is deleted, so that
+nothing refused stays in ``out`` and the next run downloads it again instead of failing on the same
+file forever. An archive without a published checksum gets its SHA-256 printed only once it has
+extracted whole: a download cut off without a Content-Length header is not passed off as the file.
 """
 
 import errno
@@ -38,7 +41,11 @@ _USER_AGENT = "coughclf-download"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-class CorruptArchiveError(CoughclfError):
+class RefusedArchiveError(CoughclfError):
+    """An archive that is not extracted, and is deleted: a bomb, an unsafe member, not an archive at all."""
+
+
+class CorruptArchiveError(RefusedArchiveError):
     """An archive whose contents cannot be read back (bad CRC, cut-off compressed stream)."""
 
 
@@ -51,13 +58,15 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
-def download(url, dest, sha256=None, *, progress=True):
+def download(url, dest, sha256=None, *, progress=True, report_unverified=True):
     """Download ``url`` to ``dest`` and return ``dest``; an existing ``dest`` is not fetched again.
 
     A ``dest.part`` left by an interrupted run is resumed with ``Range: bytes=N-`` (the server may
     answer with the whole file instead, which then replaces it). With ``sha256`` the finished file
     must match, otherwise the partial file is deleted and a :class:`CoughclfError` says so; without
-    it the computed checksum is printed so the user can compare it with a trusted source.
+    it the computed checksum is printed (:func:`report_checksum`) so the user can compare it with a
+    trusted source, unless ``report_unverified`` is False (the caller prints it once the file is
+    known to be whole).
     """
     dest = Path(dest)
     if dest.exists():
@@ -65,17 +74,25 @@ def download(url, dest, sha256=None, *, progress=True):
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     _stream(url, part, progress=progress)
-    actual = sha256_of(part)
-    if sha256 and actual != sha256.lower():
-        part.unlink()
-        raise CoughclfError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}; the download "
-                            "was deleted: run the command again, and if it persists the archive has changed upstream")
     if sha256:
+        actual = sha256_of(part)
+        if actual != sha256.lower():
+            part.unlink()
+            raise CoughclfError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}; the download "
+                                "was deleted: run the command again, and if it persists the archive has changed "
+                                "upstream")
         print(f"sha256 verified: {dest.name}", file=sys.stderr)
-    else:
-        print(f"sha256 of {dest.name}: {actual} (no published checksum: it could not be verified)", file=sys.stderr)
+    elif report_unverified:
+        report_checksum(part, dest.name)
     os.replace(part, dest)
     return dest
+
+
+def report_checksum(path, name=None):
+    """Print the SHA-256 of ``path`` (called ``name``), a file without a published checksum, for the user to
+    compare with a trusted source."""
+    print(f"sha256 of {name or Path(path).name}: {sha256_of(path)} (no published checksum: it could not be "
+          "verified)", file=sys.stderr)
 
 
 def _stream(url, part, *, progress):
@@ -138,8 +155,8 @@ def extract(archive, folder, *, max_ratio=MAX_EXPANSION_RATIO, max_bytes=MAX_EXT
                 root = folder.resolve()
                 for member in bundle.infolist():
                     if not (root / member.filename).resolve().is_relative_to(root):
-                        raise CoughclfError(f"{archive} holds a file outside its folder ({member.filename}); "
-                                            "refusing to extract")
+                        raise RefusedArchiveError(f"{archive} holds a file outside its folder ({member.filename}); "
+                                                  "refusing to extract")
                     limit.add(member.file_size, member.filename)  # sizes from the central directory: no work yet
                 bundle.extractall(folder)
         elif tarfile.is_tarfile(archive):
@@ -152,9 +169,10 @@ def extract(archive, folder, *, max_ratio=MAX_EXPANSION_RATIO, max_bytes=MAX_EXT
                 try:
                     bundle.extractall(folder, filter=checked)
                 except tarfile.FilterError as error:
-                    raise CoughclfError(f"{archive} holds an unsafe member ({error}); refusing to extract") from None
+                    raise RefusedArchiveError(f"{archive} holds an unsafe member ({error}); refusing to extract") \
+                        from None
         else:
-            raise CoughclfError(f"{archive} is neither a zip nor a tar archive; delete it and run again")
+            raise RefusedArchiveError(f"{archive} is neither a zip nor a tar archive")
     except (zipfile.BadZipFile, tarfile.ReadError, EOFError, zlib.error, lzma.LZMAError) as error:
         raise CorruptArchiveError(f"{archive} is corrupt ({error})") from None
     except OSError as error:
@@ -182,8 +200,8 @@ class _ExtractionLimit:
         self.total += size
         for limit, description in self.limits:
             if self.total > limit:
-                raise CoughclfError(f"{self.archive} inflates to more than {description} (at least {self.total} "
-                                    f"bytes, reached at {name}); refusing to extract it")
+                raise RefusedArchiveError(f"{self.archive} inflates to more than {description} (at least "
+                                          f"{self.total} bytes, reached at {name}); refusing to extract it")
 
 
 def _archive_url(archive, base_url):
@@ -218,7 +236,7 @@ def fetch_dataset(name, out, base_url=None, *, keep_archives=False, progress=Tru
         return target
     out.mkdir(parents=True, exist_ok=True)
     archives = [download(_archive_url(archive, base_url), out / _archive_name(archive), archive.sha256,
-                         progress=progress)
+                         progress=progress, report_unverified=False)
                 for archive in spec.archives]
     staging = out / f".{name}.extracting"
     shutil.rmtree(staging, ignore_errors=True)
@@ -227,10 +245,15 @@ def fetch_dataset(name, out, base_url=None, *, keep_archives=False, progress=Tru
             print(f"extracting {archive.name}", file=sys.stderr)
             try:
                 extract(archive, staging, max_ratio=max_ratio, max_bytes=max_bytes)
-            except CorruptArchiveError as error:
+            except RefusedArchiveError as error:
                 archive.unlink(missing_ok=True)
-                raise CoughclfError(f"{error}; it was deleted, so running the command again downloads it anew "
-                                    "(if it fails again, the archive is damaged at its source)") from None
+                again = "so running the command again downloads it anew (if it fails again, the archive is " \
+                        "damaged at its source)" if isinstance(error, CorruptArchiveError) else \
+                        "so nothing refused stays there (run the command again to download it anew)"
+                raise CoughclfError(f"{error}; it was deleted from {out}, {again}") from None
+        for archive, published in zip(archives, spec.archives):
+            if not published.sha256:
+                report_checksum(archive)
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -11,9 +11,25 @@ import csv
 import errno
 import json
 import math
+import re
 from pathlib import Path
 
 from coughclf.errors import CoughclfError
+
+# A name that is one folder inside another wherever it is used: no separator, no '..'.
+_FOLDER_NAME = re.compile(r"[\w.-]+")
+# Room left in a file name's 255 bytes for what is added to it (a timestamp, "-cv-", ".tmp").
+_LONGEST_FOLDER_NAME = 200
+
+
+def folder_name_problem(name):
+    """Why ``name`` cannot be one folder's name inside another (a run's inside ``saved_models/``), or None:
+    it must be letters, digits, '-', '_' and '.', not only dots, at most 200 bytes."""
+    if not isinstance(name, str) or not _FOLDER_NAME.fullmatch(name) or not name.strip("."):
+        return "must be one folder name: letters, digits, '-', '_' and '.' (no '/', not '.' or '..')"
+    if len(name.encode("utf-8")) > _LONGEST_FOLDER_NAME:
+        return f"is longer than the {_LONGEST_FOLDER_NAME} bytes a folder name may take here"
+    return None
 
 
 @contextlib.contextmanager

@@ -11,8 +11,9 @@ log-probabilities is taken from the window whose centre is nearest (the core of
 each window, :class:`_FrameStitcher`), and the joined sequence is decoded once, so
 no stretch of speech is transcribed twice.
 
-A file that cannot be used (undecodable, missing, a window count beyond
-:data:`MAX_WINDOWS`) becomes a row with ``error``; the others are still predicted.
+A file that cannot be used (undecodable, missing, a pipe or device, an implausible header,
+longer than ``max_file_seconds``, a window count beyond :data:`MAX_WINDOWS`) becomes a row
+with ``error``; the others are still predicted.
 
 TFLite models run with ``ai_edge_litert`` on one thread and need only their sidecar
 JSON (:func:`coughclf.export.sidecar_path`). A ``.keras`` model uses its sidecar if
@@ -291,16 +292,21 @@ def expand_inputs(paths):
     return expanded
 
 
-def predict_files(model_path, files, hop_seconds=None, predictor=None, lexicon=None, timeline=False):
+def predict_files(model_path, files, hop_seconds=None, predictor=None, lexicon=None, timeline=False,
+                  max_file_seconds=None):
     """One dict per file: ``file`` plus ``label``/``probability``/``probabilities``/``windows``
     (classifiers; ``timeline``: see :func:`predict_stream`), ``text``/``windows`` (speech;
-    ``lexicon``: see :func:`predict_stream`), or ``error`` for a file that could not be used.
-    Folders in ``files`` are searched recursively for audio files (:func:`expand_inputs`)."""
-    from coughclf.audio import printable, stream_audio
+    ``lexicon``: see :func:`predict_stream`), or ``error`` for a file that could not be used
+    (one longer than ``max_file_seconds``, default :data:`coughclf.audio.DEFAULT_MAX_FILE_SECONDS`,
+    included). Folders in ``files`` are searched recursively for audio files (:func:`expand_inputs`)."""
+    from coughclf.audio import DEFAULT_MAX_FILE_SECONDS, printable, stream_audio
 
     predictor = predictor or load_predictor(model_path)
     if hop_seconds is not None and hop_seconds <= 0:
         raise CoughclfError(f"--hop must be a positive number of seconds, got {hop_seconds}")
+    max_file_seconds = DEFAULT_MAX_FILE_SECONDS if max_file_seconds is None else max_file_seconds
+    if not max_file_seconds > 0:
+        raise CoughclfError(f"--max-file-seconds must be a positive number of seconds, got {max_file_seconds}")
     if lexicon and predictor.metadata["task"] != "ctc":
         raise CoughclfError(f"{model_path} is a classifier; --lexicon applies to speech-recognition models")
     results = []
@@ -308,7 +314,7 @@ def predict_files(model_path, files, hop_seconds=None, predictor=None, lexicon=N
         try:
             if path.is_dir():
                 raise CoughclfError("a folder holding no audio files")
-            stream = stream_audio(path, predictor.metadata["sample_rate"])
+            stream = stream_audio(path, predictor.metadata["sample_rate"], max_file_seconds=max_file_seconds)
             results.append({"file": printable(path),
                             **predict_stream(predictor, stream, hop_seconds, lexicon, timeline)})
         except (CoughclfError, OSError, MemoryError) as error:

@@ -15,8 +15,10 @@ damaged shard (found by the size check on every run, or by reading every record 
 ``verify=True``) is decoded again on its own, which is how a re-run repairs a cache.
 
 A file whose name is not UTF-8 text, a listed file that is missing, and anything
-:func:`coughclf.audio.load_audio` refuses go to ``skipped.csv`` with the reason; float
-audio above full scale is stored clipped and reported. A disk that fills up stops the
+:func:`coughclf.audio.load_audio` refuses (a pipe or device, an implausible header, a file
+longer than ``max_file_seconds``) go to ``skipped.csv`` with the reason, and the first few
+reasons are printed; float audio above full scale is stored clipped and reported. Decoding
+one file holds at most ``max_file_seconds`` of audio, whatever its header claims. A disk that fills up stops the
 run with that said; the shards already written are kept for the next run.
 
 After the shards, identical audio (same SHA-1 of the stored PCM) is reported in
@@ -37,9 +39,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from coughclf import segment as segmentation
-from coughclf.audio import MISSING_REASON, AudioStream, load_audio, printable, to_pcm16
+from coughclf.audio import (DEFAULT_MAX_FILE_SECONDS, MISSING_REASON, AudioStream, load_audio, open_regular_file,
+                            printable, to_pcm16)
 from coughclf.cache import (FORMAT_VERSION, MANIFEST_COLUMNS, METADATA_PREFIX, SHARD_PATTERN, encode_example,
-                            read_cache_info, shard_file_record, verify_cache)
+                            read_cache_info, read_csv, shard_file_record, verify_cache)
 from coughclf.errors import AudioDecodeError, CoughclfError
 from coughclf.files import atomic_path, write_csv, write_json
 
@@ -48,17 +51,23 @@ SKIPPED_COLUMNS = ("path", "reason")
 DUPLICATE_COLUMNS = ("sha1", "id", "label", "conflict")
 # cache.json keys that must match for a run to reuse an existing cache folder.
 SETTING_KEYS = ("dataset", "data_dir", "options", "sample_rate", "shard_size", "trim_silence", "segment",
-                "drop_conflicts")
+                "drop_conflicts", "max_file_seconds")
+# What a cache written before a setting existed was made with.
+_EARLIER_SETTINGS = {"max_file_seconds": DEFAULT_MAX_FILE_SECONDS}
+# How many skipped files the summary names with their reasons (all are in skipped.csv).
+SKIPS_SHOWN = 5
 SEGMENT_ID = "{id}#{index:03d}"
 NOT_UTF8_REASON = "file name is not valid UTF-8 text: rename it (e.g. convmv -f latin1 -t utf8)"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def prepare(dataset, data_dir, out, *, options=None, sample_rate=16000, shard_size=256, workers=None,
-            trim_silence=None, segment=None, drop_conflicts=False, progress=True, verify=False):
+            trim_silence=None, segment=None, drop_conflicts=False, progress=True, verify=False,
+            max_file_seconds=DEFAULT_MAX_FILE_SECONDS):
     """Prepare the registered ``dataset`` found in ``data_dir`` into the cache folder ``out``.
 
-    ``options`` are the dataset loader's keyword options. ``trim_silence`` and
+    ``options`` are the dataset loader's keyword options. Recordings longer than
+    ``max_file_seconds`` are skipped (their headers say so before decoding). ``trim_silence`` and
     ``segment`` are None/False (off), True (defaults of :mod:`coughclf.segment`) or
     a dict of its keyword arguments; with ``segment`` every cough event becomes a
     clip ``{id}#{k:03d}`` with the recording's label and group. An existing complete cache
@@ -72,7 +81,8 @@ def prepare(dataset, data_dir, out, *, options=None, sample_rate=16000, shard_si
     if not data_dir.is_dir():
         raise CoughclfError(f"data folder {data_dir} does not exist; pass the folder that holds the "
                             f"{dataset} files with --data-dir (or fetch it: coughclf download {dataset})")
-    settings = _settings(dataset, data_dir, options, sample_rate, shard_size, trim_silence, segment, drop_conflicts)
+    settings = _settings(dataset, data_dir, options, sample_rate, shard_size, trim_silence, segment, drop_conflicts,
+                         max_file_seconds)
     complete, repaired = _existing_cache_summary(Path(out), settings, verify)
     if complete:
         return complete
@@ -82,7 +92,7 @@ def prepare(dataset, data_dir, out, *, options=None, sample_rate=16000, shard_si
 
 def prepare_clips(clips, out, *, dataset_name="custom", data_dir=None, task="classification", options=None,
                   sample_rate=16000, shard_size=256, workers=None, trim_silence=None, segment=None,
-                  drop_conflicts=False, progress=True, verify=False):
+                  drop_conflicts=False, progress=True, verify=False, max_file_seconds=DEFAULT_MAX_FILE_SECONDS):
     """Prepare any list of :class:`coughclf.datasets.Clip` into ``out`` (see :func:`prepare`).
 
     Manifest paths are relative to ``data_dir`` (default: the folder all clips share).
@@ -93,7 +103,7 @@ def prepare_clips(clips, out, *, dataset_name="custom", data_dir=None, task="cla
     if data_dir is None:
         data_dir = os.path.commonpath([str(Path(clip.path).resolve().parent) for clip in clips])
     settings = _settings(dataset_name, Path(data_dir).resolve(), options, sample_rate, shard_size, trim_silence,
-                         segment, drop_conflicts)
+                         segment, drop_conflicts, max_file_seconds)
     complete, repaired = _existing_cache_summary(Path(out), settings, verify)
     return complete or _prepare(clips, Path(out), settings, task, workers, progress, repaired)
 
@@ -115,6 +125,7 @@ def format_summary(summary):
         f"({summary['seconds']:.1f} s, {summary['clips_per_second']:.1f} clips/s)",
         "classes: " + (", ".join(f"{name} {count}" for name, count in summary["counts"].items()) or "none"),
         f"skipped: {summary['skipped']}" + (f" ({'; '.join(skipped_notes)})" if skipped_notes else ""),
+        *_skip_lines(summary),
         f"duplicates: {duplicates['groups']} duplicate groups ({duplicates['clips']} clips), "
         f"{duplicates['conflicting']} with contradicting labels"
         + (f" (listed in {root}/duplicates.csv)" if duplicates["groups"] else ""),
@@ -127,6 +138,14 @@ def format_summary(summary):
     if lone_class:
         lines.append(f"warning: only one class ({lone_class}) in this cache: a classifier needs at least two")
     return "\n".join(lines)
+
+
+def _skip_lines(summary):
+    """The first skipped files with their reasons, indented, and how many more there are."""
+    shown = summary.get("first_skipped", [])
+    more = summary["skipped"] - len(shown)
+    lines = [f"  {row['path']}: {row['reason']}" for row in shown]
+    return lines + ([f"  ... and {more} more"] if shown and more else [])
 
 
 def _clipped_note(summary):
@@ -142,9 +161,12 @@ def _lone_class(summary):
     return present[0] if summary.get("task", "classification") == "classification" and len(present) == 1 else None
 
 
-def _settings(dataset, data_dir, options, sample_rate, shard_size, trim_silence, segment, drop_conflicts):
+def _settings(dataset, data_dir, options, sample_rate, shard_size, trim_silence, segment, drop_conflicts,
+              max_file_seconds):
     if int(shard_size) < 1:
         raise CoughclfError(f"shard size must be at least 1, got {shard_size}")
+    if not float(max_file_seconds) > 0:
+        raise CoughclfError(f"max_file_seconds must be a positive number of seconds, got {max_file_seconds}")
     settings = {
         "dataset": dataset,
         "data_dir": str(data_dir),
@@ -154,6 +176,7 @@ def _settings(dataset, data_dir, options, sample_rate, shard_size, trim_silence,
         "trim_silence": _resolved(trim_silence, segmentation.TRIM_DEFAULTS, "trim_silence"),
         "segment": _resolved(segment, segmentation.SEGMENT_DEFAULTS, "segment"),
         "drop_conflicts": bool(drop_conflicts),
+        "max_file_seconds": float(max_file_seconds),
     }
     return json.loads(json.dumps(settings))  # the form it takes in cache.json, so comparisons are exact
 
@@ -176,8 +199,9 @@ def _existing_cache_summary(root, settings, verify=False):
     if not (root / "cache.json").exists():
         return None, 0
     info = read_cache_info(root)
-    changed = [f"{key}: {info.get(key)!r} -> {settings[key]!r}" for key in SETTING_KEYS
-               if info.get(key) != settings[key]]
+    made_with = {key: info.get(key, _EARLIER_SETTINGS.get(key)) for key in SETTING_KEYS}
+    changed = [f"{key}: {made_with[key]!r} -> {settings[key]!r}" for key in SETTING_KEYS
+               if made_with[key] != settings[key]]
     if changed:
         raise CoughclfError(f"{root} holds a cache prepared with other settings ({'; '.join(changed)}); "
                             f"choose a new --out folder, or delete {root} to prepare it again")
@@ -221,13 +245,19 @@ def _prepare(clips, root, settings, task, workers, progress, repaired=0):
         raise
     elapsed = time.monotonic() - started
     summary = {**_summary(root, info, status="prepared"), "seconds": elapsed, "repaired": repaired,
-               "clips_per_second": decoded / elapsed if elapsed > 0 else 0.0}
+               "clips_per_second": decoded / elapsed if elapsed > 0 else 0.0,
+               "first_skipped": _first_skipped(root) if info["skipped"] else []}
     if summary["clipped"]:
         warnings.warn(f"{root}: {_clipped_note(summary)} (first: {summary['clipped'][0]})", stacklevel=3)
     if _lone_class(summary):
         warnings.warn(f"{root} holds only one class ({_lone_class(summary)}): a classifier needs at least two; "
                       "check the dataset's labels and options", stacklevel=3)
     return summary
+
+
+def _first_skipped(root):
+    """The first :data:`SKIPS_SHOWN` rows of ``skipped.csv``: path and reason."""
+    return [{"path": row["path"], "reason": row["reason"]} for row in read_csv(root / "skipped.csv")[:SKIPS_SHOWN]]
 
 
 def _is_disk_full(error):
@@ -251,7 +281,8 @@ def _write_missing_shards(root, shards, settings, classes, workers, progress):
     pending_clips = sum(len(shards[index]) for index in pending)
     total = sum(len(shard) for shard in shards)
     writer = _ShardWriter(root, settings, {name: index for index, name in enumerate(classes)})
-    decode_settings = (settings["sample_rate"], settings["trim_silence"], settings["segment"])
+    decode_settings = (settings["sample_rate"], settings["trim_silence"], settings["segment"],
+                       settings["max_file_seconds"])
     with _decoder(workers, pending_clips) as decode_map, \
             _progress_bar(total, total - pending_clips, progress) as bar:
         for index, decoded in _decoded_shards(decode_map, pending, shards, decode_settings):
@@ -334,11 +365,11 @@ def _shard_complete(root, index, shard):
 def _decode_clip(job):
     """Worker: one clip -> ([(record id, int16 PCM, sha1), ...], None, peak), or for a file that
     cannot be used (None, skip reason, sha1 of its bytes)."""
-    clip_id, path, sample_rate, trim, segment, names_are_text = job
+    clip_id, path, sample_rate, trim, segment, max_file_seconds, names_are_text = job
     if not names_are_text:
         return None, NOT_UTF8_REASON, _file_sha1(path)
     try:
-        stream = AudioStream(path, sample_rate)
+        stream = AudioStream(path, sample_rate, max_file_seconds=max_file_seconds)
         audio = load_audio(path, sample_rate, stream=stream)
     except AudioDecodeError as error:
         return None, error.reason, _file_sha1(path)
@@ -359,12 +390,19 @@ def _decode_clip(job):
 
 
 def _file_sha1(path):
-    """Content hash of a file that could not be decoded: byte-identical broken files are duplicates too."""
+    """Content hash of a file that could not be decoded: byte-identical broken files are duplicates too.
+
+    Only a regular file is read, and only as far as its size said ("" for anything else): a pipe
+    would block, and /dev/zero or a /proc file would never end."""
+    digest = hashlib.sha1()
     try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha1").hexdigest()
-    except OSError:
+        with open_regular_file(path) as (handle, remaining):
+            while remaining > 0 and (chunk := handle.read(min(remaining, 1 << 20))):
+                digest.update(chunk)
+                remaining -= len(chunk)
+    except (AudioDecodeError, OSError):
         return ""
+    return digest.hexdigest()
 
 
 def _silence_worker_stderr():

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from coughclf.config import config_from_dict, dump_config, dumps_config
 from coughclf.errors import CoughclfError
-from coughclf.files import read_json
+from coughclf.files import folder_name_problem, read_json
 
 STRATEGIES = ("default", "mirrored", "multiworker", "data_parallel")
 # keras.distribution.initialize reads these; any of them set means several hosts (jax.distributed).
@@ -187,8 +187,18 @@ def is_chief(strategy):
 # --- run folders -------------------------------------------------------------------------------
 
 def new_run_dir(config):
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return RUNS_ROOT / f"{config['name']}-{stamp}"
+    return default_run_folder(config, f"-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def default_run_folder(config, suffix):
+    """``saved_models/{name}{suffix}``, the folder of a run, CV or search given no folder: always inside
+    saved_models/, since ``name`` is one folder name (checked when the config is loaded, and here for a
+    config built without it)."""
+    problem = folder_name_problem(config["name"])
+    if problem:
+        raise CoughclfError(f"{getattr(config, 'source', 'the config')}: name = {config['name']!r} {problem}; "
+                            "set another name")
+    return RUNS_ROOT / f"{config['name']}{suffix}"
 
 
 def claim_run_dir(config, run_dir, *, retake_unstarted=False):

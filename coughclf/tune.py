@@ -66,7 +66,7 @@ from coughclf.console import is_quiet, report
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
 from coughclf.inputs import open_data
-from coughclf.runs import RUNS_ROOT, claim_run_dir, monitor_mode
+from coughclf.runs import claim_run_dir, default_run_folder, monitor_mode
 from coughclf.train import train
 from coughclf.tune_presets import AUGMENT_STRENGTHS, DEFAULT_SPACES
 
@@ -334,7 +334,7 @@ def search_identity(config):
 
 
 def default_directory(config):
-    return RUNS_ROOT / f"{config['name']}-tune"
+    return default_run_folder(config, "-tune")
 
 
 def is_tuning_worker():

@@ -1,6 +1,8 @@
 """Shared test helpers: small audio that tests make themselves, and the shared real data."""
 
+import contextlib
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,41 @@ def write_audio(path, signal, sample_rate=16000, **soundfile_kwargs):
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(str(path), signal, sample_rate, **soundfile_kwargs)
     return path
+
+
+def handmade_wav(path, rate, channels=1, seconds=None, data_bytes=32000, declared_data_bytes=None):
+    """A 16-bit PCM WAV written byte by byte, so that its header can claim anything: any ``rate`` and
+    ``channels`` (block sizes wrap to the header's fields), and ``declared_data_bytes`` in place of the
+    ``data_bytes`` of noise that follow it (``seconds``: that much audio instead)."""
+    import struct
+
+    if seconds is not None:
+        data_bytes = int(seconds * rate) * 2 * channels
+    data = (np.random.default_rng(0).standard_normal(data_bytes // 2) * 3000).astype("<i2").tobytes()
+    block_align = (2 * channels) & 0xFFFF
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, (rate * block_align) & 0xFFFFFFFF, block_align, 16)
+    declared = len(data) if declared_data_bytes is None else declared_data_bytes
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+                     + b"data" + struct.pack("<I", declared) + data)
+    return path
+
+
+@contextlib.contextmanager
+def deadline(seconds):
+    """Fail the body with TimeoutError after ``seconds`` instead of hanging (a blocking open of a pipe, an
+    endless read of /dev/zero): SIGALRM interrupts them in the main thread."""
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture

@@ -1,12 +1,13 @@
 """Decoding: every container, any channel count and rate, and every way a file can be unusable."""
 
+import os
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
 import soundfile
-from conftest import tone, write_audio
+from conftest import deadline, handmade_wav, tone, write_audio
 
 from coughclf import audio
 from coughclf.audio import load_audio, to_pcm16
@@ -164,3 +165,96 @@ def test_decoded_audio_is_writable_whichever_decoder_read_it(tmp_path):
     for path in (wav, webm):
         decoded = load_audio(path, 48000 if path == webm else 16000)
         decoded[0] = 0.0  # callers may work in place
+
+
+# --- issue 25: headers that claim too much, files that are not files ---------------------------------------
+
+@pytest.mark.parametrize("rate, channels, expected", [
+    (1, 1, "sample rate 1 Hz"),                   # 32 KB that would resample to 16,000 s
+    (999, 1, "sample rate 999 Hz"),
+    (4294967295, 1, "sample rate 4294967295 Hz"),  # libsndfile refuses it: no ffmpeg hint either
+    (16000, 32767, "32767 channels"),               # likewise
+    (16000, 300, "300 channels"),
+])
+def test_an_implausible_header_is_refused_before_decoding(tmp_path, monkeypatch, rate, channels, expected):
+    path = handmade_wav(tmp_path / "claims.wav", rate, channels)
+    monkeypatch.setattr(audio, "_SoundfileSource", None)  # constructing a decoder would fail the test
+    with pytest.raises(AudioDecodeError) as raised:
+        audio.stream_audio(path)
+    assert raised.value.reason.startswith(f"implausible header: {expected}")
+    assert "ffmpeg" not in raised.value.reason
+
+
+def test_the_plausible_limits_are_accepted(tmp_path):
+    low = load_audio(handmade_wav(tmp_path / "low.wav", audio.MIN_SAMPLE_RATE, seconds=0.5), 1000)
+    assert len(low) == 500
+    wide = load_audio(handmade_wav(tmp_path / "wide.wav", 16000, audio.MAX_CHANNELS, seconds=0.01), 16000)
+    assert len(wide) == 160
+
+
+def test_a_data_chunk_that_claims_more_than_the_file_holds_is_truncated_at_once(tmp_path):
+    path = handmade_wav(tmp_path / "liar.wav", 8000, declared_data_bytes=0x7FFFFF00)  # 37 hours at 8 kHz
+    stream = audio.stream_audio(path, 16000)
+    assert stream.expected_samples == 32000  # what the file holds, not what the chunk claims
+    with pytest.raises(AudioDecodeError, match=r"truncated: header declares 1073741696 samples, file holds 16000"):
+        list(stream)
+
+
+def test_a_file_longer_than_the_maximum_is_refused_by_its_header_and_by_its_length(tmp_path):
+    path = handmade_wav(tmp_path / "long.wav", 8000, seconds=30.0)
+    with pytest.raises(AudioDecodeError, match=r"too long: its header declares 30 s, more than the 10 s allowed "
+                                               r"\(max_file_seconds"):
+        audio.stream_audio(path, max_file_seconds=10)
+    # A header that says less than the stream holds (or nothing, as ffmpeg's formats) is stopped while decoding,
+    # before more than the maximum is in memory.
+    stream = audio.stream_audio(path, 16000, block_seconds=1.0, max_file_seconds=60)
+    stream.max_file_seconds = 10
+    decoded = 0
+    with pytest.raises(AudioDecodeError, match=r"too long: more than the 10 s allowed"):
+        for block in stream:
+            decoded += len(block)
+    assert decoded <= 10 * 16000
+    assert len(load_audio(path, 8000, max_file_seconds=30)) == 30 * 8000
+
+
+def test_blocks_of_many_channels_stay_under_the_sample_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(audio, "MAX_BLOCK_SAMPLES", 64 * 100)
+    path = write_audio(tmp_path / "wide.wav", np.tile(tone(seconds=0.5)[:, None], (1, 64)), 16000)
+    stream = audio.stream_audio(path, 16000, block_seconds=1.0)
+    blocks = list(stream)
+    assert max(len(block) for block in blocks) == 100 and sum(map(len, blocks)) == 8000
+    np.testing.assert_allclose(np.concatenate(blocks), tone(seconds=0.5), atol=1e-4)
+
+
+def test_pipes_devices_and_folders_are_named_and_never_read(tmp_path):
+    os.mkfifo(tmp_path / "fifo.wav")
+    (tmp_path / "zero.wav").symlink_to("/dev/zero")
+    (tmp_path / "folder.wav").mkdir()
+    expected = {"fifo.wav": "a named pipe (FIFO), not an audio file",
+                "zero.wav": "a character device (a symbolic link to /dev/zero), not an audio file",
+                "folder.wav": "a folder, not an audio file"}
+    with deadline(20):  # opening the pipe or reading /dev/zero would block or never end
+        for name, reason in expected.items():
+            with pytest.raises(AudioDecodeError) as raised:
+                load_audio(tmp_path / name)
+            assert raised.value.reason == reason
+
+
+def test_reading_stops_at_the_size_the_file_had_when_opened(tmp_path):
+    path = tmp_path / "growing.bin"
+    path.write_bytes(b"x" * 10)
+    with audio.open_regular_file(path) as (handle, size):
+        path.write_bytes(b"x" * 20)
+        assert size == 10
+    with audio.open_regular_file("/proc/self/status") as (handle, size):
+        assert size == 0  # a /proc file says 0 bytes (and /proc/self/mem would never end): nothing is read
+
+
+def test_libsndfile_s_pipe_guess_is_not_quoted_for_a_regular_file(tmp_path, monkeypatch):
+    path = tmp_path / "damaged.mp3"
+    path.write_bytes(b"ID3" + np.random.default_rng(0).bytes(500))
+    monkeypatch.setattr(audio.shutil, "which", lambda program: None)
+    with pytest.raises(AudioDecodeError) as raised:
+        load_audio(path)
+    assert "pipe" not in raised.value.reason and "damaged, or not the format its name says" in raised.value.reason
+    assert "apt-get install ffmpeg" in raised.value.reason  # ffmpeg may read what libsndfile cannot

@@ -1,13 +1,14 @@
 """Augmentation layers: each one's measured effect, identity outside training, seeding, config."""
 
 import json
+import os
 
 import keras
 import numpy as np
 import pytest
 import scipy.signal
 
-from conftest import tone, write_audio
+from conftest import deadline, tone, write_audio
 from coughclf.errors import CoughclfError
 from coughclf.layers import (
     BackgroundNoise,
@@ -174,6 +175,9 @@ def test_load_noise_bank_cuts_resamples_and_loops(tmp_path):
         load_noise_bank([tmp_path / "missing.wav"])
     with pytest.raises(CoughclfError):
         load_noise_bank([tmp_path / "empty_folder_that_does_not_exist"])
+    os.mkfifo(tmp_path / "noise" / "fifo.wav")  # decoded as every recording is: a pipe is named, not opened
+    with deadline(20), pytest.raises(CoughclfError, match=r"fifo.wav: cannot use noise file \(a named pipe"):
+        load_noise_bank([tmp_path / "noise"])
 
 
 def test_time_and_polarity_inversion():

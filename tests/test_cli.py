@@ -74,3 +74,32 @@ def _failing_import(real_import):
         return real_import(name, *args, **kwargs)
 
     return failing
+
+
+def test_warnings_are_one_clean_line_and_those_of_a_wrong_result_are_errors(capsys, monkeypatch):
+    """Issue 25: librosa's "Empty filters detected" came as a raw warning with a source path, and training went on."""
+    import warnings
+
+    import librosa
+
+    from coughclf.commands import datasets
+
+    def warns(args):
+        warnings.warn("a library note\n  spread over two lines", UserWarning)
+        print("finished")
+
+    monkeypatch.setattr(datasets, "run", warns)
+    assert cli.main(["datasets"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "coughclf datasets: warning: a library note spread over two lines\n"
+    assert captured.out == "finished\n"
+
+    monkeypatch.setattr(datasets, "run", lambda args: librosa.filters.mel(sr=16000, n_fft=256, n_mels=128))
+    assert cli.main(["datasets"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("coughclf datasets: error: Empty filters detected") and error.count("\n") == 1
+    assert "a library warning that means a wrong result" in error
+    with warnings.catch_warnings(record=True) as caught:  # the command's display and errors end with it
+        warnings.simplefilter("always")
+        librosa.filters.mel(sr=16000, n_fft=256, n_mels=128)
+    assert "Empty filters" in str(caught[0].message)

@@ -4,6 +4,7 @@ import math
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from coughclf.config import apply_override, check_data, dumps_config, load_config
@@ -182,3 +183,101 @@ def test_a_config_path_from_before_the_grouping_reads_the_grouped_file(capsys):
     assert "experiments/esc/esc10.toml" in capsys.readouterr().err
     with pytest.raises(CoughclfError, match="not found"):
         load_config(old_path.with_name("no_such_experiment.toml"))
+
+
+# --- issue 25: settings that train nothing, names that escape, --set that drops what it cannot read ---------
+
+@pytest.mark.parametrize("frontend, message", [
+    ("fmin = 6000\nfmax = 4000", r"fmin=6000 and fmax=4000 must satisfy 0 <= fmin < fmax <= sample_rate / 2 = 8000"),
+    ("fmax = 20000", r"fmin=0 and fmax=20000 must satisfy .* sample_rate / 2 = 8000 Hz"),
+    ("n_mels = 100000", r"n_mels=100000 is more mel filters than n_fft=1024 at 16000 Hz can fill .*"
+                        r"Empty filters.* use n_mels <= 388"),
+    ("n_fft = 256\nn_mels = 128", r"n_mels=128 is more mel filters than n_fft=256 .* use n_mels <= \d+"),
+])
+def test_a_frontend_that_would_train_nothing_is_refused_at_load(tmp_path, frontend, message):
+    path = write(tmp_path, MINIMAL + f"[frontend]\n{frontend}\n")
+    with pytest.raises(CoughclfError, match=rf"{path}: \[frontend\]: LogMelSpectrogram: {message}"):
+        load_config(path)
+
+
+def test_the_model_s_own_frontend_is_checked_against_the_data_s_sample_rate(tmp_path):
+    """No [frontend] at all: the model's defaults must still fit the rate (fmax 4000 Hz at 16 kHz, not 8 kHz)."""
+    text = MINIMAL + "[frontend]\nfmax = 4000\n"
+    assert load_config(write(tmp_path, text))["frontend"] == {"fmax": 4000}
+    with pytest.raises(CoughclfError, match=r"sample_rate / 2 = 2000 Hz.*\(data\.sample_rate = 4000\)"):
+        load_config(write(tmp_path, text), ["data.sample_rate=4000"])
+
+
+@pytest.mark.parametrize("sample_rate, n_fft, n_mels, fmin, fmax, htk", [
+    (16000, 1024, 128, 0.0, None, False), (16000, 512, 128, 0.0, None, True), (16000, 256, 128, 0.0, None, False),
+    (8000, 256, 64, 20.0, None, False), (16000, 64, 40, 300.0, 3000.0, True), (22050, 2048, 256, 50.0, 7600.0, False),
+    (44100, 400, 200, 0.0, 20000.0, True), (16000, 100, 20, 0.0, None, False), (16000, 2048, 400, 0.0, 8000.0, False),
+])
+def test_the_empty_filter_check_is_librosa_s_own(sample_rate, n_fft, n_mels, fmin, fmax, htk):
+    """Agreement with librosa's "Empty filters detected" over a grid of settings, half of them empty."""
+    import warnings
+
+    import librosa
+
+    from coughclf.layers.frontend import mel_filter_problem
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
+                            dtype=np.float64)
+    librosa_warns = any("Empty filters detected" in str(warning.message) for warning in caught)
+    assert (mel_filter_problem(sample_rate, n_fft, n_mels, fmin, fmax, htk) is not None) == librosa_warns
+
+
+@pytest.mark.parametrize("name", ['"../../x"', '"/tmp/x"', '".."', '"."', '"a/b"', '"a b"', '""',
+                                  '"' + "x" * 201 + '"'])
+def test_a_run_name_is_one_folder_name(tmp_path, name):
+    with pytest.raises(CoughclfError, match=r"name = .* it names the run's folder in saved_models/"):
+        load_config(write(tmp_path, MINIMAL), [f"name={name}"])
+    with pytest.raises(CoughclfError, match=r"name = .*must be one folder name|is longer than"):
+        load_config(write(tmp_path, f"name = {name}\n" + MINIMAL))
+
+
+def test_good_names_and_default_folders_stay_inside_the_runs_root(tmp_path):
+    from coughclf.runs import RUNS_ROOT, default_run_folder, new_run_dir
+    from coughclf.tune import default_directory
+
+    config = load_config(write(tmp_path, MINIMAL), ["name=kws_cnn-v2.1_ünï"])
+    assert new_run_dir(config).parent == RUNS_ROOT
+    assert default_directory(config) == RUNS_ROOT / "kws_cnn-v2.1_ünï-tune"
+    with pytest.raises(CoughclfError, match="must be one folder name"):  # a config built without load_config
+        default_run_folder({**config, "name": "../../x"}, "-cv")
+    with pytest.raises(CoughclfError, match=r"name = '\.\.' .*must be one folder name"):  # a file named ...toml
+        load_config(write(tmp_path, MINIMAL, "...toml"))
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("train.batch_size=8\n[train]\nepochs = 500", r"holds a line break .*\(a table header or a second line is not "),
+    ("train.batch_size=8\repochs=500", "holds a line break"),
+    ("train.batch_size=8 train.epochs=500", r"'train\.epochs=500' reads as a second assignment"),
+    ("[train] epochs=500", r"write it as section\.key=value"),
+    ("split.train_folds=[1, 2", r"'\[1, 2' is not a valid TOML value"),
+    ('description="unterminated', "is not a valid TOML value"),
+    ("optimizer.lr", r"section\.key=value"),
+])
+def test_set_reads_exactly_one_assignment_or_says_what_it_could_not_read(tmp_path, assignment, message):
+    with pytest.raises(CoughclfError, match=message) as raised:
+        load_config(write(tmp_path, MINIMAL), [assignment])
+    assert "\n" not in str(raised.value)
+
+
+def test_set_still_reads_plain_text_and_any_toml_value(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL), ["description=a = b, said the note", "data.cache=prepared/1e4",
+                                                    'data.options.pattern="^(?P<x>.+) y=1"',
+                                                    "train.epochs = 7 # tuned"])
+    assert config["description"] == "a = b, said the note" and config["data"]["cache"] == "prepared/1e4"
+    assert config["data"]["options"] == {"pattern": "^(?P<x>.+) y=1"} and config["train"]["epochs"] == 7
+
+
+def test_prepare_options_in_the_config_are_checked_like_keys(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL), ["data.prepare.max_file_seconds=600"])
+    assert config["data"]["prepare"] == {"max_file_seconds": 600}
+    with pytest.raises(CoughclfError, match=r"data\.prepare\.max_file_seconds = -1.0 must be > 0"):
+        load_config(write(tmp_path, MINIMAL), ["data.prepare.max_file_seconds=-1"])
+    with pytest.raises(CoughclfError, match=r"data\.prepare\.shard_size must be an integer"):
+        load_config(write(tmp_path, MINIMAL), ["data.prepare.shard_size=big"])

@@ -24,6 +24,7 @@ class ArchiveServer:
         self.files = {}
         self.requests = []  # (path, Range header or None, bytes sent)
         self.honour_range = True
+        self.cut_off_without_length = None  # bytes to send before closing, with no Content-Length header
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,9 +44,12 @@ class ArchiveServer:
                 else:
                     self.send_response(200)
                 body = data[start:]
+                if server.cut_off_without_length is not None:
+                    body = body[:server.cut_off_without_length]
                 # recorded before the body goes out: the client may check requests as soon as it has read it
                 server.requests.append((name, byte_range, len(body)))
-                self.send_header("Content-Length", str(len(body)))
+                if server.cut_off_without_length is None:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -268,7 +272,24 @@ def test_download_command_refuses_a_bomb_unless_the_limit_is_raised(server, tmp_
     server.files["free-spoken-digit-dataset-master.zip"] = bomb_zip(megabytes=4)
     out = tmp_path / "out"
     assert main(["download", "fsdd", "--out", str(out), "--base-url", server.url]) == 2
-    assert "inflates to more than 100x" in capsys.readouterr().err
-    assert not (out / "fsdd").exists()
+    error = capsys.readouterr().err
+    assert "inflates to more than 100x" in error and f"it was deleted from {out}, so nothing refused stays" in error
+    assert list(out.iterdir()) == []  # neither the dataset nor the refused archive
     assert main(["download", "fsdd", "--out", str(out), "--base-url", server.url, "--max-ratio", "2000"]) == 0
     assert (out / "fsdd" / "bomb" / "zeros.wav").stat().st_size == 4 << 20
+
+
+def test_a_download_cut_off_without_a_length_gets_no_checksum_before_extraction_fails(server, tmp_path, capsys):
+    """Issue 25: without Content-Length a cut-off download looks complete; its sha256 was printed as the file's."""
+    miniatures.write_fsdd(tmp_path / "source", speakers=("jackson",), digits=(0, 1), takes=range(2))
+    whole = zip_folder(tmp_path / "source", "free-spoken-digit-dataset-master")
+    server.files["free-spoken-digit-dataset-master.zip"] = whole
+    server.cut_off_without_length = len(whole) // 2
+    out = tmp_path / "out"
+    with pytest.raises(CoughclfError, match=r"is neither a zip nor a tar archive; it was deleted from"):
+        fetch_dataset("fsdd", out, base_url=server.url, progress=False)
+    assert "sha256" not in capsys.readouterr().err and list(out.iterdir()) == []
+    server.cut_off_without_length = None
+    fetch_dataset("fsdd", out, base_url=server.url, progress=False)
+    assert f"sha256 of free-spoken-digit-dataset-master.zip: {hashlib.sha256(whole).hexdigest()}" \
+        in capsys.readouterr().err

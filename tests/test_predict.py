@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import tone, write_audio
+from conftest import deadline, handmade_wav, tone, write_audio
 from coughclf.export import export_tflite, flatbuffer_operators
 from coughclf.models import build
 from coughclf.predict import load_predictor, predict_files, split_windows
@@ -314,3 +314,36 @@ def test_a_file_name_that_is_not_utf8_is_predicted_and_written_readably(tmp_path
     assert row["file"].endswith("caf\\xe9.wav") and row["windows"] == 2 and "error" not in row
     write_csv([row], tmp_path / "out.csv", ["low", "high"])
     assert "caf\\xe9.wav" in (tmp_path / "out.csv").read_text(encoding="utf-8")
+
+
+def test_hostile_files_are_refused_each_named_for_what_it_is(tmp_path):
+    """Issue 25: a 1 Hz header was cut into 31,999 windows; a pipe, /dev/zero and /proc/self/mem were
+    each called "empty file (0 bytes)"."""
+    import os
+
+    os.mkfifo(tmp_path / "fifo.wav")
+    (tmp_path / "zero.wav").symlink_to("/dev/zero")
+    files = [handmade_wav(tmp_path / "one_hertz.wav", 1), tmp_path / "fifo.wav", tmp_path / "zero.wav",
+             handmade_wav(tmp_path / "three_seconds.wav", 16000, seconds=3.0),
+             handmade_wav(tmp_path / "two_seconds.wav", 16000, seconds=2.0)]
+    predictor = FakePredictor()
+    with deadline(30):
+        rows = predict_files(None, files, predictor=predictor, max_file_seconds=2.5)
+    errors = [row.get("error") for row in rows]
+    assert errors[:4] == [
+        "implausible header: sample rate 1 Hz (recordings have 1000 to 384000 Hz)",
+        "a named pipe (FIFO), not an audio file",
+        "a character device (a symbolic link to /dev/zero), not an audio file",
+        "too long: its header declares 3 s, more than the 2.5 s allowed (max_file_seconds: raise it to keep "
+        "such files)"]
+    assert errors[4] is None and rows[4]["windows"] == 3 and predictor.calls == 3  # nothing else was decoded
+
+
+def test_predict_command_takes_the_longest_file_and_names_a_refused_one(exported, capsys):
+    from coughclf.cli import main
+
+    _, _, tflite_path, files, _ = exported
+    assert main(["predict", str(tflite_path), str(files["long"]), "--max-file-seconds", "2"]) == 1
+    assert f"coughclf predict: error: {files['long']}: too long: its header declares 2.6 s" in capsys.readouterr().err
+    assert main(["predict", str(tflite_path), str(files["long"]), "--max-file-seconds", "0"]) == 2
+    assert "--max-file-seconds must be a positive number" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tone, write_audio
+from conftest import deadline, handmade_wav, tone, write_audio
 
 from coughclf.audio import load_audio
 from coughclf.cache import MANIFEST_COLUMNS, SHARD_PATTERN, open_cache, parse_example, read_csv
@@ -427,3 +427,77 @@ def test_a_single_class_cache_is_a_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"only one class \(dry\)"):
         summary = prepare_clips(clips, tmp_path / "cache", workers=1, progress=False)
     assert "only one class" in format_summary(summary)
+
+
+def test_a_folder_of_hostile_files_is_prepared_in_seconds_in_bounded_memory(tmp_path, capsys):
+    """Issue 25: a 32 KB WAV claiming 1 Hz took 5.8 GB; a pipe and a /dev/zero link hung prepare forever."""
+    import tracemalloc
+
+    import tensorflow  # noqa: F401 (imported before memory is traced: its import is not prepare's work)
+
+    data = write_folder_of_two(tmp_path / "data")
+    handmade_wav(data / "dry" / "one_hertz.wav", 1)
+    handmade_wav(data / "dry" / "liar.wav", 8000, declared_data_bytes=0x7FFFFF00)
+    os.mkfifo(data / "wet" / "fifo.wav")
+    (data / "wet" / "zero.wav").symlink_to("/dev/zero")
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with deadline(60):
+            assert main(["prepare", "folder", "--data-dir", str(data), "--out", str(tmp_path / "cache"),
+                         "--workers", "1", "--no-progress"]) == 0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 30 and peak < 50 << 20  # the 1 Hz file alone would be 1 GB of float32
+    reasons = {row["path"]: row["reason"] for row in read_csv(tmp_path / "cache" / "skipped.csv")}
+    assert reasons == {
+        "dry/liar.wav": "truncated: header declares 1073741696 samples, file holds 16000",
+        "dry/one_hertz.wav": "implausible header: sample rate 1 Hz (recordings have 1000 to 384000 Hz)",
+        "wet/fifo.wav": "a named pipe (FIFO), not an audio file",
+        "wet/zero.wav": "a character device (a symbolic link to /dev/zero), not an audio file"}
+    printed = capsys.readouterr().out
+    assert "4 clips" in printed and "skipped: 4 (reasons in" in printed
+    assert all(f"  {path}: {reason}" in printed for path, reason in reasons.items())  # not only in skipped.csv
+
+
+def test_the_longest_file_is_a_setting_of_the_cache(tmp_path):
+    data = write_folder_of_two(tmp_path / "data")  # 0.4 s clips
+    handmade_wav(data / "wet" / "long.wav", 16000, seconds=3.0)
+    summary = prepare("folder", data, tmp_path / "cache", workers=1, progress=False, max_file_seconds=2)
+    assert summary["clips"] == 4 and summary["first_skipped"] == [
+        {"path": "wet/long.wav", "reason": "too long: its header declares 3 s, more than the 2 s allowed "
+                                           "(max_file_seconds: raise it to keep such files)"}]
+    with pytest.raises(CoughclfError, match=r"other settings \(max_file_seconds: 2.0 -> 10800.0\)"):
+        prepare("folder", data, tmp_path / "cache", workers=1, progress=False)
+    info = json.loads((tmp_path / "cache" / "cache.json").read_text())
+    del info["max_file_seconds"]  # a cache from before the setting: made without a limit, taken as the default
+    (tmp_path / "cache" / "cache.json").write_text(json.dumps(info))
+    assert prepare("folder", data, tmp_path / "cache", workers=1, progress=False)["status"] == "complete"
+    with pytest.raises(CoughclfError, match="max_file_seconds must be a positive number"):
+        prepare("folder", data, tmp_path / "other", max_file_seconds=0)
+
+
+def test_the_summary_names_the_first_skipped_files_and_counts_the_rest(tmp_path):
+    data = write_folder_of_two(tmp_path / "data")
+    for index in range(7):
+        (data / "dry" / f"empty_{index}.wav").write_bytes(b"")
+    text = format_summary(prepare("folder", data, tmp_path / "cache", workers=1, progress=False))
+    assert text.count(": empty file (0 bytes)") == 5 and "  ... and 2 more" in text
+
+
+def test_decoding_one_file_takes_about_ten_bytes_per_stored_sample(tmp_path):
+    """What bounds prepare's memory by max_file_seconds: three hours at 16 kHz stay under 2 GB per worker."""
+    import tracemalloc
+
+    from coughclf.prepare import _decode_clip
+
+    path = write_audio(tmp_path / "minute.wav", tone(seconds=60.0, sample_rate=44100), 44100, subtype="PCM_16")
+    tracemalloc.start()
+    try:
+        (record,), reason, _ = _decode_clip(("minute", str(path), 16000, None, None, 3600.0, True))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert reason is None and len(record[1]) == 60 * 16000
+    assert peak < 11 * 60 * 16000

@@ -104,6 +104,59 @@ def test_a_lambda_layer_is_refused_with_a_message_naming_the_file(tmp_path):
         load_model_file(path)
 
 
+def _edited_keras(tmp_path, name, edit):
+    """A tiny saved model whose config.json ``edit(dense layer's entry)`` changed, as an attacker would."""
+    import zipfile
+
+    import keras
+
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Dense(2, name="dense")(inputs)).save(tmp_path / "honest.keras")
+    with zipfile.ZipFile(tmp_path / "honest.keras") as archive:
+        members = {member: archive.read(member) for member in archive.namelist()}
+    config = json.loads(members["config.json"])
+    edit(next(layer for layer in config["config"]["layers"] if layer["config"]["name"] == "dense"))
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / name, "w") as archive:
+        for member, data in members.items():
+            archive.writestr(member, data)
+    return tmp_path / name
+
+
+def _function(module, name):
+    return {"module": module, "class_name": "function", "config": name, "registered_name": "function"}
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda layer: layer.update(module="os", class_name="system", registered_name=None),
+     r"is refused: it asks for os\.system, which is no registered Keras or coughclf layer or function"),
+    (lambda layer: layer["config"].update(activation=_function("os", "system")),
+     r"is refused: it asks for os\.system"),
+    (lambda layer: layer["config"].update(activation=_function("keras.config", "enable_unsafe_deserialization")),
+     r"is refused: Cannot deserialize `keras\.config\.enable_unsafe_deserialization` because it is not a modeling"),
+    (lambda layer: layer["config"].update(activation={"module": "builtins", "class_name": "__lambda__",
+                                                      "config": {"code": "", "defaults": None, "closure": None},
+                                                      "registered_name": None}),
+     r"is refused: Requested the deserialization of a Python lambda"),
+    (lambda layer: layer["config"].update(units="many"),
+     r"is corrupt \(Received an invalid value for `units`.*units=many\); copy the file again"),
+])
+def test_every_model_file_that_safe_mode_does_not_load_is_one_line_naming_it_and_why(tmp_path, edit, reason, capsys):
+    """Issue 25: os.system and enable_unsafe_deserialization gadgets ended in an "unexpected error" Keras dump."""
+    from coughclf.cli import main
+    from coughclf.model_files import load_model_file
+
+    path = _edited_keras(tmp_path, "hostile.keras", edit)
+    with pytest.raises(CoughclfError, match=rf"^{path} {reason}") as raised:
+        load_model_file(path)
+    assert "\n" not in str(raised.value) and "Full object config" not in str(raised.value)
+    assert main(["predict", str(path), str(write_audio(tmp_path / "clip.wav", tone(seconds=0.5), 16000))]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith(f"coughclf predict: error: {path} ")
+    assert "unexpected" not in error
+    test_a_lambda_layer_is_refused_with_a_message_naming_the_file(tmp_path)  # safe mode is still on
+
+
 def test_a_full_disk_keeps_the_previous_file_and_says_what_to_do(tmp_path, monkeypatch):
     import errno
 

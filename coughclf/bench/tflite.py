@@ -73,15 +73,15 @@ def _tflite_call(content, clip):
 
 def builder_options(assignments):
     """``--option key=value`` strings as builder keyword arguments (values read as TOML)."""
-    from coughclf.config import parse_value
     from coughclf.errors import CoughclfError
+    from coughclf.overrides import parse_value
 
     options = {"input_mode": "waveform"}
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
         if not sep or not key.strip():
             raise CoughclfError(f"--option {assignment!r}: write it as key=value, e.g. --option frames=512")
-        options[key.strip()] = parse_value(text.strip())
+        options[key.strip()] = parse_value(text.strip(), f"--option {assignment!r}")
     return options
 
 

@@ -26,6 +26,9 @@ def add_arguments(parser):
                              "FOLDER/NAME.csv and a plot of them to FOLDER/NAME.png")
     parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
                         help="step between windows of a long file (default: half the model's clip length)")
+    parser.add_argument("--max-file-seconds", type=float, default=None, metavar="SECONDS",
+                        help="refuse files longer than this (default: three hours), known from their headers "
+                             "before decoding where they tell")
     parser.add_argument("--lexicon", metavar="FILE",
                         help="speech models: write only the words of this word list (one per line) instead of "
                              "decoding characters greedily")
@@ -78,7 +81,7 @@ def run(args):
         raise CoughclfError("--timeline draws class probabilities over time: it applies to classifiers, "
                             f"and {args.model} is a speech-recognition model")
     results = predict_files(args.model, files, hop_seconds=args.hop, predictor=predictor, lexicon=lexicon,
-                            timeline=bool(args.timeline))
+                            timeline=bool(args.timeline), max_file_seconds=args.max_file_seconds)
     if args.timeline:
         write_timelines(results, args.timeline, predictor.metadata.get("labels", []))
     if args.csv:

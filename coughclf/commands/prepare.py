@@ -33,6 +33,9 @@ def add_arguments(parser):
                              "pad_seconds, frame_length, hop_length (implies --segment-coughs)")
     parser.add_argument("--drop-conflicts", action="store_true",
                         help="leave out every copy of a recording whose identical copies carry different labels")
+    parser.add_argument("--max-file-seconds", type=float, default=None, metavar="SECONDS",
+                        help="skip recordings longer than this (default: three hours), known from their headers "
+                             "before decoding; it bounds the memory that decoding one file takes")
     parser.add_argument("--verify", action="store_true",
                         help="read every record of an existing cache and decode its damaged shards again "
                              "(without it, only shard sizes are checked)")
@@ -67,6 +70,7 @@ def coerce_value(text):
 
 
 def run(args):
+    from coughclf.audio import DEFAULT_MAX_FILE_SECONDS
     from coughclf.prepare import format_summary, prepare
 
     trim = parse_options(args.trim_option, "--trim-option") or args.trim_silence
@@ -74,5 +78,7 @@ def run(args):
     summary = prepare(args.dataset, args.data_dir, args.out, options=parse_options(args.option),
                       sample_rate=args.sample_rate, shard_size=args.shard_size, workers=args.workers,
                       trim_silence=trim, segment=segment, drop_conflicts=args.drop_conflicts,
-                      progress=not (args.no_progress or args.quiet), verify=args.verify)
+                      progress=not (args.no_progress or args.quiet), verify=args.verify,
+                      max_file_seconds=DEFAULT_MAX_FILE_SECONDS if args.max_file_seconds is None
+                      else args.max_file_seconds)
     print(format_summary(summary))

@@ -130,12 +130,13 @@ def audio_files(paths):
 def load_noise_bank(paths, sample_rate=16000, seconds=1.0):
     """Noise bank ``[n, samples]`` float32 from audio files or folders of them.
 
-    Each file is mixed to mono, resampled to ``sample_rate`` (soxr) and cut into
+    Each file is decoded as every recording is (:func:`coughclf.audio.load_audio`: mixed to
+    mono, resampled with soxr, a pipe, device or implausible header refused) and cut into
     consecutive ``seconds``-long excerpts (a shorter file is looped to one
     excerpt), as Speech Commands' ``_background_noise_`` recordings are used.
     """
-    import soundfile
-    import soxr
+    from coughclf.audio import load_audio
+    from coughclf.errors import AudioDecodeError
 
     length = int(round(seconds * sample_rate))
     files = audio_files(paths)
@@ -147,16 +148,11 @@ def load_noise_bank(paths, sample_rate=16000, seconds=1.0):
     excerpts = []
     for path in files:
         try:
-            audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        except (OSError, RuntimeError, soundfile.LibsndfileError) as error:
+            audio = load_audio(path, sample_rate)
+        except AudioDecodeError as error:
             raise CoughclfError(
-                f"{path}: cannot read noise file ({error}); fix or remove it from the noise list"
+                f"{path}: cannot use noise file ({error.reason}); fix or remove it from the noise list"
             ) from None
-        audio = audio.mean(axis=1)
-        if audio.size == 0:
-            raise CoughclfError(f"{path}: noise file holds no audio; remove it from the noise list")
-        if rate != sample_rate:
-            audio = soxr.resample(audio, rate, sample_rate)
         if audio.size < length:
             audio = np.resize(audio, length)
         usable = audio.size // length * length

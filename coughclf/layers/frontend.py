@@ -168,6 +168,52 @@ def banded_filterbank(filterbank, runs=MEL_BAND_RUNS):
     return indices.astype(index_type), filterbank[filters, indices], shape
 
 
+def mel_filter_problem(sample_rate, n_fft, n_mels, fmin, fmax, htk):
+    """Why ``librosa.filters.mel`` with these settings gives a filterbank that is wrong, or None.
+
+    ``0 <= fmin < fmax <= sample_rate / 2`` must hold (``fmax`` None: ``sample_rate / 2``), and no
+    filter may be empty. librosa's own test (its "Empty filters detected" warning), computed
+    without building the ``[n_mels, bins]`` matrix (400 MB for 100,000 mels): filter ``i`` weighs
+    the FFT bins strictly between mel frequencies ``i`` and ``i + 2`` and is empty when there are
+    none, unless its lower edge is 0 Hz (librosa exempts it).
+    """
+    import librosa
+
+    nyquist = sample_rate / 2
+    fmax = nyquist if fmax is None else fmax
+    if not 0 <= fmin < fmax <= nyquist:
+        return (
+            f"fmin={fmin:g} and fmax={fmax:g} must satisfy 0 <= fmin < fmax <= sample_rate / 2 = "
+            f"{nyquist:g} Hz (the mel filters cover fmin to fmax; the spectrum ends at sample_rate / 2)"
+        )
+
+    def empty_filters(count):
+        edges = librosa.mel_frequencies(count + 2, fmin=fmin, fmax=fmax, htk=htk)
+        bins = librosa.fft_frequencies(sr=sample_rate, n_fft=n_fft)
+        above_lower = np.searchsorted(bins, edges[:-2], side="right")
+        inside = np.searchsorted(bins, edges[2:], side="left") - above_lower
+        return np.flatnonzero((inside <= 0) & (edges[:-2] != 0))
+
+    # Filters i and i + 2 share no bin: more than twice the bins (and the exempt first) leave one empty.
+    most = 2 * (n_fft // 2 + 1) + 1
+    if n_mels <= most and not empty_filters(n_mels).size:
+        return None
+    if empty_filters(1).size:
+        return (
+            f"fmin={fmin:g} to fmax={fmax:g} Hz holds no FFT bin at n_fft={n_fft} and {sample_rate} Hz, "
+            "so every mel filter would be empty; widen the range or use a larger n_fft"
+        )
+    low, high = 1, min(n_mels, most + 1)  # the most mels with no empty filter: low has none, high has
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if not empty_filters(middle).size else (low, middle)
+    return (
+        f"n_mels={n_mels} is more mel filters than n_fft={n_fft} at {sample_rate} Hz can fill between "
+        f"fmin={fmin:g} and fmax={fmax:g} Hz: some would hold no FFT bin (librosa: \"Empty filters "
+        f"detected\") and give a silent band; use n_mels <= {low}, a larger n_fft or a wider fmin-fmax"
+    )
+
+
 def float32_by_default(kwargs):
     """Layer kwargs computing in float32 unless told otherwise: a mixed-precision policy
     would otherwise feed float16 into what needs float32 (FFTs, dB conversions, recurrences)."""
@@ -421,6 +467,11 @@ class LogMelSpectrogram(MelProjection, ShortTimeSpectrum):
         self.ref = ref if ref == "max" else float(ref)
         self.normalize = normalize
         self.mel_projection = mel_projection
+        problem = mel_filter_problem(
+            self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax, mel_scale == "htk"
+        )
+        if problem:
+            raise CoughclfError(f"{name}: {problem}")
 
     def build(self, input_shape):
         import librosa
