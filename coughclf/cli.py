@@ -78,7 +78,8 @@ def main(argv=None):
         return 2
     console.set_quiet(getattr(args, "quiet", False))
     try:
-        with contextlib.nullcontext() if args.debug else console.native_logs_filtered():
+        with (contextlib.nullcontext() if args.debug else console.native_logs_filtered(),
+              console.stdout_for_results()):
             if getattr(sys.modules[args._run.__module__], "NEEDS_TENSORFLOW", True) and not args.debug:
                 import_tensorflow_quietly()
             return args._run(args) or 0

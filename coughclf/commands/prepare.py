@@ -1,5 +1,6 @@
 """``coughclf prepare``: decode a dataset once into a prepared cache."""
 
+from coughclf.console import result
 from coughclf.errors import CoughclfError
 
 HELP = "decode a dataset once into a prepared cache (16-bit PCM TFRecord shards + manifest.csv)"
@@ -75,4 +76,4 @@ def run(args):
                       sample_rate=args.sample_rate, shard_size=args.shard_size, workers=args.workers,
                       trim_silence=trim, segment=segment, drop_conflicts=args.drop_conflicts,
                       progress=not (args.no_progress or args.quiet), verify=args.verify)
-    print(format_summary(summary))
+    result(format_summary(summary))
