@@ -518,7 +518,7 @@ def load_config(path, overrides=(), *, check_names=True) -> ExperimentConfig:
 
     Raises:
         CoughclfError: naming the file and the key for any unknown key, wrong type,
-        value out of range, unknown dataset or model.
+            value out of range, unknown dataset or model.
     """
     path = _moved_experiment(Path(path))
     try:
