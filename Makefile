@@ -28,5 +28,6 @@ test: $(VENV)/installed-test
 test-slow: $(VENV)/installed-test
 	$(BIN)/python -m pytest -q -m slow
 
+# NO_MKDOCS_2_WARNING: Material prints a banner about MkDocs' future on every build; it is no warning of ours.
 docs: $(VENV)/installed-docs
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

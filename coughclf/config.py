@@ -557,7 +557,7 @@ def check_data(config):
     weights = config["model"]["weights"]
     if weights and not Path(weights).exists():
         raise CoughclfError(f"{source}: model.weights = {weights!r} does not exist; download the checkpoint "
-                            "(README: 'Pretrained backbones') and set model.weights to its path")
+                            "(docs/models.md, 'Pretrained backbones') and set model.weights to its path")
     cache = data["cache"]
     complete = cache is not None and (Path(cache) / "manifest.csv").exists()
     if complete:
