@@ -78,8 +78,9 @@ def main(argv=None):
         return 2
     console.set_quiet(getattr(args, "quiet", False))
     try:
-        with console.warnings_as_lines(args.command), \
-                contextlib.nullcontext() if args.debug else console.native_logs_filtered():
+        with (console.warnings_as_lines(args.command),
+              contextlib.nullcontext() if args.debug else console.native_logs_filtered(),
+              console.stdout_for_results()):
             if getattr(sys.modules[args._run.__module__], "NEEDS_TENSORFLOW", True) and not args.debug:
                 import_tensorflow_quietly()
             return args._run(args) or 0

@@ -511,7 +511,7 @@ def load_config(path, overrides=(), *, check_names=True) -> ExperimentConfig:
 
     Raises:
         CoughclfError: naming the file and the key for any unknown key, wrong type,
-        value out of range, unknown dataset or model.
+            value out of range, unknown dataset or model.
     """
     path = _moved_experiment(Path(path))
     try:
@@ -558,7 +558,7 @@ def check_data(config):
     weights = config["model"]["weights"]
     if weights and not Path(weights).exists():
         raise CoughclfError(f"{source}: model.weights = {weights!r} does not exist; download the checkpoint "
-                            "(README: 'Pretrained backbones') and set model.weights to its path")
+                            "(docs/models.md, 'Pretrained backbones') and set model.weights to its path")
     cache = data["cache"]
     complete = cache is not None and (Path(cache) / "manifest.csv").exists()
     if complete:

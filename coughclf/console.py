@@ -1,4 +1,11 @@
-"""What coughclf prints while it works: progress (or none, with ``--quiet``) and the libraries' native logs.
+"""What coughclf prints while it works: results, progress (or none, with ``--quiet``) and the libraries' native logs.
+
+Standard output is for results, so that ``coughclf ... > out.txt`` or ``| jq`` gets data
+only: while a command runs, :func:`stdout_for_results` points standard output (Python's
+``sys.stdout`` and file descriptor 1) at standard error, where progress notes, Keras' epoch
+lines, warnings, tqdm bars and anything a library prints go, and :func:`result` writes to
+the real standard output. A command prints its results through :func:`result` and nothing
+else; with ``--json`` that is exactly one JSON document.
 
 Progress is decided here, once for every command: :func:`fit_verbose` gives Keras' ``fit``
 a progress bar on a terminal, one line per epoch otherwise (a log file or a pipe would
@@ -17,6 +24,7 @@ lines with a source path (:func:`warnings_as_lines`); those that mean a wrong re
 """
 
 import contextlib
+import io
 import os
 import re
 import sys
@@ -24,6 +32,8 @@ import threading
 import warnings
 
 _quiet = False
+# Where results go while a command runs (the real standard output); None: sys.stdout.
+_results = None
 
 # A glog line ("I0000 00:00:1795681096.033653    1433 port.cc:153] ..."), absl's notice before
 # its initialisation, and the two lines of TensorFlow's CPU-instructions notice.
@@ -49,6 +59,48 @@ def report(*parts):
     """Print a progress note (``print``'s arguments) unless quiet."""
     if not _quiet:
         print(*parts, flush=True)
+
+
+def result(*parts, **print_options):
+    """Print a result (``print``'s arguments) on standard output, even inside :func:`stdout_for_results`."""
+    print(*parts, file=_results or sys.stdout, flush=True, **print_options)
+
+
+@contextlib.contextmanager
+def stdout_for_results():
+    """Run the body with standard output kept for :func:`result`; anything else printed there goes to
+    standard error (see the module docstring).
+
+    When ``sys.stdout`` is file descriptor 1, the descriptor is redirected too, so that native code
+    and child processes printing there do not mix into the results either.
+    """
+    global _results
+    original = sys.stdout
+    original.flush()
+    results, saved = original, _duplicate_stdout(original)
+    if saved is not None:
+        results = io.TextIOWrapper(io.FileIO(saved, "w"), encoding=original.encoding, errors=original.errors,
+                                   line_buffering=True)
+        sys.stderr.flush()
+        os.dup2(2, 1)
+    sys.stdout, _results = sys.stderr, results
+    try:
+        yield
+    finally:
+        sys.stdout, _results = original, None
+        if saved is not None:
+            sys.stderr.flush()
+            os.dup2(saved, 1)
+            with contextlib.suppress(BrokenPipeError):  # the reader has gone: the CLI says nothing more
+                results.close()
+
+
+def _duplicate_stdout(stream):
+    """A new descriptor of the real standard output if ``stream`` writes to descriptor 1, else None."""
+    try:
+        return os.dup(1) if stream.fileno() == 1 else None
+    except (AttributeError, ValueError, OSError):  # a StringIO, pytest's capture: no descriptor to move
+        return None
 
 
 def fit_verbose(preferred=None):

@@ -73,6 +73,7 @@ def cross_validate(config, out_dir=None, strategy=None, *, callbacks=()):
     """
     import time
 
+    from coughclf.evaluate import summary_lines
     from coughclf.train import train
 
     if strategy is None or isinstance(strategy, str):
@@ -98,6 +99,7 @@ def cross_validate(config, out_dir=None, strategy=None, *, callbacks=()):
         train(config, fold_dir, strategy, split=split, callbacks=callbacks)
         if chief:
             fold_metrics = read_json(fold_dir / "metrics.json")
+            report("\n".join(summary_lines(fold_metrics)))
             write_json(marker, fold_metrics)
             results.append(fold_metrics)
     if not chief:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from coughclf import synthetic
+from coughclf.console import report, result
 
 DEMO_SECONDS = 3.0  # the small CNN's four valid-padded blocks need at least ~90 log-mel frames
 DEMO_SUBJECTS = 8
@@ -51,24 +52,24 @@ def run_demo(out="saved_models/demo", *, epochs=12, clips_per_class=60, export=T
     data_dir = Path(config["data"]["data_dir"])
     expected = 2 * clips_per_class
     if len(list(data_dir.glob("*/*.wav"))) != expected:
-        print(f"[1/5] generating {expected} synthetic coughs (dry vs wet, {DEMO_SUBJECTS} subjects) in {data_dir}")
+        report(f"[1/5] generating {expected} synthetic coughs (dry vs wet, {DEMO_SUBJECTS} subjects) in {data_dir}")
         synthetic.write_dataset(data_dir, clips_per_class=clips_per_class, subjects=DEMO_SUBJECTS,
                                 seconds=DEMO_SECONDS)
     else:
-        print(f"[1/5] reusing {expected} synthetic coughs in {data_dir}")
-    print("[2/5] preparing the cache")
+        report(f"[1/5] reusing {expected} synthetic coughs in {data_dir}")
+    report("[2/5] preparing the cache")
     prepare("folder", data_dir, config["data"]["cache"], options=config["data"]["options"])
-    print(f"[3/5] training {config['model']['name']} from raw waveforms for {epochs} epochs")
+    report(f"[3/5] training {config['model']['name']} from raw waveforms for {epochs} epochs")
     run_dir = train(config, run_dir=out / time.strftime("run-%Y%m%d-%H%M%S"), evaluate_after=False)
-    print("[4/5] evaluating on held-out subjects")
+    report("[4/5] evaluating on held-out subjects")
     results = evaluate(run_dir)
     made = {"run_dir": str(run_dir), "accuracy": results["accuracy"], "auc": results["auc"]}
-    print(f"      accuracy {results['accuracy']:.3f}, ROC AUC {results['auc']:.3f} "
+    result(f"      accuracy {results['accuracy']:.3f}, ROC AUC {results['auc']:.3f} "
           f"(95% CI {results['auc_ci'][0]:.3f}-{results['auc_ci'][1]:.3f}); plots in {run_dir / 'plots'}")
     if export:
         made.update(_export_and_predict(run_dir, out))
     made["seconds"] = round(time.monotonic() - started, 1)
-    print(f"done in {made['seconds']:.0f} s: {run_dir}")
+    result(f"done in {made['seconds']:.0f} s: {run_dir}")
     return made
 
 
@@ -79,12 +80,12 @@ def _export_and_predict(run_dir, out):
     from coughclf.export import export_tflite
     from coughclf.predict import predict_files
 
-    print("[5/5] exporting to TFLite and predicting a new clip with it")
+    report("[5/5] exporting to TFLite and predicting a new clip with it")
     model_path = export_tflite(run_dir, Path(run_dir) / "model.tflite")
     clip_path = out / "new_wet_cough.wav"
     soundfile.write(str(clip_path), synthetic.cough_clip("wet", subject=99, seconds=DEMO_SECONDS, seed=12345),
                     16000, subtype="PCM_16")
     prediction = predict_files(model_path, [clip_path])[0]
-    print(f"      {clip_path.name} (a wet cough): predicted {prediction['label']} "
+    result(f"      {clip_path.name} (a wet cough): predicted {prediction['label']} "
           f"with probability {prediction['probability']:.2f} by {Path(model_path).name}")
     return {"tflite": str(model_path), "prediction": prediction["label"]}

@@ -11,6 +11,7 @@ best model and write their history alike.
 
 import contextlib
 import math
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -106,7 +107,7 @@ def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
         kept = f"epoch {best['epoch'] + 1}" if best else "an earlier epoch"
         summary["stopped_because"] = (f"the loss became NaN in epoch {failed_at + 1}; best.keras is the model of "
                                       f"{kept}; {remedy}")
-        print(f"{run_dir}: training stopped: {summary['stopped_because']}")
+        print(f"{run_dir}: training stopped: {summary['stopped_because']}", file=sys.stderr)
     write_json(run_dir / "training.json", summary)
     return summary
 

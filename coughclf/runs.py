@@ -142,7 +142,7 @@ class DataParallel:
     along its first axis (the batch size is global); gradients are averaged, so the replicas
     keep the same weights. Several hosts join through ``jax.distributed``, which
     ``keras.distribution.initialize`` starts from the environment variables
-    :data:`JAX_CLUSTER_VARIABLES` (see README, "Several machines"); process 0 is the chief.
+    :data:`JAX_CLUSTER_VARIABLES` (docs/training.md, "Several machines"); process 0 is the chief.
     The distribution is set for the whole process (``fit`` shards its batches by it), so
     :meth:`scope` has nothing to add.
     """

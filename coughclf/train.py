@@ -28,6 +28,7 @@ module of each task (:mod:`coughclf.classification`, :mod:`coughclf.speech`).
 from pathlib import Path
 
 from coughclf import tasks
+from coughclf.console import report
 from coughclf.files import read_json
 from coughclf.fitting import fit_run
 from coughclf.runs import training_run
@@ -61,7 +62,7 @@ def train(config, run_dir=None, strategy=None, *, split=None, callbacks=(), eval
     keras.backend.clear_session()
     if run.chief and evaluate_after:
         if read_json(Path(run.run_dir) / "split.json")["test"]:
-            print("\n".join(task.summary_lines(task.evaluate(run.run_dir))))
+            task.evaluate(run.run_dir)  # metrics.json: `coughclf train` prints it, `coughclf cv` collects it
         else:
-            print(f"{run.run_dir}: no test clips (split.test = 0); not evaluated")
+            report(f"{run.run_dir}: no test clips (split.test = 0); not evaluated")
     return run.run_dir

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from coughclf import cli
+from coughclf.console import result
 
 EXPECTED_COMMANDS = {"demo", "datasets", "prepare", "info", "download", "models", "train", "cv", "evaluate",
                      "tune", "export", "predict", "bench"}
@@ -86,7 +87,7 @@ def test_warnings_are_one_clean_line_and_those_of_a_wrong_result_are_errors(caps
 
     def warns(args):
         warnings.warn("a library note\n  spread over two lines", UserWarning)
-        print("finished")
+        result("finished")
 
     monkeypatch.setattr(datasets, "run", warns)
     assert cli.main(["datasets"]) == 0

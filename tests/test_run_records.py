@@ -272,7 +272,7 @@ def test_a_loss_that_becomes_nan_ends_the_run_with_its_last_good_model_and_says_
     summary = json.loads((run / "training.json").read_text())
     assert summary["terminated_on_nan"] and not summary["stopped_early"] and summary["best_epoch"] == 0
     assert "the loss became NaN in epoch 2; best.keras is the model of epoch 1" in summary["stopped_because"]
-    assert "training stopped: the loss became NaN in epoch 2" in capsys.readouterr().out
+    assert "training stopped: the loss became NaN in epoch 2" in capsys.readouterr().err  # a warning
     assert np.isfinite(np.load(run / "predictions.npz")["probabilities"]).all()
 
 
@@ -305,25 +305,28 @@ def cli_run(tone_cache, tmp_path_factory):
     return workdir, result
 
 
-def test_training_through_a_pipe_prints_one_line_per_epoch_and_no_library_noise(cli_run):
+def test_training_through_a_pipe_prints_progress_on_stderr_one_line_per_epoch_and_no_library_noise(cli_run):
     from coughclf.console import is_native_log
 
     workdir, result = cli_run
-    assert not any(code in result.stdout for code in ("\r", "\x08", "\x1b["))
-    epoch_lines = [line for line in result.stdout.splitlines() if "val_loss" in line]
-    assert len(epoch_lines) == 2 and "Epoch 2/2" in result.stdout  # one line per epoch, no bar
+    assert not any(code in result.stderr for code in ("\r", "\x08", "\x1b["))
+    epoch_lines = [line for line in result.stderr.splitlines() if "val_loss" in line]
+    assert len(epoch_lines) == 2 and "Epoch 2/2" in result.stderr  # one line per epoch, no bar
     split = json.loads((workdir / "run" / "split.json").read_text())
     assert (f"split: train {len(split['train'])} clips (4 groups), validation {len(split['validation'])} clips "
-            f"(2 groups), test {len(split['test'])} clips (2 groups)") in result.stdout  # issue 15 item 12
+            f"(2 groups), test {len(split['test'])} clips (2 groups)") in result.stderr  # issue 15 item 12
     noise = [line for line in result.stderr.splitlines() if is_native_log(line.encode()) or "cuInit" in line]
     assert noise == []
 
 
-def test_training_ends_by_printing_its_test_metrics(cli_run):
+def test_training_prints_its_test_metrics_and_run_folder_alone_on_stdout(cli_run):
+    from coughclf.evaluate import summary_lines
+
     workdir, result = cli_run
     metrics = json.loads((workdir / "run" / "metrics.json").read_text())
-    assert f"cough_small_cnn on {metrics['clips']} test clips of" in result.stdout
+    assert result.stdout.splitlines() == [*summary_lines(metrics), "run folder: run"]
     assert f"accuracy           {metrics['accuracy']:.4f}" in result.stdout
+    assert "Epoch" not in result.stdout and "split:" not in result.stdout
 
 
 def test_a_run_records_its_cache_absolutely_and_evaluates_from_another_folder(cli_run, tmp_path):

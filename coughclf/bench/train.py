@@ -41,7 +41,7 @@ def add_arguments(parser):
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: 3)")
     parser.add_argument("--jit-compile", choices=sorted(JIT_CHOICES), default="auto",
                         help="XLA-compile the train step: 'auto' (default, Keras' choice: off for TensorFlow "
-                             "on a CPU, where its own kernels are faster, see README; on for JAX and GPUs), "
+                             "on a CPU, where its own kernels are faster, see docs/models.md; on for JAX and GPUs), "
                              "'on' or 'off'")
     parser.add_argument("--dtype-policy", choices=DTYPE_POLICIES, default="float32",
                         help="Keras dtype policy of the model (default: float32)")

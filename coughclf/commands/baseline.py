@@ -1,6 +1,7 @@
 """``coughclf baseline CONFIG``: the classical anchor of an experiment, on its own splits or folds."""
 
 from coughclf.commands.train import add_config_arguments
+from coughclf.console import result
 
 HELP = ("classical baselines (MFCC and log-mel statistics, standardised, into logistic regression and an RBF "
         "SVM) on exactly the config's splits or folds, with the metrics of evaluate/cv")
@@ -23,7 +24,7 @@ def run(args):
 
     report = run_baselines(load_config(args.config, args.overrides), out_dir=args.out)
     if args.json:
-        print(json.dumps(json_ready(report), indent=2))
+        result(json.dumps(json_ready(report), indent=2))
         return
-    print(f"{report['folds']} split(s) of {report['cache']}, mean ± std over test folds")
-    print("\n".join(table_rows(report)))
+    result(f"{report['folds']} split(s) of {report['cache']}, mean ± std over test folds")
+    result("\n".join(table_rows(report)))

@@ -2,6 +2,7 @@ import json
 import sys
 
 from coughclf import bench
+from coughclf.console import result
 from coughclf.plugins import submodules
 
 HELP = "measure speed and memory: a training step, the front end, the input pipeline, prepare, TFLite latency"
@@ -28,10 +29,10 @@ def add_arguments(parser):
 def _print_summary(results, indent=0):
     for key, value in results.items():
         if isinstance(value, dict):
-            print(" " * indent + f"{key}:")
+            result(" " * indent + f"{key}:")
             _print_summary(value, indent + 2)
         else:
-            print(" " * indent + f"{key}: {value}")
+            result(" " * indent + f"{key}: {value}")
 
 
 def run(args):
@@ -41,6 +42,6 @@ def run(args):
         import_tensorflow_quietly()
     results = args._benchmark(args)
     if args.json:
-        print(json.dumps(results, indent=2))
+        result(json.dumps(results, indent=2))
     else:
         _print_summary(results)

@@ -1,6 +1,7 @@
 """``coughclf cv CONFIG``: cross-validate one experiment."""
 
 from coughclf.commands.train import add_config_arguments, load_config_of
+from coughclf.console import result
 
 HELP = "cross-validate an experiment (k-fold or the dataset's folds): a run per fold and a mean ± std summary"
 EXAMPLE = ("coughclf cv experiments/cough/cough_crnn_covid19.toml --set split.k=5 --run-dir saved_models/crnn-cv\n"
@@ -39,14 +40,14 @@ def run(args):
     if args.json:
         from coughclf.files import json_ready
 
-        print(json.dumps(json_ready({**report, "baseline": baseline}) if baseline else report, indent=2))
+        result(json.dumps(json_ready({**report, "baseline": baseline}) if baseline else report, indent=2))
         return
-    print(f"{report['folds']} folds, summary in {report['out_dir']}/summary.json")
+    result(f"{report['folds']} folds, summary in {report['out_dir']}/summary.json")
     if baseline:
         from coughclf.baselines import table_rows
 
-        print("\n".join(table_rows(baseline, report["metrics"], model_name=config["model"]["name"])))
+        result("\n".join(table_rows(baseline, report["metrics"], model_name=config["model"]["name"])))
         return
     for name, entry in report["metrics"].items():
         if "." not in name and name != "n":
-            print(f"  {name:<20} {entry['mean']:.4f} ± {entry['std']:.4f}")
+            result(f"  {name:<20} {entry['mean']:.4f} ± {entry['std']:.4f}")

@@ -2,6 +2,8 @@
 
 import json
 
+from coughclf.console import result
+
 NEEDS_TENSORFLOW = False
 HELP = "list the datasets coughclf can read, with options, citation, licence and download support"
 EXAMPLE = "coughclf datasets --json"
@@ -33,15 +35,15 @@ def run(args):
     names = [args.name] if args.name else datasets.available()
     entries = [describe(datasets.get(name)) for name in names]
     if args.json:
-        print(json.dumps(entries, indent=2))
+        result(json.dumps(entries, indent=2))
         return
     for entry in entries:
         download = "coughclf download" if entry["download"] else "no public archive"
-        print(f"{entry['name']}  [{entry['task']}; download: {download}]")
-        print(f"  {entry['description']}")
+        result(f"{entry['name']}  [{entry['task']}; download: {download}]")
+        result(f"  {entry['description']}")
         for option, meaning in entry["options"].items():
-            print(f"  option {option}: {meaning}")
-        print(f"  licence: {entry['licence']}   homepage: {entry['homepage']}")
-        print(f"  cite: {entry['citation']}")
-        print()
-    print("Give a dataset's options to 'coughclf prepare' (see 'coughclf prepare --help').")
+            result(f"  option {option}: {meaning}")
+        result(f"  licence: {entry['licence']}   homepage: {entry['homepage']}")
+        result(f"  cite: {entry['citation']}")
+        result()
+    result("Give a dataset's options to 'coughclf prepare' (see 'coughclf prepare --help').")

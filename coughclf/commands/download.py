@@ -1,5 +1,6 @@
 """``coughclf download``: fetch and extract a dataset's public archive."""
 
+from coughclf.console import result
 from coughclf.errors import CoughclfError
 
 NEEDS_TENSORFLOW = False
@@ -28,5 +29,5 @@ def run(args):
     folder = fetch_dataset(args.dataset, args.out, base_url=args.base_url, keep_archives=args.keep_archive,
                            max_ratio=args.max_ratio or MAX_EXPANSION_RATIO,
                            max_bytes=int(args.max_size * 1024 ** 3) if args.max_size else MAX_EXTRACTED_BYTES)
-    print(f"{args.dataset} is in {folder}")
-    print(f"next: coughclf prepare {args.dataset} --data-dir {folder} --out CACHE")
+    result(f"{args.dataset} is in {folder}")
+    result(f"next: coughclf prepare {args.dataset} --data-dir {folder} --out CACHE")

@@ -1,5 +1,6 @@
 """``coughclf evaluate RUN``: metrics and plots of a trained run."""
 
+from coughclf.console import result
 from coughclf.inputs import SPLITS
 
 HELP = "evaluate a run's best model: accuracy, AUC with bootstrap CIs, per-class scores, plots"
@@ -39,6 +40,6 @@ def run(args):
     options = {name: value for name, value in (("label_map", args.map_labels), ("group_by", args.group_by)) if value}
     results = evaluate(args.run_dir, data=args.data, split=args.split, **options)
     if args.json:  # nothing else on stdout, so that it parses
-        print(json.dumps(results, indent=2))
+        result(json.dumps(results, indent=2))
     else:
-        print("\n".join(summary_lines(results)))
+        result("\n".join(summary_lines(results)))

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from coughclf.console import result
+
 HELP = "export a trained run to TFLite (builtin ops only, optional quantisation) or a SavedModel"
 EXAMPLE = ("coughclf export saved_models/kws_cnn-20250101-120000 --format tflite --quantize int8 "
            "--out kws_cnn_int8.tflite")
@@ -52,4 +54,4 @@ def run(args):
             representative = representative_from_run(args.run, load_trained(args.run)[0], args.representative)
         path = export_tflite(args.run, out, args.quantize, representative, stft=args.stft)
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
-    print(f"wrote {path} ({size / 1e6:.2f} MB) and {sidecar_path(path)}")
+    result(f"wrote {path} ({size / 1e6:.2f} MB) and {sidecar_path(path)}")

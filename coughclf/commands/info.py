@@ -2,6 +2,8 @@
 
 import json
 
+from coughclf.console import result
+
 NEEDS_TENSORFLOW = False
 HELP = "summarise a prepared cache: clips, classes, durations, groups, skipped files, duplicates"
 EXAMPLE = "coughclf info prepared/covid19_cough --json"
@@ -12,7 +14,7 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--verify", action="store_true",
                         help="read every record and check it against manifest.csv (ids, counts, audio hashes); "
-                             "exit 2 naming each damaged shard")
+                             "exit 2 naming each damaged shard (with --json: the outcome as 'verified')")
 
 
 def describe_cache(path):
@@ -75,24 +77,25 @@ def verify(path):
 
 
 def run(args):
-    if args.verify:
-        print(verify(args.cache))
+    verified = verify(args.cache) if args.verify else None
     summary = describe_cache(args.cache)
-    if args.json:
-        print(json.dumps(summary, indent=2))
+    if args.json:  # one document: the verification's outcome inside it
+        result(json.dumps({**summary, "verified": verified} if verified else summary, indent=2))
         return
+    if verified:
+        result(verified)
     duration, duplicates = summary["duration_seconds"], summary["duplicates"]
-    print(f"cache {summary['cache']}: {summary['dataset']} ({summary['task']}), {summary['sample_rate']} Hz, "
+    result(f"cache {summary['cache']}: {summary['dataset']} ({summary['task']}), {summary['sample_rate']} Hz, "
           f"{summary['shards']} shards")
-    print(f"clips: {summary['clips']} from {summary['groups']} groups")
+    result(f"clips: {summary['clips']} from {summary['groups']} groups")
     if summary["classes"]:
-        print("classes: " + ", ".join(f"{name} {count}" for name, count in summary["classes"].items()))
-    print(f"duration: total {_clock(duration['total'])}; min {duration['min']:.2f} s, "
+        result("classes: " + ", ".join(f"{name} {count}" for name, count in summary["classes"].items()))
+    result(f"duration: total {_clock(duration['total'])}; min {duration['min']:.2f} s, "
           f"median {duration['median']:.2f} s, max {duration['max']:.2f} s")
     for name in ("splits", "folds"):
         if summary[name]:
-            print(f"{name}: " + ", ".join(f"{key} {count}" for key, count in summary[name].items()))
+            result(f"{name}: " + ", ".join(f"{key} {count}" for key, count in summary[name].items()))
     reasons = "; ".join(f"{reason}: {count}" for reason, count in summary["skipped_reasons"].items())
-    print(f"skipped: {summary['skipped']}" + (f" ({reasons})" if reasons else ""))
-    print(f"duplicates: {duplicates['groups']} duplicate groups ({duplicates['clips']} clips), "
+    result(f"skipped: {summary['skipped']}" + (f" ({reasons})" if reasons else ""))
+    result(f"duplicates: {duplicates['groups']} duplicate groups ({duplicates['clips']} clips), "
           f"{duplicates['conflicting']} with contradicting labels")

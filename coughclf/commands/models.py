@@ -1,5 +1,7 @@
 """``coughclf models``: list the architectures, their inputs and parameter counts."""
 
+from coughclf.console import result
+
 HELP = ("list the model zoo with inputs, parameter counts (report vs Keras) and the checkpoint formats "
         "weights= reads, or summarise one model")
 EXAMPLE = "coughclf models --json   |   coughclf models cough_crnn"
@@ -50,18 +52,18 @@ def run(args):
 
     if args.name:
         spec(args.name)  # a clear error for an unknown name before building anything
-        build(args.name).summary()
+        build(args.name).summary(print_fn=lambda text: result(text, end=""))
         return 0
     entries = [describe(name) for name in tqdm(available(), desc="building models", unit="model",
                                               disable=None, leave=False)]
     if args.json:
-        print(json.dumps(entries, indent=2, default=list))
+        result(json.dumps(entries, indent=2, default=list))
         return 0
-    print(f"{'model':<24} {'task':<15} {'input':<18} {'params':>12} {'report':>12}  difference")
+    result(f"{'model':<24} {'task':<15} {'input':<18} {'params':>12} {'report':>12}  difference")
     for entry in entries:
         shape = "+".join("x".join(str(d) for d in item["shape"]) for item in entry["inputs"])
         difference = (f"{entry['param_difference']:+,} ({entry['difference_reason']})"
                       if entry["param_difference"] else "")
-        print(f"{entry['name']:<24} {entry['task']:<15} {shape:<18} {entry['trainable_params']:>12,} "
+        result(f"{entry['name']:<24} {entry['task']:<15} {shape:<18} {entry['trainable_params']:>12,} "
               f"{entry['report_params']:>12,}  {difference}")
     return 0

@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+from coughclf.console import result
 from coughclf.errors import CoughclfError
 
 HELP = "predict labels (or text, for the speech model) of audio files with a .tflite or .keras model"
@@ -58,7 +59,7 @@ def _table(results):
     header = ("file", "text" if speech else "label", "" if speech else "probability", "windows")
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
     for cells in (header, *rows):
-        print("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip())
+        result("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip())
 
 
 def run(args):
@@ -90,7 +91,7 @@ def run(args):
     for row in failed:
         print(f"coughclf predict: error: {row['file']}: {row['error']}", file=sys.stderr)
     if args.json:
-        print(json.dumps([{key: value for key, value in row.items() if key != "timeline"} for row in results],
+        result(json.dumps([{key: value for key, value in row.items() if key != "timeline"} for row in results],
                          indent=2))
     elif len(failed) < len(results):
         _table(results)

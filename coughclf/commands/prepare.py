@@ -1,5 +1,6 @@
 """``coughclf prepare``: decode a dataset once into a prepared cache."""
 
+from coughclf.console import result
 from coughclf.errors import CoughclfError
 
 HELP = "decode a dataset once into a prepared cache (16-bit PCM TFRecord shards + manifest.csv)"
@@ -81,4 +82,4 @@ def run(args):
                       progress=not (args.no_progress or args.quiet), verify=args.verify,
                       max_file_seconds=DEFAULT_MAX_FILE_SECONDS if args.max_file_seconds is None
                       else args.max_file_seconds)
-    print(format_summary(summary))
+    result(format_summary(summary))

@@ -1,6 +1,7 @@
 """``coughclf train CONFIG``: train one experiment into a run folder."""
 
 from coughclf.config import SCHEMA, load_config
+from coughclf.console import result
 from coughclf.runs import STRATEGIES
 
 HELP = "train an experiment config: best model, history, metrics and plots in a run folder"
@@ -41,13 +42,37 @@ def add_arguments(parser):
     add_config_arguments(parser)
     parser.add_argument("--run-dir", metavar="DIR",
                         help="run folder (default saved_models/NAME-TIMESTAMP); an unfinished run there resumes")
+    parser.add_argument("--json", action="store_true",
+                        help="print the run folder, training.json and the test metrics (metrics.json) as JSON")
+
+
+def run_results(run_dir):
+    """``{"run_dir", "training", "metrics"}``: what a finished run folder says of its training and its test
+    split (None where the file is absent: a non-chief worker, or no test clips)."""
+    from pathlib import Path
+
+    from coughclf.files import read_json
+
+    def recorded(name):
+        path = Path(run_dir) / name
+        return read_json(path) if path.exists() else None
+
+    return {"run_dir": str(run_dir), "training": recorded("training.json"), "metrics": recorded("metrics.json")}
 
 
 def run(args):
+    import json
+
+    from coughclf.evaluate import summary_lines
     from coughclf.runs import make_strategy
     from coughclf.train import train
 
     config = load_config_of(args)
     strategy = make_strategy(args.strategy)  # before any other TensorFlow work (multi-worker needs that)
-    run_dir = train(config, args.run_dir, strategy)
-    print(f"run folder: {run_dir}")
+    results = run_results(train(config, args.run_dir, strategy))
+    if args.json:
+        result(json.dumps(results, indent=2))
+        return
+    if results["metrics"]:
+        result("\n".join(summary_lines(results["metrics"])))
+    result(f"run folder: {results['run_dir']}")

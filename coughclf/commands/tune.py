@@ -1,6 +1,7 @@
 """``coughclf tune CONFIG``: hyperparameter search with KerasTuner, each trial cross-validated."""
 
 from coughclf.commands.train import add_config_arguments, load_config_of
+from coughclf.console import result
 
 HELP = "search hyperparameters ([tune] table: random, bayesian or hyperband; objective averaged over CV folds)"
 EXAMPLE = ("coughclf tune experiments/kws/tune_kws_fsdd.toml --directory saved_models/kws-tune\n"
@@ -24,6 +25,7 @@ def add_arguments(parser):
     parser.add_argument("--tuner-id", metavar="ID",
                         help="this worker's id, unique among workers (default worker-HOST-PID); a worker "
                              "restarted with the same id continues the trial it was running")
+    parser.add_argument("--json", action="store_true", help="print the best trial (best.json) as JSON")
 
 
 def set_role(args, environ):
@@ -55,7 +57,9 @@ def set_role(args, environ):
 
 
 def run(args):
+    import json
     import os
+    import sys
 
     from coughclf.runs import make_strategy
     from coughclf.tune import tune
@@ -66,19 +70,23 @@ def run(args):
     best = tune(config, args.directory, strategy, overwrite=args.overwrite)
     if best is None:
         if not args.worker:
-            print("no trial completed; see executions.log and the trials' trial.json for the errors")
+            print("coughclf tune: no trial completed; see executions.log and the trials' trial.json for the "
+                  "errors", file=sys.stderr)
         return None if args.worker else 1
-    print(f"best trial {best['trial']}: {best['objective']} = {best['value']:.4f} ± {best['std']:.4f} over "
+    if args.json:
+        result(json.dumps(best, indent=2))
+        return None
+    result(f"best trial {best['trial']}: {best['objective']} = {best['value']:.4f} ± {best['std']:.4f} over "
           f"{best['folds']} fold(s); {best['completed']}/{best['trials']} trials completed")
     for name, value in best["hyperparameters"].items():
-        print(f"  {name} = {value}")
+        result(f"  {name} = {value}")
     if "default" in best:
         default = best["default"]
-        print(f"default config: {best['objective']} = {default['value']:.4f} ± {default['std']:.4f} "
+        result(f"default config: {best['objective']} = {default['value']:.4f} ± {default['std']:.4f} "
               f"(tuned is better by {best['improvement']:+.4f})")
         for metric, tuned in best["test"].items():
             before = default["test"].get(metric)
             if before:
-                print(f"  test {metric:<18} default {before['mean']:.4f} ± {before['std']:.4f}   "
+                result(f"  test {metric:<18} default {before['mean']:.4f} ± {before['std']:.4f}   "
                       f"tuned {tuned['mean']:.4f} ± {tuned['std']:.4f}")
-    print(f"best config: {best['config']}  (coughclf train / coughclf cv accept it as is)")
+    result(f"best config: {best['config']}  (coughclf train / coughclf cv accept it as is)")

@@ -101,14 +101,16 @@ class KaldiFbank(MelProjection, ShortTimeSpectrum):
     Args:
         sample_rate: Hz (the AST weights: 16,000).
         n_mels: mel filters (``num_mel_bins``; AST: 128).
-        win_length, hop_length: frame length and shift in samples (25 ms and 10 ms at 16 kHz).
+        win_length: frame length in samples (25 ms at 16 kHz).
+        hop_length: frame shift in samples (10 ms at 16 kHz).
         n_fft: FFT size; default the next power of two of ``win_length`` (Kaldi's
             ``round_to_power_of_two``), the frame zero-padded on the right.
         window: ``"hanning"`` (the AST recipe), ``"povey"`` (Kaldi's default), ``"hamming"``,
             ``"rectangular"``.
         preemphasis: ``x[i] - preemphasis * x[i - 1]`` within each frame (Kaldi: 0.97).
         remove_dc_offset: subtract each frame's mean first (Kaldi: true).
-        low_freq, high_freq: the filterbank's range in Hz (``high_freq <= 0``: from Nyquist).
+        low_freq: the filterbank's lowest frequency in Hz.
+        high_freq: its highest in Hz (``high_freq <= 0``: that far below Nyquist).
         normalization: ``None``, or ``"audioset"``: ``(x - (-4.2677393)) / (2 * 4.5689974)``,
             as the AST recipe normalises features for its AudioSet-trained weights.
         stft: ``"fft"`` (``keras.ops.rfft``; TFLite's builtin ``RFFT2D``) or ``"matmul"``

@@ -45,8 +45,9 @@ class SharedInputBiRNN(keras.layers.Layer):
         units: hidden size h (the output width).
         activation: the nonlinearity g, any Keras activation name (``"relu"`` as in
             DeepSpeech2, or ``"tanh"``).
-        kernel_initializer, recurrent_initializer, bias_initializer: as in
-            ``keras.layers.SimpleRNN``.
+        kernel_initializer: as in ``keras.layers.SimpleRNN``.
+        recurrent_initializer: as in ``keras.layers.SimpleRNN``.
+        bias_initializer: as in ``keras.layers.SimpleRNN``.
 
     Input ``[batch, steps, d]`` (optionally masked), output ``[batch, steps, units]``.
     Both directions run in one ``keras.ops.scan``: the backward one over each

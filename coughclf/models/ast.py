@@ -267,16 +267,22 @@ def audio_spectrogram_transformer(
             features exactly, :class:`coughclf.layers.kaldi.KaldiFbank`; ``frontend``: its
             options; ``400 + (frames - 1) * 160`` samples). ``weights=`` selects
             ``"KaldiFbank"`` with the AudioSet normalisation the published weights expect.
-        frames, n_mels: the log-mel shape; the patch grid is
+        frames: log-mel frames; the patch grid is
             ``((n_mels - patch_size) // patch_stride + 1, (frames - patch_size) // patch_stride + 1)``.
-        patch_size, patch_stride: square patches and their step (16 and 10: overlapping).
-        depth, width, num_heads, mlp_dim: transformer blocks, token width, attention heads
-            and MLP width (default ``4 * width``).
-        layer_norm_epsilon, head_norm_epsilon: ε of the blocks' and final LayerNorms (timm:
-            1e-6) and of the head's (PyTorch's default 1e-5); transformers' AST uses its
-            ``layer_norm_eps`` (1e-12) for both, which ``weights=`` reads from config.json.
+        n_mels: log-mel bands.
+        patch_size: the side of the square patches (16).
+        patch_stride: their step (10: overlapping).
+        depth: transformer blocks.
+        width: token width.
+        num_heads: attention heads.
+        mlp_dim: MLP width (default ``4 * width``).
+        layer_norm_epsilon: ε of the blocks' and final LayerNorms (timm: 1e-6); transformers' AST
+            uses its ``layer_norm_eps`` (1e-12) for both epsilons, which ``weights=`` reads from
+            config.json.
+        head_norm_epsilon: ε of the head's LayerNorm (PyTorch's default 1e-5).
         sample_rate: waveform sample rate in Hz (waveform mode).
-        waveform_augmentation, spec_augmentation: built augmentation layers (waveform mode).
+        waveform_augmentation: a built augmentation layer on the waveform (waveform mode).
+        spec_augmentation: a built augmentation layer on the log-mel (waveform mode).
         metadata_dim: width of an extra ``metadata`` input (age, gender, SNR…), 0 for none;
             concatenated after the head's LayerNorm, before its Linear.
         clip_features: add in-graph mean ZCR, RMS and spectral centroid (waveform mode).

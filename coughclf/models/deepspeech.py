@@ -85,17 +85,23 @@ def deepspeech2_lite(num_features=80, vocab_size=len(CHARACTERS), conv_filters=2
             ``"waveform"`` mode the front end's ``n_mels``).
         vocab_size: characters without the blank; the output has ``vocab_size + 1``
             classes, the blank at index 0 (:mod:`coughclf.text`).
-        conv_filters, conv_kernel, conv_stride: the convolution (odd kernels keep
-            frames centred; zero padding of ``conv_kernel // 2`` on both sides).
-        rnn_units, rnn_layers, activation: the recurrent stack ("relu" or "tanh").
+        conv_filters: the convolution's filters.
+        conv_kernel: its kernel width in frames (odd kernels keep frames centred; zero padding
+            of ``conv_kernel // 2`` on both sides).
+        conv_stride: its stride in frames.
+        rnn_units: width of each recurrent layer.
+        rnn_layers: recurrent layers.
+        activation: their nonlinearity ("relu" or "tanh").
         input_mode: ``"features"``: inputs ``{"features": [B, T, num_features],
             "length": [B] frames}``; ``"waveform"``: inputs ``{"audio": [B, samples],
             "length": [B] samples}`` and the log-mel front end inside the model.
-        sample_rate, frontend: waveform mode: ``LogMelSpectrogram`` options
-            (default :data:`SPEECH_FRONTEND`: 25 ms / 10 ms, 80 mels); its dB are
-            scaled from [-80, 0] to [-1, 1].
-        waveform_augmentation, spec_augmentation: already-built layers (waveform mode),
-            identity at inference; they must keep the signal's length.
+        sample_rate: waveform mode: the audio's sample rate in Hz.
+        frontend: waveform mode: ``LogMelSpectrogram`` options (default
+            :data:`SPEECH_FRONTEND`: 25 ms / 10 ms, 80 mels); its dB are scaled from
+            [-80, 0] to [-1, 1].
+        waveform_augmentation: an already-built layer on the waveform (waveform mode),
+            identity at inference; it must keep the signal's length.
+        spec_augmentation: an already-built layer on the log-mel (waveform mode), likewise.
 
     Returns:
         a ``CTCModel`` with outputs ``{"log_probs": [B, T', vocab_size + 1],

@@ -207,14 +207,17 @@ def resnet18(num_classes=3, input_mode="features", *, channels=1, n_mels=128, fr
             torchvision's own input (an input named ``image``).
         channels: 1 — the mel image as is; 3 — the mel image repeated into 3 channels (so an
             ImageNet stem fits), or, in image mode, an RGB image.
-        n_mels, frames: the log-mel shape in features mode (``frames=None``: any length).
+        n_mels: mel bands of the log-mel in features mode.
+        frames: its frames (``None``: any length).
         image_size: ``(height, width)`` of the image in ``input_mode="image"``.
         imagenet_normalization: torchvision's ImageNet input normalisation inside the model
             (``(x - mean) / std`` per RGB channel; needs ``channels=3``), which ImageNet weights
             expect: an image input in [0, 1]; a log-mel in dB below its maximum is first mapped
             from ``[-top_db, 0]`` onto [0, 1]. ``build(..., weights=torchvision file)`` sets it.
-        clip_seconds, sample_rate: the waveform input in waveform mode.
-        waveform_augmentation, spec_augmentation: built augmentation layers (waveform mode).
+        clip_seconds: the waveform input's length in waveform mode.
+        sample_rate: its sample rate in Hz.
+        waveform_augmentation: a built augmentation layer on the waveform (waveform mode).
+        spec_augmentation: a built augmentation layer on the log-mel (waveform mode).
         metadata_dim: width of an extra ``metadata`` input (age, gender, SNR…), 0 for none.
         clip_features: add in-graph mean ZCR, RMS and spectral centroid of the input
             waveform (waveform mode); see :mod:`coughclf.layers.metadata`.
