@@ -2,6 +2,8 @@
 
 * :class:`TimeLinearPooling` — PyTorch ``Linear(T → 1)`` applied across the time axis
   of ``[batch, T, channels]`` (the CRNNs of the COVID-19 cough report).
+* :class:`AttentionPooling` — a learned softmax-weighted mean over the steps of a sequence
+  (a pretrained model's patch embeddings into one clip embedding).
 * :class:`ClassTokens` — learned tokens (CLS, distillation) prepended to a sequence.
 * :class:`PositionalEncoding` — sinusoidal or learned positions added to a sequence.
 * :class:`SplitHeadSelfAttention` — multi-head self-attention whose heads may have
@@ -62,6 +64,32 @@ class TimeLinearPooling(keras.layers.Layer):
         return {**super().get_config(),
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer)}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AttentionPooling(keras.layers.Layer):
+    """``y[b] = Σ_t softmax_t(x[b, t] · w + c) · x[b, t]``: a weighted mean over the steps of
+    ``[batch, steps, channels]``, each step's weight learned from its own features
+    (``channels + 1`` parameters). It starts as the plain mean (``w = 0``).
+
+    Example:
+        >>> import numpy as np
+        >>> pooled = AttentionPooling()(np.arange(12, dtype="float32").reshape(1, 3, 4))
+        >>> np.asarray(pooled).tolist()  # untrained: the mean of the 3 steps
+        [[4.0, 5.0, 6.0, 7.0]]
+    """
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="kernel")
+        self.bias = self.add_weight(shape=(1,), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        scores = ops.einsum("btc,c->bt", inputs, ops.cast(self.kernel, inputs.dtype))
+        weights = ops.softmax(scores + ops.cast(self.bias, inputs.dtype), axis=1)
+        return ops.einsum("bt,btc->bc", weights, inputs)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
