@@ -27,7 +27,8 @@ from coughclf.audio import load_audio
 from coughclf.errors import CoughclfError
 from coughclf.layers.yamnet_frontend import patch_samples
 from coughclf.models import build
-from coughclf.models.yamnet import embedding_model, tagging_model
+from coughclf.models.yamnet import tagging_model
+from coughclf.pretrained.embedding_head import embedding_model
 from coughclf.pretrained.audioset import audioset_class_names
 from coughclf.pretrained.tflite_weights import open_interpreter, read_tflite_weights
 from conftest import SHARED_DATA

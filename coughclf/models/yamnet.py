@@ -165,16 +165,6 @@ def yamnet(num_classes=AUDIOSET_CLASSES, input_mode="waveform", *, clip_seconds=
     return keras.Model(inputs, outputs, name="yamnet")
 
 
-def embedding_model(model):
-    """``model``'s waveform (or log-mel) → patch embeddings ``[batch, patches, 1024]``, sharing its layers."""
-    return keras.Model(model.inputs, model.get_layer(EMBEDDINGS).output, name=f"{model.name}_embeddings")
-
-
-def head_model(model):
-    """``model``'s layers after the embeddings: ``[batch, patches, 1024]`` → its output, sharing its layers."""
-    return keras.Model(model.get_layer(EMBEDDINGS).output, model.outputs, name=f"{model.name}_head")
-
-
 def tagging_model(model):
     """An AudioSet YAMNet's ``(patch scores [batch, patches, 521], clip scores, embeddings)``."""
     try:
