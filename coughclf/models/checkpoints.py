@@ -76,12 +76,15 @@ class PretrainedSupport:
         load: ``load(model, checkpoint, native_options, mapper) -> None``: assign every tensor.
         head_layers: names of the classifier layers (trained at the full learning rate and
             never frozen; a class count other than the checkpoint's re-initialises the last).
+        class_names: ``class_names() -> tuple`` of the checkpoint's own classes, in output order,
+            when they are known (so that ``coughclf predict NAME:WEIGHTS`` names them), else None.
     """
 
     formats: tuple
     options: Callable
     load: Callable
     head_layers: tuple
+    class_names: Callable | None = None
 
 
 def read_checkpoint(path):

@@ -42,6 +42,7 @@ from coughclf.layers.yamnet_frontend import (MEL_BANDS, MEL_MAX_HZ, MEL_MIN_HZ, 
 from coughclf.models import register_model
 from coughclf.models.checkpoints import PretrainedSupport, linear_kernel
 from coughclf.models.common import classifier_head, classifier_inputs
+from coughclf.pretrained.audioset import audioset_class_names
 
 AUDIOSET_CLASSES = 521
 EMBEDDING_WIDTH = 1024
@@ -290,5 +291,5 @@ register_model(
     defaults={"num_classes": AUDIOSET_CLASSES, "input_mode": "waveform", "clip_seconds": 0.975,
               "sample_rate": SAMPLE_RATE},
     pretrained=PretrainedSupport(formats=("tflite", "keras2_h5"), options=checkpoint_options,
-                                 load=load_checkpoint, head_layers=HEAD_LAYERS),
+                                 load=load_checkpoint, head_layers=HEAD_LAYERS, class_names=audioset_class_names),
 )(yamnet)
