@@ -4,6 +4,8 @@
   of ``[batch, T, channels]`` (the CRNNs of the COVID-19 cough report).
 * :class:`AttentionPooling` — a learned softmax-weighted mean over the steps of a sequence
   (a pretrained model's patch embeddings into one clip embedding).
+* :class:`InferenceBatchNormalization` — batch norm that always normalises with its moving
+  statistics (a pretrained network fine-tuned on little data keeps them; its shift still learns).
 * :class:`ClassTokens` — learned tokens (CLS, distillation) prepended to a sequence.
 * :class:`PositionalEncoding` — sinusoidal or learned positions added to a sequence.
 * :class:`SplitHeadSelfAttention` — multi-head self-attention whose heads may have
@@ -90,6 +92,24 @@ class AttentionPooling(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class InferenceBatchNormalization(keras.layers.BatchNormalization):
+    """``BatchNormalization`` in inference mode in training too: the moving statistics normalise and never
+    update (``training=False`` on a functional call node would not hold: the model's own ``training``
+    flag overrides it). The weights are ``BatchNormalization``'s, so checkpoints map onto it unchanged.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = InferenceBatchNormalization(scale=False)
+        >>> out = layer(np.full((4, 2), 3.0, "float32"), training=True)
+        >>> np.asarray(layer.moving_mean).tolist(), np.round(np.asarray(out)[0], 3).tolist()
+        ([0.0, 0.0], [2.998, 2.998])
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(inputs, training=False, mask=mask)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -110,14 +110,18 @@ class YamnetLogMel(MelProjection, ShortTimeSpectrum):
                                                  self.fmax).T)
 
     def padding(self, samples):
-        """``(left, right)`` zeros around ``samples``: YAMNet's patch padding, then the window's centring."""
+        """``(left, right)`` zeros around ``samples`` (a number, or a scalar tensor where the length is only
+        known when the graph runs): YAMNet's patch padding, then the window's centring."""
         window, hop = patch_samples(self.sample_rate)
-        patches = patch_count(samples, self.sample_rate)
         centring = (self.n_fft - self.win_length) // 2
-        return centring, window + (patches - 1) * hop - samples + centring
+        if isinstance(samples, int):
+            return centring, window + (patch_count(samples, self.sample_rate) - 1) * hop - samples + centring
+        hops = ops.maximum(0, (samples - window + hop - 1) // hop)
+        return centring, window + hops * hop - samples + centring
 
     def call(self, inputs):
-        left, right = self.padding(inputs.shape[1])
+        samples = inputs.shape[1]
+        left, right = self.padding(samples if samples is not None else ops.shape(inputs)[1])
         signal = ops.pad(inputs, [[0, 0], [left, right]])
         magnitude = ops.sqrt(self.power_spectrum(signal))
         return ops.log(self.mel_power(magnitude) + self.log_offset)
@@ -156,10 +160,12 @@ class SpectrogramPatches(keras.layers.Layer):
 
     def call(self, inputs):
         bands = inputs.shape[-1]
+        frames = inputs.shape[1] if inputs.shape[1] is not None else ops.shape(inputs)[1]  # unknown in training
         # Patches of the flattened [frames * bands] rows are frames of the rows: the waveform framing, reused.
-        patches = frame_signal(ops.reshape(inputs, (-1, inputs.shape[1] * bands)), self.patch_frames * bands,
+        patches = frame_signal(ops.reshape(inputs, (-1, frames * bands)), self.patch_frames * bands,
                                self.hop_frames * bands)
-        return ops.reshape(patches, (-1, patches.shape[1], self.patch_frames, bands))
+        count = patches.shape[1] if patches.shape[1] is not None else ops.shape(patches)[1]
+        return ops.reshape(patches, (-1, count, self.patch_frames, bands))
 
     def compute_output_shape(self, input_shape):
         frames = input_shape[1]

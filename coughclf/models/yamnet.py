@@ -35,7 +35,7 @@ import numpy as np
 from keras import ops
 
 from coughclf.errors import CoughclfError
-from coughclf.layers.blocks import AttentionPooling
+from coughclf.layers.blocks import AttentionPooling, InferenceBatchNormalization
 from coughclf.layers.yamnet_frontend import (MEL_BANDS, MEL_MAX_HZ, MEL_MIN_HZ, PATCH_FRAMES, PATCH_HOP_FRAMES, SAMPLE_RATE, BatchToPatches,
                                              PatchesToBatch, SpectrogramPatches, YamnetLogMel, htk_mel_matrix,
                                              patch_count)
@@ -61,8 +61,9 @@ TFLITE_PREFIX = "yamnet_frames/"
 
 
 def batch_norm(x, name):
-    """The release's batch norm: a learned shift, no scale, ε = 1e-4."""
-    return keras.layers.BatchNormalization(center=True, scale=False, epsilon=BATCH_NORM_EPSILON, name=name)(x)
+    """The release's batch norm: a learned shift, no scale, ε = 1e-4; always in inference mode (its
+    AudioSet statistics stay when fine-tuning on a few hundred clips; the shift still learns)."""
+    return InferenceBatchNormalization(center=True, scale=False, epsilon=BATCH_NORM_EPSILON, name=name)(x)
 
 
 def mobilenet(images):
