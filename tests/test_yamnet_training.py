@@ -101,3 +101,21 @@ def test_fine_tuned_yamnet_exports_with_builtin_ops(setup):
         assert not [op for op in flatbuffer_operators(content) if op.startswith("CUSTOM")], quantize
         actual = np.stack([run_tflite(content, waveform) for waveform in inputs])
         assert np.abs(actual - expected).max() <= tolerance, quantize
+
+
+def test_predict_tags_with_the_published_classes(setup, tmp_path):
+    from conftest import tone, write_audio
+    from coughclf.predict import write_timelines
+
+    audio = write_audio(tmp_path / "tone.wav", tone(seconds=2.0))
+    predictor = load_predictor(f"yamnet:{setup[0] / 'yamnet.h5'}")
+    assert predictor.metadata["clip_samples"] == 15600 and predictor.metadata["hop_samples"] == 7680
+    (row,) = predict_files(None, [audio], predictor=predictor, top=3, timeline=True)
+    assert row["windows"] == 4  # 0.975 s patches at 0, 0.48, 0.96 s, and one ending at the last sample
+    assert [label for label, _ in row["top"]] == sorted(row["probabilities"], key=row["probabilities"].get,
+                                                        reverse=True)[:3]
+    assert len(row["probabilities"]) == 521 and "Speech" in row["probabilities"]
+    (csv_path,) = write_timelines([row], tmp_path / "timeline", predictor.metadata["labels"])
+    assert csv_path.with_suffix(".png").exists()
+    with pytest.raises(CoughclfError, match="resnet18 has no published classes"):
+        load_predictor("resnet18:resnet18.pth")
