@@ -47,7 +47,8 @@ def test_frozen_backbone_trains_the_head_on_cached_embeddings(setup, tmp_path, c
     with np.load(stored[0]) as cached:
         assert cached["embeddings"].shape == (15, 2, 1024)  # 1 s: two patches
     training = json.loads((run / "training.json").read_text())
-    assert training["parameters"] == 2048 * 256 + 256 + 256 * 3 + 3  # the mlp head on mean and max only
+    # The head only: attention pooling (1,024 + 1), the hidden layer, the 3-class classifier.
+    assert training["parameters"] == 1025 + 1024 * 256 + 256 + 256 * 3 + 3
     # best.keras is the whole waveform model, front end and backbone included, and agrees with the cache.
     model = keras.saving.load_model(run / "best.keras", safe_mode=True)
     assert model.input.shape == (None, 16000) and model.output.shape == (None, 3)
