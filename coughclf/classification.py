@@ -26,6 +26,7 @@ from coughclf.inputs import (fit_metadata_encoding, input_seconds, make_inputs, 
                              run_data, selected_ids)
 from coughclf.mixing import mix_batches, mixing_from_augment
 from coughclf.optim import jit_compile, make_optimizer
+from coughclf.pretrained.embedding_head import plan_embedding_fit, uses_cached_embeddings
 from coughclf.runs import evaluation_tag, load_best_model, monitor_mode, run_config
 
 
@@ -114,15 +115,23 @@ def plan_fit(config, run_dir, cache, split, strategy):
     num_classes = len(cache.classes)
     with strategy.scope():
         model = build_model(config, num_classes, cache.sample_rate, metadata_width(metadata or []))
-        compile_model(model, config, num_classes)
+        cached = uses_cached_embeddings(config, model)
+        if not cached:
+            compile_model(model, config, num_classes)
     seconds = input_seconds(model_input(config), model)
-    train_data = make_inputs(config, cache, split["train"], mode="train", seconds=seconds, metadata=metadata)
-    validation_data = (make_inputs(config, cache, split["validation"], mode="eval", seconds=seconds,
-                                   metadata=metadata) if split["validation"] else None)
     weights = None
     if config["balance"]["mode"] == "class_weight":
         weights = class_weights([int(rows[i]["label_index"]) for i in split["train"]],
                                 config["balance"]["formula"])
+    if cached:  # a frozen backbone with an embeddings layer: the head trains on embeddings computed once
+        def compile_head(head):
+            with strategy.scope():
+                return compile_model(head, config, num_classes)
+
+        return plan_embedding_fit(config, cache, split, model, compile_head, seconds, weights)
+    train_data = make_inputs(config, cache, split["train"], mode="train", seconds=seconds, metadata=metadata)
+    validation_data = (make_inputs(config, cache, split["validation"], mode="eval", seconds=seconds,
+                                   metadata=metadata) if split["validation"] else None)
     mixing, _ = mixing_from_augment(config["augment"], config.source, config["train"]["seed"])
     if mixing.active:  # mixed targets carry their class weights as sample weights (see coughclf.mixing)
         train_data = mix_batches(train_data, mixing, sample_rate=cache.sample_rate, class_weights=weights)

@@ -21,3 +21,14 @@ def backend_rnn():
 
 # The keyword arguments coughclf passes to backend_rnn(); checked by tests/test_compat.py.
 BACKEND_RNN_ARGUMENTS = ("go_backwards", "unroll", "input_length", "return_all_outputs")
+
+
+def tflite_operators(interpreter):
+    """The operators of a LiteRT ``Interpreter``'s graph: dicts with ``op_name``, ``inputs``, ``outputs``
+    (tensor indices), from ``Interpreter._get_ops_details``.
+
+    :mod:`coughclf.pretrained.tflite_weights` reads a ``.tflite`` file's weights and needs to tell
+    its constant tensors (inputs of operators that no operator writes) from its activations;
+    ``get_tensor_details`` lists both alike, and the public API has no other view of the graph.
+    """
+    return interpreter._get_ops_details()

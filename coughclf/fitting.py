@@ -36,6 +36,7 @@ class FitPlan(NamedTuple):
     class_weight: object = None
     summary: dict = {}       # the task's entries of training.json
     verbose: object = None   # Keras' fit verbosity when the task needs one; None: coughclf.console decides
+    saved_model: object = None  # what best.keras holds when not ``model``: a whole model sharing its layers
 
 
 def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
@@ -175,6 +176,10 @@ def run_callbacks(config, run_dir, plan, rows_before, chief):
     class BestModel(keras.callbacks.ModelCheckpoint):
         """ModelCheckpoint writing the epoch's candidate ``best.pending-NNNN.keras``, never a model whose
         loss is not a number (the weights of such an epoch are NaN whatever the monitored value says)."""
+
+        def set_model(self, model):
+            # A head trained on cached embeddings is saved as the whole model whose layers it shares.
+            super().set_model(plan.saved_model or model)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}

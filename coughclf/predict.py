@@ -15,6 +15,11 @@ A file that cannot be used (undecodable, missing, a pipe or device, an implausib
 longer than ``max_file_seconds``, a window count beyond :data:`MAX_WINDOWS`) becomes a row
 with ``error``; the others are still predicted.
 
+``NAME:WEIGHTS`` (``yamnet:yamnet.tflite``) tags with a registered model built from its published
+weights and their own classes, with no training (:class:`PretrainedPredictor`): windows of the
+model's input (YAMNet: one 0.975 s patch every 0.48 s, as YAMNet frames a recording), scores
+averaged over the file, the ``top`` classes listed.
+
 TFLite models run with ``ai_edge_litert`` on one thread and need only their sidecar
 JSON (:func:`coughclf.export.sidecar_path`). A ``.keras`` model uses its sidecar if
 present, else the run folder it sits in (``config.toml``, ``training.json``), else its
@@ -40,6 +45,8 @@ MODEL_SUFFIXES = (".tflite", ".keras")
 # Beyond this many windows a file takes hours on one CPU: almost always a --hop typed too small.
 MAX_WINDOWS = 200_000
 TASKS = ("classification", "ctc")
+# A timeline plot of more classes than this shows the file's most probable ones.
+PLOTTED_CLASSES = 8
 
 
 def window_count(num_samples, clip_samples, hop_samples):
@@ -166,11 +173,49 @@ class KerasPredictor:
         return np.asarray(outputs)[0]
 
 
+class PretrainedPredictor(KerasPredictor):
+    """``NAME:WEIGHTS``: the registered model ``NAME`` built from published weights with their own
+    classes (``PretrainedSupport.class_names``), e.g. ``yamnet:yamnet.tflite`` for AudioSet tags."""
+
+    def __init__(self, name, weights):
+        from coughclf import models
+
+        support = models.spec(name).pretrained
+        if support is None or support.class_names is None:
+            taggers = [model for model in models.available()
+                       if models.spec(model).pretrained and models.spec(model).pretrained.class_names]
+            raise CoughclfError(f"{name}:{weights}: {name} has no published classes to tag with; give a trained "
+                                f"model file, or one of {', '.join(f'{tagger}:WEIGHTS' for tagger in taggers)}")
+        self.model = models.build(name, weights=weights)
+        labels = list(support.class_names())
+        metadata = {"task": "classification", "sample_rate": models.spec(name).defaults.get("sample_rate", 16000),
+                    "clip_samples": int(self.model.input.shape[1]), "labels": labels, "multi_label": True}
+        try:  # a model that cuts its input into patches steps through a recording by its patch hop
+            metadata["hop_samples"] = (self.model.get_layer("patches").hop_frames *
+                                       self.model.get_layer("yamnet_log_mel").hop_length)
+        except ValueError:
+            pass
+        self.metadata = check_metadata(metadata, f"{name}:{weights}", int(self.model.outputs[0].shape[-1]))
+
+
+def pretrained_spec(path):
+    """``(name, weights)`` of a ``NAME:WEIGHTS`` model argument naming a registered model, else None."""
+    from coughclf import models
+
+    name, separator, weights = str(path).partition(":")
+    if separator and weights and name in models.available() and not Path(path).exists():
+        return name, weights
+    return None
+
+
 def load_predictor(path):
     """A :class:`TFLitePredictor` or :class:`KerasPredictor` for ``path`` by its suffix (a ``coughclf cv``
-    folder: its fold ensemble, :mod:`coughclf.ensemble`)."""
+    folder: its fold ensemble, :mod:`coughclf.ensemble`; ``NAME:WEIGHTS``: :class:`PretrainedPredictor`)."""
     from coughclf.ensemble import is_cv_folder
 
+    pretrained = pretrained_spec(path)
+    if pretrained:
+        return PretrainedPredictor(*pretrained)
     path = Path(path)
     if is_cv_folder(path):
         return KerasPredictor(path)
@@ -212,11 +257,12 @@ class _FrameStitcher:
         self.frames.append(output[(centres >= self.owned_from) & (centres < until)])
 
 
-def predict_stream(predictor, stream, hop_seconds=None, lexicon=None, timeline=False):
+def predict_stream(predictor, stream, hop_seconds=None, lexicon=None, timeline=False, top=None):
     """The prediction dict of one :class:`coughclf.audio.AudioStream` (without ``file``).
 
     Classifiers give ``label``, ``probability``, ``probabilities``, ``windows`` (and with
-    ``timeline`` a ``timeline`` list of ``(start s, end s, probabilities)`` per window); speech
+    ``timeline`` a ``timeline`` list of ``(start s, end s, probabilities)`` per window; with
+    ``top`` a ``top`` list of the ``top`` most probable ``[label, probability]``); speech
     models give ``text`` and ``windows``, decoded greedily or with ``lexicon`` (a list of words)
     only in its words (:func:`coughclf.ctc.lexicon_decode_numpy`).
     """
@@ -225,7 +271,8 @@ def predict_stream(predictor, stream, hop_seconds=None, lexicon=None, timeline=F
     metadata = predictor.metadata
     clip, rate = int(metadata["clip_samples"]), int(metadata["sample_rate"])
     speech = metadata["task"] == "ctc"
-    hop = clip // 2 if speech or not hop_seconds else max(1, int(round(hop_seconds * rate)))
+    default_hop = clip // 2 if speech else int(metadata.get("hop_samples", clip // 2))
+    hop = default_hop if speech or not hop_seconds else max(1, int(round(hop_seconds * rate)))
     if stream.expected_samples is not None:
         _check_window_count(window_count(stream.expected_samples, clip, hop), hop, rate, stream)
     stitcher = _FrameStitcher(clip) if speech else None
@@ -252,6 +299,8 @@ def predict_stream(predictor, stream, hop_seconds=None, lexicon=None, timeline=F
               "probabilities": {label: float(p) for label, p in zip(labels, probabilities)}}
     if timeline:
         result["timeline"] = per_window
+    if top:
+        result["top"] = [[labels[index], float(probabilities[index])] for index in np.argsort(-probabilities)[:top]]
     return result
 
 
@@ -293,9 +342,9 @@ def expand_inputs(paths):
 
 
 def predict_files(model_path, files, hop_seconds=None, predictor=None, lexicon=None, timeline=False,
-                  max_file_seconds=None):
+                  max_file_seconds=None, top=None):
     """One dict per file: ``file`` plus ``label``/``probability``/``probabilities``/``windows``
-    (classifiers; ``timeline``: see :func:`predict_stream`), ``text``/``windows`` (speech;
+    (classifiers; ``timeline``, ``top``: see :func:`predict_stream`), ``text``/``windows`` (speech;
     ``lexicon``: see :func:`predict_stream`), or ``error`` for a file that could not be used
     (one longer than ``max_file_seconds``, default :data:`coughclf.audio.DEFAULT_MAX_FILE_SECONDS`,
     included). Folders in ``files`` are searched recursively for audio files (:func:`expand_inputs`)."""
@@ -316,7 +365,7 @@ def predict_files(model_path, files, hop_seconds=None, predictor=None, lexicon=N
                 raise CoughclfError("a folder holding no audio files")
             stream = stream_audio(path, predictor.metadata["sample_rate"], max_file_seconds=max_file_seconds)
             results.append({"file": printable(path),
-                            **predict_stream(predictor, stream, hop_seconds, lexicon, timeline)})
+                            **predict_stream(predictor, stream, hop_seconds, lexicon, timeline, top)})
         except (CoughclfError, OSError, MemoryError) as error:
             reason = getattr(error, "reason", None) or str(error).removeprefix(f"{path}: ")
             results.append({"file": printable(path), "error": printable(reason or type(error).__name__)})
@@ -354,7 +403,8 @@ def write_csv(results, path, labels):
 
 def write_timelines(results, folder, labels):
     """For each predicted file: ``folder/NAME.csv`` (start_seconds, end_seconds, one column per class) and
-    ``folder/NAME.png`` (the probabilities over time); NAME is the file's stem, numbered when repeated.
+    ``folder/NAME.png`` (the probabilities over time; of many classes, as YAMNet's 521, the file's
+    :data:`PLOTTED_CLASSES` most probable); NAME is the file's stem, numbered when repeated.
     Returns the CSV paths."""
     from coughclf.plots import load_pyplot, save_figure
 
@@ -378,10 +428,12 @@ def write_timelines(results, folder, labels):
         figure, axes = plt.subplots(figsize=(9, 3.5))
         centres = [(start + end) / 2 for start, end, _ in row["timeline"]]
         probabilities = np.array([p for _, _, p in row["timeline"]])
-        for index, label in enumerate(labels):
-            axes.plot(centres, probabilities[:, index], label=label, marker="." if len(centres) < 50 else None)
+        shown = np.argsort(-probabilities.mean(axis=0))[:PLOTTED_CLASSES] if len(labels) > PLOTTED_CLASSES else \
+            range(len(labels))
+        for index in shown:
+            axes.plot(centres, probabilities[:, index], label=labels[index], marker="." if len(centres) < 50 else None)
         axes.set(xlabel="time (s, window centre)", ylabel="probability", ylim=(-0.02, 1.02),
                  title=f"{Path(row['file']).name}: {row['label']} ({row['probability']:.2f})")
-        axes.legend(loc="upper right", fontsize="small", ncol=min(len(labels), 5))
+        axes.legend(loc="upper right", fontsize="small", ncol=min(len(shown), 5))
         save_figure(figure, folder / f"{name}.png")
     return written

@@ -30,3 +30,20 @@ def test_keras_backend_rnn_runs_a_cumulative_sum():
                                           return_all_outputs=True)
     np.testing.assert_allclose(ops.convert_to_numpy(outputs), np.cumsum(sequences, axis=1))
     np.testing.assert_allclose(ops.convert_to_numpy(last), [[6.0, 9.0]])
+
+
+def test_litert_interpreter_lists_its_operators():
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from coughclf.compat import tflite_operators
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 3], tf.float32)])
+    def scaled(x):
+        return x * tf.constant([1.0, 2.0, 3.0])
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([scaled.get_concrete_function()], scaled)
+    interpreter = Interpreter(model_content=converter.convert())
+    operators = tflite_operators(interpreter)
+    assert [op["op_name"] for op in operators] == ["MUL"]
+    assert {"inputs", "outputs"} <= set(operators[0])

@@ -8,11 +8,14 @@ from coughclf.errors import CoughclfError
 
 HELP = "predict labels (or text, for the speech model) of audio files with a .tflite or .keras model"
 EXAMPLE = ("coughclf predict kws_cnn.tflite clip.wav long_recording.mp3 --json\n"
-           "  coughclf predict cough.tflite recordings/ --csv predictions.csv --timeline timelines/")
+           "  coughclf predict cough.tflite recordings/ --csv predictions.csv --timeline timelines/\n"
+           "  coughclf predict yamnet:../shared/weights/yamnet.tflite clip.wav --timeline tags/")
 
 
 def add_arguments(parser):
-    parser.add_argument("model", help=".tflite file (with its .tflite.json sidecar) or .keras file")
+    parser.add_argument("model", help=".tflite file (with its .tflite.json sidecar), .keras file, or NAME:WEIGHTS: a "
+                                      "registered model with its published weights and classes, no training "
+                                      "(yamnet:yamnet.tflite tags AudioSet's 521 classes)")
     parser.add_argument("files", nargs="*", metavar="FILE",
                         help="audio files of any supported format and length; a folder is searched recursively")
     parser.add_argument("--files-from", metavar="LIST",
@@ -26,10 +29,14 @@ def add_arguments(parser):
                         help="classifiers: write each file's per-window probabilities over time to "
                              "FOLDER/NAME.csv and a plot of them to FOLDER/NAME.png")
     parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
-                        help="step between windows of a long file (default: half the model's clip length)")
+                        help="step between windows of a long file (default: half the model's clip length; "
+                             "YAMNet: its 0.48 s patch hop)")
     parser.add_argument("--max-file-seconds", type=float, default=None, metavar="SECONDS",
                         help="refuse files longer than this (default: three hours), known from their headers "
                              "before decoding where they tell")
+    parser.add_argument("--top", type=int, default=None, metavar="K",
+                        help="classifiers: list each file's K most probable classes (default 5 for NAME:WEIGHTS "
+                             "taggers, none otherwise)")
     parser.add_argument("--lexicon", metavar="FILE",
                         help="speech models: write only the words of this word list (one per line) instead of "
                              "decoding characters greedily")
@@ -52,7 +59,8 @@ def read_file_list(source):
 
 
 def _table(results):
-    rows = [(row["file"], row.get("label", row.get("text", "")),
+    rows = [(row["file"], "; ".join(f"{label} {p:.2f}" for label, p in row["top"]) if "top" in row
+             else row.get("label", row.get("text", "")),
              f"{row['probability']:.4f}" if "probability" in row else "", str(row["windows"]))
             for row in results if "error" not in row]
     speech = any("text" in row for row in results)
@@ -81,8 +89,11 @@ def run(args):
     if args.timeline and predictor.metadata["task"] != "classification":
         raise CoughclfError("--timeline draws class probabilities over time: it applies to classifiers, "
                             f"and {args.model} is a speech-recognition model")
+    if args.top is not None and args.top < 1:
+        raise CoughclfError(f"--top {args.top}: give a positive number of classes")
+    top = args.top or (5 if predictor.metadata.get("multi_label") else None)
     results = predict_files(args.model, files, hop_seconds=args.hop, predictor=predictor, lexicon=lexicon,
-                            timeline=bool(args.timeline), max_file_seconds=args.max_file_seconds)
+                            timeline=bool(args.timeline), max_file_seconds=args.max_file_seconds, top=top)
     if args.timeline:
         write_timelines(results, args.timeline, predictor.metadata.get("labels", []))
     if args.csv:

@@ -2,6 +2,10 @@
 
 * :class:`TimeLinearPooling` — PyTorch ``Linear(T → 1)`` applied across the time axis
   of ``[batch, T, channels]`` (the CRNNs of the COVID-19 cough report).
+* :class:`AttentionPooling` — a learned softmax-weighted mean over the steps of a sequence
+  (a pretrained model's patch embeddings into one clip embedding).
+* :class:`InferenceBatchNormalization` — batch norm that always normalises with its moving
+  statistics (a pretrained network fine-tuned on little data keeps them; its shift still learns).
 * :class:`ClassTokens` — learned tokens (CLS, distillation) prepended to a sequence.
 * :class:`PositionalEncoding` — sinusoidal or learned positions added to a sequence.
 * :class:`SplitHeadSelfAttention` — multi-head self-attention whose heads may have
@@ -62,6 +66,50 @@ class TimeLinearPooling(keras.layers.Layer):
         return {**super().get_config(),
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer)}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AttentionPooling(keras.layers.Layer):
+    """``y[b] = Σ_t softmax_t(x[b, t] · w + c) · x[b, t]``: a weighted mean over the steps of
+    ``[batch, steps, channels]``, each step's weight learned from its own features
+    (``channels + 1`` parameters). It starts as the plain mean (``w = 0``).
+
+    Example:
+        >>> import numpy as np
+        >>> pooled = AttentionPooling()(np.arange(12, dtype="float32").reshape(1, 3, 4))
+        >>> np.round(np.asarray(pooled), 5).tolist()  # untrained: the mean of the 3 steps
+        [[4.0, 5.0, 6.0, 7.0]]
+    """
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="kernel")
+        self.bias = self.add_weight(shape=(1,), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        scores = ops.einsum("btc,c->bt", inputs, ops.cast(self.kernel, inputs.dtype))
+        weights = ops.softmax(scores + ops.cast(self.bias, inputs.dtype), axis=1)
+        return ops.einsum("bt,btc->bc", weights, inputs)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class InferenceBatchNormalization(keras.layers.BatchNormalization):
+    """``BatchNormalization`` in inference mode in training too: the moving statistics normalise and never
+    update (``training=False`` on a functional call node would not hold: the model's own ``training``
+    flag overrides it). The weights are ``BatchNormalization``'s, so checkpoints map onto it unchanged.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = InferenceBatchNormalization(scale=False)
+        >>> out = layer(np.full((4, 2), 3.0, "float32"), training=True)
+        >>> np.asarray(layer.moving_mean).tolist(), np.round(np.asarray(out)[0], 3).tolist()
+        ([0.0, 0.0], [2.998, 2.998])
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(inputs, training=False, mask=mask)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

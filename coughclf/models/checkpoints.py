@@ -1,4 +1,4 @@
-"""Published PyTorch checkpoints into coughclf's Keras models: reading files, mapping tensors.
+"""Published checkpoints into coughclf's Keras models: reading files, mapping tensors.
 
 ``coughclf.models.build(name, weights=PATH, **options)`` comes here for a model whose
 registration carries a :class:`PretrainedSupport`:
@@ -6,8 +6,9 @@ registration carries a :class:`PretrainedSupport`:
 1. :func:`read_checkpoint` reads ``PATH`` into a flat ``{name: numpy array}``: a
    transformers folder (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``), a
    ``.safetensors`` file (read without PyTorch) or a PyTorch state dict (``.pth``, ``.pt``,
-   ``.bin``: needs PyTorch, ``pip install 'coughclf[torch]'``). A ``module.`` prefix on
-   every name (``torch.nn.DataParallel``) is dropped.
+   ``.bin``: needs PyTorch, ``pip install 'coughclf[torch]'``), a ``.tflite`` model's constant
+   tensors, dequantised, or a Keras 2 ``.h5`` weights file (:mod:`coughclf.pretrained`). A
+   ``module.`` prefix on every name (``torch.nn.DataParallel``) is dropped.
 2. The model's ``options(checkpoint, requested)`` reads the architecture (depth, width,
    classes, …) from the config or the tensor shapes; the caller's options override it.
 3. The model is built, and its ``load(model, checkpoint, native_options, mapper)`` assigns
@@ -35,6 +36,8 @@ FORMATS = {
     "transformers": "Hugging Face transformers folder (config.json + model.safetensors or pytorch_model.bin)",
     "safetensors": ".safetensors state dict (no PyTorch needed)",
     "pytorch": "PyTorch state dict (.pth, .pt, .bin; needs PyTorch: pip install 'coughclf[torch]')",
+    "tflite": "TFLite model (.tflite; quantised weights dequantised, see coughclf.pretrained.tflite_weights)",
+    "keras2_h5": "Keras 2 HDF5 weights (.h5, model.save_weights; see coughclf.pretrained.keras2_h5)",
 }
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 TRANSFORMERS_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
@@ -73,12 +76,15 @@ class PretrainedSupport:
         load: ``load(model, checkpoint, native_options, mapper) -> None``: assign every tensor.
         head_layers: names of the classifier layers (trained at the full learning rate and
             never frozen; a class count other than the checkpoint's re-initialises the last).
+        class_names: ``class_names() -> tuple`` of the checkpoint's own classes, in output order,
+            when they are known (so that ``coughclf predict NAME:WEIGHTS`` names them), else None.
     """
 
     formats: tuple
     options: Callable
     load: Callable
     head_layers: tuple
+    class_names: Callable | None = None
 
 
 def read_checkpoint(path):
@@ -102,8 +108,16 @@ def read_checkpoint(path):
         return Checkpoint(path, "safetensors", _read_tensors(path))
     if path.suffix in TORCH_SUFFIXES:
         return Checkpoint(path, "pytorch", _read_tensors(path))
-    raise CoughclfError(f"{path}: unknown checkpoint type {path.suffix!r}; give a .safetensors, .pth, .pt or .bin "
-                        "file or a transformers folder")
+    if path.suffix == ".tflite":
+        from coughclf.pretrained.tflite_weights import read_tflite_weights
+
+        return Checkpoint(path, "tflite", read_tflite_weights(path))
+    if path.suffix in (".h5", ".hdf5"):
+        from coughclf.pretrained.keras2_h5 import read_keras2_h5
+
+        return Checkpoint(path, "keras2_h5", read_keras2_h5(path))
+    raise CoughclfError(f"{path}: unknown checkpoint type {path.suffix!r}; give a .safetensors, .pth, .pt, .bin, "
+                        ".tflite or .h5 file or a transformers folder")
 
 
 def _read_tensors(path):
