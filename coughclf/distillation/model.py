@@ -91,7 +91,7 @@ def logits_tensor(model):
 
 def logits_model(model):
     """``model`` (one input) with its logits as the output: the same layers and weights."""
-    return keras.Model(model.inputs, logits_tensor(model), name=f"{model.name}_logits")
+    return keras.Model(model.input, logits_tensor(model), name=f"{model.name}_logits")
 
 
 class TeacherLogProbabilities(keras.layers.Layer):
@@ -152,7 +152,7 @@ class Distiller(keras.Model):
         self.student = student
         self.teacher = teacher
         self.temperature, self.alpha = float(temperature), float(alpha)
-        self.training_graph = keras.Model(student.inputs, {"student": logits_tensor(student),
+        self.training_graph = keras.Model(student.input, {"student": logits_tensor(student),
                                                            "teacher": teacher(heard)}, name="distillation_graph")
         self.built = True
 

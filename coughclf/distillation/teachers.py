@@ -135,7 +135,7 @@ def teacher_members(config, teacher, split):
     leaked = sorted(set().union(*seen) & test) if seen else []
     if leaked:
         raise CoughclfError(f"{config.source}: the teacher {teacher.where} trained on {len(leaked)} of this student's "
-                            f"test clips (e.g. {leaked[0]}); a teacher must not have seen the test part: use a "
+                            f"test clips (e.g. {leaked[0]!r}); a teacher must not have seen the test part: use a "
                             "teacher trained without them (a CV folder teaches each fold its own model)")
     if teacher.kind == "run":
         return list(teacher.runs)

@@ -15,6 +15,7 @@ or test clips is left out: nothing of the held-out parts reaches training, not e
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from coughclf.errors import CoughclfError
@@ -112,5 +113,8 @@ def interleave(labelled, unlabelled, ratio):
 
     choices = tf.data.Dataset.counter().flat_map(after)
     chosen = tf.data.Dataset.choose_from_datasets([labelled, unlabelled], choices, stop_on_empty_dataset=True)
+    batches = int(labelled.cardinality())
+    if batches >= 0:  # known: Keras then knows an epoch's length from the first one on (the sum telescopes)
+        chosen = chosen.apply(tf.data.experimental.assert_cardinality(batches + math.floor(batches * ratio)))
     return chosen.prefetch(tf.data.AUTOTUNE)
 
