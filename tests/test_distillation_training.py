@@ -113,6 +113,22 @@ def test_a_teacher_that_cannot_teach_fails_before_the_run_folder_and_the_data(te
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
 
 
+def test_a_published_checkpoint_teaches_through_the_registry_with_its_classes_named(teachers, tmp_path):
+    from torch_reference import TINY, random_ast
+
+    folder, config, *_ = teachers
+    checkpoint = tmp_path / "ast-tiny"
+    random_ast(TINY).save_pretrained(checkpoint)  # its own 5-class head, as a fine-tuned checkpoint has
+    teacher = f'{{ model = "ast", weights = "{checkpoint}", frames = 101 }}'  # 1.0 s: the student's clip
+    overrides = [f"distill.teacher={teacher}", 'distill.teacher_classes=["a", "high", "b", "low", "c"]',
+                 "train.epochs=1", "train.steps_per_epoch=1"]
+    run = train(load_config(config, overrides), tmp_path / "s")
+    distillation = json.loads((run / "training.json").read_text())["distillation"]
+    assert distillation["kind"] == "pretrained" and distillation["teacher"] == str(checkpoint)
+    assert distillation["teacher_classes"][1::2] == ["high", "low"]  # taken by name, in the data's order
+    assert keras.saving.load_model(run / "best.keras", safe_mode=True).name == "cough_small_cnn"
+
+
 JAX_STUDENT = """
 import json, sys
 import keras, numpy as np

@@ -108,9 +108,9 @@ class TeacherLogProbabilities(keras.layers.Layer):
 
     def call(self, audio):
         audio = ops.stop_gradient(audio)
-        if self.samples is not None and audio.shape[1] is not None and audio.shape[1] < self.samples:
-            before = (self.samples - audio.shape[1]) // 2
-            audio = ops.pad(audio, [(0, 0), (before, self.samples - audio.shape[1] - before)])
+        if self.samples is not None:  # the batch's length may be known only when it runs (tf.data)
+            missing = self.samples - ops.shape(audio)[1]
+            audio = ops.reshape(ops.pad(audio, [(0, 0), (missing // 2, missing - missing // 2)]), (-1, self.samples))
         log_probabilities = [ops.log_softmax(member(audio, training=False), axis=-1) for member in self.members]
         if len(log_probabilities) == 1:
             mean = log_probabilities[0]

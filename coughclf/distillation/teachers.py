@@ -53,9 +53,13 @@ def describe_teacher(config):
     teacher, source = config["distill"]["teacher"], config.source
     named = config["distill"]["teacher_classes"]
     if isinstance(teacher, dict):
+        from coughclf import models
+
         if not Path(teacher["weights"]).exists():
             raise CoughclfError(f"{source}: distill.teacher.weights = {teacher['weights']!r} does not exist; "
                                 "download the checkpoint and give its path")
+        _check_sample_rate(teacher.get("sample_rate", models.spec(teacher["model"]).defaults.get("sample_rate", 16000)),
+                           config)
         return TeacherSource("pretrained", teacher["weights"], _classes(None, named, source), [], [])
     path = Path(teacher)
     if is_cv_folder(path):
@@ -180,16 +184,18 @@ def load_teacher_models(config, teacher, members):
     from coughclf import models
     from coughclf.model_files import load_model_file
 
-    if teacher.kind == "pretrained":
-        options = {key: value for key, value in config["distill"]["teacher"].items() if key not in ("model", "weights")}
+    if teacher.kind == "pretrained":  # built to hear the waveform, its front end inside
+        options = {"input_mode": "waveform", **{key: value for key, value in config["distill"]["teacher"].items()
+                                                if key not in ("model", "weights")}}
         loaded = [models.build(config["distill"]["teacher"]["model"], weights=teacher.where, **options)]
     else:
         remedy = f"train the teacher again, or give another distill.teacher in {config.source}"
         loaded = [load_model_file(member if str(member).endswith(".keras") else Path(member) / "best.keras",
                                   remedy=remedy) for member in members]
     for model in loaded:
-        if len(model.inputs) != 1:
-            raise CoughclfError(f"{config.source}: the teacher {teacher.where} has {len(model.inputs)} inputs; a "
-                                "teacher hears the waveform alone (no metadata input)")
+        if len(model.inputs) != 1 or len(model.inputs[0].shape) != 2:
+            raise CoughclfError(f"{config.source}: the teacher {teacher.where} takes {len(model.inputs)} input(s) of "
+                                f"shape {[tuple(tensor.shape) for tensor in model.inputs]}; a teacher hears the "
+                                "waveform [batch, samples] alone (no metadata input, no precomputed features)")
         model.trainable = False
     return loaded
