@@ -22,7 +22,7 @@ COST_REPEATS = 5
 
 def distillation_plan(config, plan, cache, split, strategy):
     """The :class:`coughclf.fitting.FitPlan` that trains ``plan.model`` (the student) against its teacher."""
-    from coughclf.distillation.model import Distiller, TeacherLogProbabilities, audio_input
+    from coughclf.distillation.model import Distiller, TeacherLogProbabilities, at_length, audio_input
     from coughclf.distillation.teachers import (class_positions, describe_teacher, load_teacher_models,
                                                 teacher_members)
     from coughclf.optim import jit_compile
@@ -32,8 +32,10 @@ def distillation_plan(config, plan, cache, split, strategy):
     positions = class_positions(teacher.classes, cache.classes, config.source)
     members = teacher_members(config, teacher, split)
     student = plan.model
+    samples = audio_input(student).shape[1]
     with strategy.scope():
-        models = load_teacher_models(config, teacher, members)
+        fitted = [at_length(model, samples) for model in load_teacher_models(config, teacher, members)]
+        models = [model for model, _ in fitted]
         lengths = {model.inputs[0].shape[1] for model in models}
         if len(lengths) != 1:
             raise CoughclfError(f"{config.source}: the teacher's models take inputs of different lengths "
@@ -42,14 +44,13 @@ def distillation_plan(config, plan, cache, split, strategy):
         distiller = Distiller(student, layer, temperature=settings["temperature"], alpha=settings["alpha"],
                               teacher_input=settings["teacher_input"])
     summary = {"teacher": teacher.where, "kind": teacher.kind, "members": [str(member) for member in members],
-               "teacher_classes": teacher.classes, **{key: settings[key] for key in
-                                                      ("temperature", "alpha", "teacher_input")}}
+               "teacher_classes": teacher.classes, "teacher_length": sorted({how for _, how in fitted}),
+               **{key: settings[key] for key in ("temperature", "alpha", "teacher_input")}}
     train_data, class_weight = plan.train_data, plan.class_weight
     if settings["unlabelled"]:
         train_data, class_weight, counts = _with_unlabelled(config, plan, cache, split, audio_input(student))
         summary.update(counts, unlabelled_ratio=settings["unlabelled_ratio"])
-    cost = TeacherCost(layer, (config["train"]["batch_size"], audio_input(student).shape[1]), summary,
-                       jit_compile(config))
+    cost = TeacherCost(layer, (config["train"]["batch_size"], samples), summary, jit_compile(config))
     return plan._replace(model=distiller, train_data=train_data, class_weight=class_weight,
                          callbacks=(*plan.callbacks, cost), summary={**plan.summary, "distillation": summary})
 
