@@ -10,8 +10,7 @@ import pytest
 from keras import ops
 
 from coughclf.config import load_config
-from coughclf.distillation.model import (Distiller, TeacherLogProbabilities, at_length, distillation_loss,
-                                         logits_model)
+from coughclf.distillation.model import Distiller, TeacherLogProbabilities, distillation_loss, logits_model
 from coughclf.distillation.teachers import TeacherSource, class_positions, describe_teacher, teacher_members
 from coughclf.errors import CoughclfError
 from coughclf.layers.augment import ColouredNoise
@@ -113,30 +112,6 @@ def test_a_shorter_example_is_centred_in_the_teachers_longer_input():
     teacher = TeacherLogProbabilities([_dense_softmax(6, kernel)], positions=[0, 1], samples=6)
     heard = np.asarray(teacher(np.ones((1, 4), "float32")))
     np.testing.assert_allclose(heard, _log_softmax(np.array([[1 + 2 + 3 + 4, 0.0]])), rtol=1e-5, atol=1e-7)
-
-
-def _pooled_or_flat(samples, pooled, seed=0):
-    """A tiny waveform classifier of ``samples``: global pooling over time (no weight depends on the
-    length), or Flatten (the Dense kernel does)."""
-    audio = keras.Input((samples,), name="audio")
-    x = keras.layers.Conv1D(4, 5, strides=2, name="conv")(keras.layers.Reshape((-1, 1))(audio))
-    x = keras.layers.GlobalAveragePooling1D()(x) if pooled else keras.layers.Flatten()(x)
-    model = keras.Model(audio, keras.layers.Dense(2, activation="softmax", name="head")(x))
-    rng = np.random.default_rng(seed)
-    model.set_weights([rng.normal(size=weight.shape).astype("float32") for weight in model.get_weights()])
-    return model
-
-
-def test_a_pooled_teacher_is_rebuilt_for_the_students_length_and_a_flat_one_kept_for_centring():
-    long_teacher = _pooled_or_flat(800, pooled=True)
-    rebuilt, how = at_length(long_teacher, 160)
-    assert how == "rebuilt" and rebuilt.input.shape[1] == 160
-    direct = _pooled_or_flat(160, pooled=True)  # the same weights, built for 160 samples
-    x = np.random.default_rng(1).normal(size=(3, 160)).astype("float32")
-    np.testing.assert_allclose(np.asarray(rebuilt(x)), np.asarray(direct(x)), rtol=1e-5)
-    flat = _pooled_or_flat(800, pooled=False)
-    assert at_length(flat, 160) == (flat, "centred")
-    assert at_length(direct, 160) == (direct, "as is")
 
 
 # --- what the teacher hears ------------------------------------------------------------------------

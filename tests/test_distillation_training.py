@@ -48,7 +48,7 @@ def test_a_run_teacher_trains_a_windowed_weighted_mixed_student_that_is_a_plain_
     distillation = training["distillation"]
     assert distillation["kind"] == "run" and distillation["members"] == [str(teacher)]
     assert distillation["alpha"] == 0.8 and distillation["teacher_input"] == "augmented"
-    assert distillation["teacher_length"] == ["as is"]  # 1 s crops taught, 1 s windows learn
+    assert distillation["teacher_samples"] == distillation["student_samples"] == RATE  # 1 s crops, 1 s windows
     split = json.loads((run / "split.json").read_text())
     batches = -(-2 * len(split["train"]) // 8)  # 2 windows per training clip, batches of 8: each scored by the teacher
     assert distillation["batches_per_epoch"] == batches and distillation["teacher_ms_per_batch"] > 0
@@ -127,7 +127,7 @@ def test_a_published_checkpoint_teaches_through_the_registry_with_its_classes_na
     distillation = json.loads((run / "training.json").read_text())["distillation"]
     assert distillation["kind"] == "pretrained" and distillation["teacher"] == str(checkpoint)
     assert distillation["teacher_classes"][1::2] == ["high", "low"]  # taken by name, in the data's order
-    assert distillation["teacher_length"] == ["centred"]  # its positional grid follows its input length
+    assert distillation["teacher_samples"] == 16400 and distillation["student_samples"] == 16000  # centred
     assert keras.saving.load_model(run / "best.keras", safe_mode=True).name == "cough_small_cnn"
 
 

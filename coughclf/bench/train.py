@@ -186,13 +186,13 @@ def _distillation_calls(args, student, inputs, one_hot):
     import keras
 
     from coughclf import models
-    from coughclf.distillation.model import Distiller, TeacherLogProbabilities, at_length
+    from coughclf.distillation.model import Distiller, TeacherLogProbabilities
     from coughclf.model_files import load_model_file
     from coughclf.models.common import trainable_params
 
     samples, classes = student.input.shape[1], student.output.shape[-1]
     if args.teacher.endswith(".keras"):
-        teacher, _ = at_length(load_model_file(args.teacher), samples)
+        teacher = load_model_file(args.teacher)
     else:
         options = {"input_mode": "waveform", "num_classes": classes}
         if "clip_seconds" in models.accepted_options(args.teacher):

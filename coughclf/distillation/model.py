@@ -94,28 +94,6 @@ def logits_model(model):
     return keras.Model(model.input, logits_tensor(model), name=f"{model.name}_logits")
 
 
-def at_length(model, samples):
-    """``(model, how)``: ``model`` (one waveform input) for examples of ``samples``: itself when it takes that
-    length or any (``"as is"``); else its layers and weights rebuilt for that length, when none of its
-    weights depends on it (``"rebuilt"``: pooled over time, as YAMNet's patches or a ResNet's global
-    pooling; its whole input then is the example, not the example and silence); else itself
-    (``"centred"``: :class:`TeacherLogProbabilities` centres a shorter example in silence)."""
-    length = model.inputs[0].shape[1]
-    if length in (None, samples):
-        return model, "as is"
-    config = model.get_config()
-    for layer in config["layers"]:
-        if layer["class_name"] == "InputLayer":
-            layer["config"]["batch_shape"] = [None, samples]
-    try:
-        rebuilt = keras.Model.from_config(config)
-        rebuilt.set_weights(model.get_weights())
-    except (ValueError, TypeError, CoughclfError):  # a weight's shape (Flatten, positions) follows the length
-        return model, "centred"
-    rebuilt.trainable = model.trainable
-    return rebuilt, "rebuilt"
-
-
 class TeacherLogProbabilities(keras.layers.Layer):
     """The frozen teacher's log-probabilities over the data's classes: the mean probability of its
     ``members`` (one model, or a fold ensemble), at ``positions`` (the teacher's output index of each of

@@ -22,7 +22,7 @@ COST_REPEATS = 5
 
 def distillation_plan(config, plan, cache, split, strategy):
     """The :class:`coughclf.fitting.FitPlan` that trains ``plan.model`` (the student) against its teacher."""
-    from coughclf.distillation.model import Distiller, TeacherLogProbabilities, at_length, audio_input
+    from coughclf.distillation.model import Distiller, TeacherLogProbabilities, audio_input
     from coughclf.distillation.teachers import (class_positions, describe_teacher, load_teacher_models,
                                                 teacher_members)
     from coughclf.optim import jit_compile
@@ -34,17 +34,16 @@ def distillation_plan(config, plan, cache, split, strategy):
     student = plan.model
     samples = audio_input(student).shape[1]
     with strategy.scope():
-        fitted = [at_length(model, samples) for model in load_teacher_models(config, teacher, members)]
-        models = [model for model, _ in fitted]
+        models = load_teacher_models(config, teacher, members)
         lengths = {model.inputs[0].shape[1] for model in models}
         if len(lengths) != 1:
             raise CoughclfError(f"{config.source}: the teacher's models take inputs of different lengths "
                                 f"({sorted(lengths, key=str)}); a teacher needs one")
-        layer = TeacherLogProbabilities(models, positions, lengths.pop(), name="teacher")
+        layer = TeacherLogProbabilities(models, positions, next(iter(lengths)), name="teacher")
         distiller = Distiller(student, layer, temperature=settings["temperature"], alpha=settings["alpha"],
                               teacher_input=settings["teacher_input"])
     summary = {"teacher": teacher.where, "kind": teacher.kind, "members": [str(member) for member in members],
-               "teacher_classes": teacher.classes, "teacher_length": sorted({how for _, how in fitted}),
+               "teacher_classes": teacher.classes, "teacher_samples": next(iter(lengths)), "student_samples": samples,
                **{key: settings[key] for key in ("temperature", "alpha", "teacher_input")}}
     train_data, class_weight = plan.train_data, plan.class_weight
     if settings["unlabelled"]:
