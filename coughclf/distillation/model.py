@@ -130,6 +130,7 @@ def student_waveform(student):
 
 
 def audio_input(model):
+    """``model``'s waveform input (the one that is not ``metadata``)."""
     return next(tensor for tensor in model.inputs if tensor.name.split(":")[0] != "metadata")
 
 
