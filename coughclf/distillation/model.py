@@ -4,8 +4,8 @@
 training it runs one graph built on the student's own layers::
 
     batch ──► student's waveform augmentation ──► rest of the student ──► student logits
-                                   │
-                                   └─(teacher_input = "augmented")──► frozen teacher ──► teacher log-probabilities
+                         │
+                         └─(teacher_input = "augmented")──► frozen teacher ──► teacher log-probabilities
 
 so the augmentation draws once and the teacher scores exactly the waveform the student's front end
 reads (``"clean"``: the batch before the student's augmentation instead). Cropping, windowing and
@@ -32,7 +32,8 @@ from coughclf.layers.augment_base import RandomAugmentation
 
 
 def distillation_loss(targets, student_logits, teacher_logits, temperature, alpha, sample_weight=None):
-    """Hinton et al. (2015): per example ``alpha·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1 − alpha)·CE(y, softmax(s))``,
+    """Hinton et al. (2015): per example
+    ``alpha·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1 − alpha)·CE(y, softmax(s))``,
     averaged over the batch (each example times its ``sample_weight``).
 
     ``targets`` are (mixed, smoothed) one-hot rows; an all-zero row (an unlabelled clip) adds no
