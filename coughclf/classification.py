@@ -86,15 +86,17 @@ def backbone_lr_factors(config, model):
     return {name: factor for name in layer_groups(model, head)["backbone"]}
 
 
-def compile_model(model, config, num_classes):
+def compile_model(model, config, num_classes, classifier=None):
     """Cross-entropy on one-hot labels; accuracy and ROC AUC (macro one-vs-rest) as metrics.
 
     Their names are the values train.monitor may name (``coughclf.tasks.TASKS``' monitors).
+    ``classifier``: the model whose layers the optimiser's per-layer rates name, when ``model``
+    trains it from outside (a distillation model holding the student); default ``model``.
     """
     import keras
 
     model.compile(
-        optimizer=make_optimizer(config, backbone_lr_factors(config, model)),
+        optimizer=make_optimizer(config, backbone_lr_factors(config, classifier or model)),
         loss=keras.losses.CategoricalCrossentropy(),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
                  keras.metrics.AUC(multi_label=True, num_labels=num_classes, name="auc")],
@@ -136,8 +138,16 @@ def plan_fit(config, run_dir, cache, split, strategy):
     if mixing.active:  # mixed targets carry their class weights as sample weights (see coughclf.mixing)
         train_data = mix_batches(train_data, mixing, sample_rate=cache.sample_rate, class_weights=weights)
         weights = None
-    return FitPlan(model, train_data, validation_data, config["train"]["monitor"], monitor_mode(config),
+    plan = FitPlan(model, train_data, validation_data, config["train"]["monitor"], monitor_mode(config),
                    class_weight=weights, summary={"classes": cache.classes})
+    if config["distill"]["teacher"] is None:
+        return plan
+    from coughclf.distillation.plan import distillation_plan
+
+    plan = distillation_plan(config, plan, cache, split, strategy)  # the student trains beside its teacher
+    with strategy.scope():
+        compile_model(plan.model, config, num_classes, classifier=model)
+    return plan
 
 
 # --- evaluation ---------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ A config has these tables (every key optional unless marked required; defaults i
     [tune]      the search of coughclf.tune: tuner, objective, max_trials, cv, ..., space
     [ctc]       CTC training and decoding (coughclf.speech): numbers_as_words, decoder, beam_width,
                 lexicon, examples, bucket_boundaries, word_crops
+    [distill]   knowledge distillation (coughclf.distillation): teacher, teacher_classes, teacher_input,
+                temperature, alpha, unlabelled, unlabelled_ratio
 
 Every table is checked here, at load time, the same way: the tables of SCHEMA key by key, [model]
 against its builder's parameters, [frontend] against LogMelSpectrogram's, [augment] against
@@ -51,14 +53,13 @@ training starts, with a message naming the key and the file; ``check_data`` chec
 that the data can be found.
 """
 
-import difflib
 import json
 import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from coughclf.errors import CoughclfError
+from coughclf.errors import CoughclfError, unknown_key, unknown_value
 from coughclf.overrides import parse_value, split_assignment
 from coughclf.tasks import TASKS
 
@@ -222,6 +223,16 @@ SCHEMA = {
         "bucket_boundaries": Key(list, []),
         "word_crops": Key(float, 0.0, interval=SHARE),
     },
+    # coughclf.distillation: a frozen teacher's soft targets beside the labels (see its package docstring)
+    "distill": {
+        "teacher": Key((str, dict), None),  # a run or CV folder, a .keras file, or {model, weights, options}
+        "teacher_classes": Key(list, []),   # the outputs of a teacher that records no classes, in order
+        "teacher_input": Key(str, "augmented", ("augmented", "clean")),
+        "temperature": Key(float, 2.0, interval=POSITIVE),
+        "alpha": Key(float, 0.5, interval=SHARE),
+        "unlabelled": Key(list, []),        # prepared caches or folders of audio that only the teacher labels
+        "unlabelled_ratio": Key(float, 1.0, interval=POSITIVE),  # unlabelled batches per labelled batch
+    },
 }
 
 # The numbers among [frontend]'s options (LogMelSpectrogram's parameters), checked like the keys above.
@@ -258,6 +269,8 @@ class ExperimentConfig(dict):
 def _type_name(expected):
     names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
              dict: "a table", list: "a list"}
+    if isinstance(expected, tuple):
+        return " or ".join(map(_type_name, expected))
     return names.get(expected, getattr(expected, "__name__", str(expected)))
 
 
@@ -275,21 +288,6 @@ def coerce_key_value(value, key, where, path):
     if key.interval is not None and value not in key.interval:
         raise CoughclfError(f"{path}: {where} = {value!r} must be {key.interval}; fix the value in the file or in --set")
     return value
-
-
-def unknown_key(name, where, known, path):
-    """Raise the one-line error for an unknown key ``where`` in ``path``, suggesting the closest of ``known``."""
-    hint = difflib.get_close_matches(name, known, n=1)
-    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-    raise CoughclfError(f"{path}: unknown key {where!r}{suggestion}; valid keys here: "
-                        f"{', '.join(sorted(known))}")
-
-
-def unknown_value(value, where, known, path, what):
-    """Raise the one-line error for ``where = value`` not among ``known`` (``what`` they are), with a suggestion."""
-    hint = difflib.get_close_matches(str(value), known, n=1)
-    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-    raise CoughclfError(f"{path}: {where} = {value!r} is not one of {what}{suggestion}: {', '.join(known)}")
 
 
 def _apply_schema(raw, path):
@@ -413,6 +411,10 @@ def _validate_references(config, path):
             build_augmentation(layer_settings)
         except CoughclfError as error:
             raise CoughclfError(f"{path}: [augment]: {error}") from None
+    if config["distill"]["teacher"] is not None:
+        from coughclf.distillation.settings import check_distill
+
+        check_distill(config, path)
     data = config["data"]
     from coughclf.datasets.extra import check_entries
 

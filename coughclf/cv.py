@@ -79,12 +79,19 @@ def cross_validate(config, out_dir=None, strategy=None, *, callbacks=()):
     if strategy is None or isinstance(strategy, str):
         strategy = make_strategy(strategy)
     out_dir = Path(out_dir) if out_dir else default_run_folder(config, f"-cv-{time.strftime('%Y%m%d-%H%M%S')}")
+    distilled = config["distill"]["teacher"] is not None
+    if distilled:  # before the folder and the data: a teacher that cannot be read fails at once
+        from coughclf.distillation.teachers import check_teacher
+
+        check_teacher(config)
     chief = is_chief(strategy)
     if chief:
         claim_run_dir(config, out_dir)
     cache = open_data(config)
     folds_path = out_dir / "folds.json"
     folds = read_json(folds_path) if folds_path.exists() else fold_splits(config, cache)
+    if distilled:  # every fold has a teacher that never saw its test part, before the first fold trains
+        check_teacher(config, folds)
     if chief:
         write_json(folds_path, folds)
     results = []

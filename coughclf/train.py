@@ -57,6 +57,10 @@ def train(config, run_dir=None, strategy=None, *, split=None, callbacks=(), eval
     import keras
 
     task = tasks.get(config["task"])
+    if config["distill"]["teacher"] is not None:  # a teacher that cannot be read fails before the run folder
+        from coughclf.distillation.teachers import check_teacher
+
+        check_teacher(config, [split] if split else ())
     with training_run(config, run_dir, strategy) as run:
         fit_run(config, run.work_dir, run.strategy, task.plan_fit, split=split, callbacks=callbacks)
     keras.backend.clear_session()

@@ -61,8 +61,11 @@ def _bench_on_jax_without(commands, absent, folder):
 
 def test_train_and_frontend_benchmarks_run_on_jax_without_tensorflow(tmp_path):
     commands = ["train --model cough_small_cnn --batch-size 2 --steps 2 --warmup 1",
-                "frontend --batch-sizes 2 --seconds 0.25 --repeats 2 --warmup 1 --librosa-clips 1 --compare-torch"]
-    trained, measured = _bench_on_jax_without(commands, ["tensorflow", "torch"], tmp_path)
+                "frontend --batch-sizes 2 --seconds 0.25 --repeats 2 --warmup 1 --librosa-clips 1 --compare-torch",
+                "train --model cough_small_cnn --input-mode waveform --batch-size 2 --steps 2 --warmup 1 "
+                "--teacher cough_small_cnn"]
+    trained, measured, distilled = _bench_on_jax_without(commands, ["tensorflow", "torch"], tmp_path)
+    _assert_timing(distilled["distillation"]["step_ms"])  # the distillation row needs no TensorFlow either
     assert trained["backend"] == "jax" and trained["devices"] == ["cpu:0"]
     assert trained["input_shape"] == [313, 128] and trained["trainable_params"] == 4_682
     for name in ("step_ms", "step_with_copy_ms", "host_to_device_ms"):
@@ -112,6 +115,19 @@ def test_train_step_under_tensorflow_reports_the_step_and_the_copy_apart():
     import keras
 
     assert keras.config.dtype_policy().name == "float32"  # the policy was the benchmark's alone
+
+
+def test_the_distillation_row_times_the_step_with_a_frozen_teacher_and_the_teacher_alone():
+    results = train.run(_parse(train, "--model", "cough_small_cnn", "--input-mode", "waveform", "--batch-size", "2",
+                               "--steps", "2", "--warmup", "1", "--teacher", "cough_small_cnn"))
+    distillation = results["distillation"]
+    assert distillation["teacher"] == "cough_small_cnn" and distillation["teacher_params"] == 4_682
+    _assert_timing(distillation["step_ms"])
+    _assert_timing(distillation["teacher_ms"])
+    assert distillation["step_over_plain"] == pytest.approx(
+        distillation["step_ms"]["median"] / results["step_ms"]["median"], rel=1e-2)
+    with pytest.raises(CoughclfError, match="--teacher hears the waveform: add --input-mode waveform"):
+        train.run(_parse(train, "--teacher", "cough_small_cnn"))
 
 
 def test_compare_torch_is_refused_beside_tensorflow_before_any_work(monkeypatch):

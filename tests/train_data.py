@@ -30,9 +30,7 @@ def write_tone_cache(root, *, clips_per_class=16, speakers=8, folds=4, seconds=1
     for label_index, name in enumerate(CLASSES):
         for take in range(clips_per_class):
             clip_id = f"{name}-{take:03d}"
-            frequency = (300.0 if label_index == 0 else 2000.0) * (1 + 0.05 * (take % 5))
-            signal = tone(seconds, RATE, frequency, amplitude=0.3, seed=label_index * 1000 + take, noise=0.05)
-            pcm = np.round(signal * 32767).astype(np.int16)
+            pcm = tone_pcm(label_index, take, seconds)
             shard = len(rows) % shards
             writers[shard].write(encode_example(clip_id, pcm, label_index))
             rows.append({"id": clip_id, "path": f"{clip_id}.wav", "label": name, "label_index": label_index,
@@ -49,6 +47,13 @@ def write_tone_cache(root, *, clips_per_class=16, speakers=8, folds=4, seconds=1
     (root / "cache.json").write_text(json.dumps({"format": FORMAT_VERSION, "dataset": "folder",
                                                  "classes": list(CLASSES), "sample_rate": RATE}))
     return root
+
+
+def tone_pcm(label_index, take, seconds=1.0):
+    """The 16-bit samples of the cache's clip ``take`` of class ``label_index`` (:func:`write_tone_cache`)."""
+    frequency = (300.0 if label_index == 0 else 2000.0) * (1 + 0.05 * (take % 5))
+    signal = tone(seconds, RATE, frequency, amplitude=0.3, seed=label_index * 1000 + take, noise=0.05)
+    return np.round(signal * 32767).astype(np.int16)
 
 
 RANDOM_SPLIT = 'method = "random"\nval = 0.25\ntest = 0.25'

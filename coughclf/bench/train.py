@@ -12,6 +12,11 @@ not the input pipeline. Reported separately, timed in the same interleaved round
   the same batch as int16 PCM, half the bytes);
 * ``step_with_copy_ms``: the step fed the NumPy batch, i.e. both together.
 
+``--teacher NAME|FILE.keras`` adds the distillation row (:mod:`coughclf.distillation`): the same step
+with a frozen teacher scoring the batch beside the student (``distillation.step_ms``), the teacher's
+forward pass alone (``teacher_ms``) and the ratio to the plain step; a registered teacher is built with
+random weights for the student's input length and classes (its cost does not depend on its weights).
+
 ``--compare-torch`` times the report's PyTorch CRNN (:mod:`coughclf.bench._torch`; with
 waveforms, behind torchaudio's log-mel) on the same batch and device the same way, when
 PyTorch is installed (with Keras on JAX or PyTorch: PyTorch and TensorFlow crash in one
@@ -48,6 +53,10 @@ def add_arguments(parser):
     parser.add_argument("--compare-torch", action="store_true",
                         help="also time the report's PyTorch model (cough_crnn only) on the same device")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random batch and the weights")
+    parser.add_argument("--teacher", metavar="NAME|FILE.keras",
+                        help="also time the distillation step with this frozen teacher (a registered classifier, "
+                             "built at random for the same input and classes, or a .keras file); needs "
+                             "--input-mode waveform")
 
 
 def _check(args):
@@ -57,6 +66,8 @@ def _check(args):
     if spec(args.model).task != "classification":
         raise CoughclfError(f"bench train times classifiers; {args.model!r} is a "
                             f"{spec(args.model).task} model (choose one listed by 'coughclf models')")
+    if args.teacher and args.input_mode != "waveform":
+        raise CoughclfError("--teacher hears the waveform: add --input-mode waveform")
     if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
         raise CoughclfError("--steps and --batch-size must be at least 1 and --warmup at least 0")
     if args.compare_torch:
@@ -104,6 +115,10 @@ def run(args):
     torch_calls, torch_results = {}, None
     if args.compare_torch:
         torch_calls, torch_results = _torch_reference(args, model, inputs, labels)
+    distill_calls, distillation = {}, None
+    if args.teacher:
+        distill_calls, distillation = _distillation_calls(args, model, device_inputs, to_device(
+            np.eye(model.output.shape[-1], dtype="float32")[labels]))
     results = {
         "model": args.model, "input_mode": args.input_mode, "batch_size": args.batch_size,
         "input_shape": list(input_shape), "input_megabytes": megabytes(inputs),
@@ -111,9 +126,14 @@ def run(args):
         "dtype_policy": args.dtype_policy, "steps": args.steps, "warmup_steps": args.warmup,
         **describe_machine(),
     }
-    timings = interleaved_milliseconds({**calls, **torch_calls}, args.steps, args.warmup, seed=args.seed)
+    timings = interleaved_milliseconds({**calls, **torch_calls, **distill_calls}, args.steps, args.warmup,
+                                       seed=args.seed)
     results.update({name: timings[name] for name in calls})
     results["load_average_after"] = describe_machine()["load_average"]
+    if distillation is not None:
+        distillation.update({name.removeprefix("distill_"): timings[name] for name in distill_calls})
+        distillation["step_over_plain"] = round(timings["distill_step_ms"]["median"] / timings["step_ms"]["median"], 3)
+        results["distillation"] = distillation
     if torch_results is not None:
         results["torch"] = torch_results
         if torch_calls:
@@ -158,3 +178,34 @@ def _torch_reference(args, model, inputs, labels):
                **_torch.describe(torch, torchaudio),
                "trainable_params": sum(p.numel() for p in reference.parameters() if p.requires_grad)}
     return {"torch_step_ms": step, "torch_host_to_device_ms": host_to_device}, results
+
+
+def _distillation_calls(args, student, inputs, one_hot):
+    """``(calls, results)``: the distillation step of ``student`` beside ``args.teacher`` (frozen) on the same
+    batch, and the teacher's forward pass alone; the results describe the teacher."""
+    import keras
+
+    from coughclf import models
+    from coughclf.distillation.model import Distiller, TeacherLogProbabilities
+    from coughclf.model_files import load_model_file
+    from coughclf.models.common import trainable_params
+
+    samples, classes = student.input.shape[1], student.output.shape[-1]
+    if args.teacher.endswith(".keras"):
+        teacher = load_model_file(args.teacher)
+    else:
+        options = {"input_mode": "waveform", "num_classes": classes}
+        if "clip_seconds" in models.accepted_options(args.teacher):
+            options["clip_seconds"] = samples / models.spec(args.model).defaults.get("sample_rate", 16000)
+        teacher = models.build(args.teacher, **options)
+    described = {"teacher": args.teacher, "teacher_params": trainable_params(teacher)}
+    teacher.trainable = False
+    layer = TeacherLogProbabilities([teacher], list(range(classes)), teacher.input.shape[1])
+    distiller = Distiller(student, layer, temperature=2.0, alpha=0.5)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-4), loss=keras.losses.CategoricalCrossentropy(),
+                      jit_compile=JIT_CHOICES[args.jit_compile])
+    audio = keras.Input((samples,))
+    alone = keras.Model(audio, layer(audio))
+    alone.compile(jit_compile=JIT_CHOICES[args.jit_compile])
+    return {"distill_step_ms": lambda: distiller.train_on_batch(inputs, one_hot),
+            "distill_teacher_ms": lambda: alone.predict_on_batch(inputs)}, described
