@@ -5,6 +5,8 @@ each still exists with the signature used here, so a library upgrade that change
 fails there, by name, instead of deep inside a training step.
 """
 
+import contextlib
+
 
 def backend_rnn():
     """Keras' own loop driver of recurrent layers (``keras.src.backend.rnn``).
@@ -21,3 +23,20 @@ def backend_rnn():
 
 # The keyword arguments coughclf passes to backend_rnn(); checked by tests/test_compat.py.
 BACKEND_RNN_ARGUMENTS = ("go_backwards", "unroll", "input_length", "return_all_outputs")
+
+
+@contextlib.contextmanager
+def without_training_state(model):
+    """``model`` seen as uncompiled inside the block, so that ``model.save`` writes the model alone.
+
+    Keras 3 saves a compiled model's optimizer variables with it and has no option to leave
+    them out (Keras 2's ``include_optimizer`` is gone): Adam's two moments made resnet18's
+    best.keras three times the size of its weights. ``save`` walks ``model.optimizer`` and
+    writes a compile config while ``model.compiled``; both are set back on leaving the block.
+    """
+    optimizer, compiled = model.optimizer, model.compiled
+    model.optimizer, model.compiled = None, False
+    try:
+        yield model
+    finally:
+        model.optimizer, model.compiled = optimizer, compiled

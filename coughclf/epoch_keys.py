@@ -72,5 +72,7 @@ def random_keys(seed):
             [], seed=tf.random.experimental.stateless_fold_in(epoch_seed, index), dtype=tf.int64,
             minval=None, maxval=None))
 
-    # The clock is read when the iteration produces its first key, after the epoch has begun.
-    return tf.data.Dataset.range(1).map(lambda _: epoch_variable.read_value()).flat_map(keys_of_epoch)
+    # The clock is read when the iteration produces its first key, after the epoch has begun. Endless, as
+    # Dataset.random: zipped with a dataset, the pair keeps that dataset's length, which Keras reads.
+    keys = tf.data.Dataset.range(1).map(lambda _: epoch_variable.read_value()).flat_map(keys_of_epoch)
+    return keys.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))

@@ -1,16 +1,31 @@
-"""Reading a saved ``.keras`` model that may be damaged or untrusted, with errors that say which and why.
+"""Model files a user can carry: written without training state, read with errors that say what is wrong.
 
-Keras reports a truncated or corrupt ``.keras`` file as "File not found" and a refused
-``Lambda`` layer as a ``ValueError`` about deserialisation; both are failures a user can
-act on once told the file and the fix, so :func:`load_model_file` turns them into
-:class:`coughclf.errors.CoughclfError`. Models always load in safe mode: a ``Lambda``
-layer (Python code inside the file) is refused, never run.
+:func:`save_model_file` writes the model alone, atomically: architecture and weights, not
+the optimizer state (a run keeps that for resuming in a file of its own,
+:mod:`coughclf.resume_state`).
+
+:func:`load_model_file` reads one that may be damaged or untrusted. Keras reports a
+truncated or corrupt ``.keras`` file as "File not found" and a refused ``Lambda`` layer
+as a ``ValueError`` about deserialisation; both are failures a user can act on once told
+the file and the fix, so they become :class:`coughclf.errors.CoughclfError`. Models
+always load in safe mode: a ``Lambda`` layer (Python code inside the file) is refused,
+never run.
 """
 
 import zipfile
 from pathlib import Path
 
+from coughclf.compat import without_training_state
 from coughclf.errors import CoughclfError
+from coughclf.files import atomic_path
+
+
+def save_model_file(model, path):
+    """Write ``model`` to the ``.keras`` file ``path`` atomically: its architecture and weights, not its
+    optimizer state or compile settings (it loads with :func:`load_model_file` as an uncompiled model)."""
+    with atomic_path(path, suffix=".keras") as temporary, without_training_state(model):
+        model.save(temporary)
+    return Path(path)
 
 
 def load_model_file(path, *, remedy="copy the file again from where it was made, or train it again"):

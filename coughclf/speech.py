@@ -2,7 +2,7 @@
 
 ``coughclf train`` and ``coughclf evaluate`` hand ``ctc`` configs to :func:`plan_fit`
 and :func:`evaluate_ctc` (:mod:`coughclf.tasks`). The run folder is the classifiers' (config.toml,
-split.json, best.keras, history.json/csv, backup/, training.json, metrics.json) plus
+split.json, best.keras, history.json/csv, resume.weights.h5, training.json, metrics.json) plus
 ``examples.csv``: every evaluated utterance with its reference and decoded texts, and
 ``plots/learning_curves.png``: the loss and the validation CER and WER per epoch.
 
