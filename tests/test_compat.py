@@ -30,3 +30,23 @@ def test_keras_backend_rnn_runs_a_cumulative_sum():
                                           return_all_outputs=True)
     np.testing.assert_allclose(ops.convert_to_numpy(outputs), np.cumsum(sequences, axis=1))
     np.testing.assert_allclose(ops.convert_to_numpy(last), [[6.0, 9.0]])
+
+
+def test_a_model_saved_without_its_training_state_leaves_the_optimizer_out_and_keeps_it_after(tmp_path):
+    import zipfile
+
+    import h5py
+
+    from coughclf.compat import without_training_state
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(keras.optimizers.Adam(), "mse")
+    model.fit(np.ones((4, 3)), np.zeros((4, 2)), verbose=0)
+    optimizer = model.optimizer
+    with without_training_state(model):
+        model.save(tmp_path / "model.keras")
+    assert model.optimizer is optimizer and model.compiled
+    with zipfile.ZipFile(tmp_path / "model.keras") as archive, archive.open("model.weights.h5") as weights:
+        with h5py.File(weights, "r") as stored:
+            assert "layers" in stored and "optimizer" not in stored
