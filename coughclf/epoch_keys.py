@@ -47,12 +47,17 @@ class EpochClock:
 
 
 @contextlib.contextmanager
-def keyed_by_epoch():
-    """Datasets made inside draw the keys of the epoch on the yielded :class:`EpochClock`."""
+def keyed_by_epoch(active=True):
+    """Datasets made inside draw the keys of the epoch on the yielded :class:`EpochClock`.
+
+    ``active=False`` changes nothing: the datasets draw by iteration, as outside, and no dataset
+    reads the clock yielded.
+    """
     global _active_clock
-    previous, _active_clock = _active_clock, EpochClock()
+    clock = EpochClock()
+    previous, _active_clock = _active_clock, (clock if active else _active_clock)
     try:
-        yield _active_clock
+        yield clock
     finally:
         _active_clock = previous
 

@@ -57,9 +57,12 @@ def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
     cache = open_data(config)
     split = run_split(config, cache, run_dir, split)
     report(f"split: {describe_split(cache, split)}")
+    steps = config["train"]["steps_per_epoch"]
     # The model and its layers take the policy; the data's draws are keyed by the clock's epoch, so that a
-    # resumed run draws the batches of the epochs it resumes (coughclf.epoch_keys).
-    with dtype_policy(config["train"]["mixed_precision"]), damaged_shards_named(cache), keyed_by_epoch() as clock:
+    # resumed run draws the batches of the epochs it resumes (coughclf.epoch_keys). Not with steps_per_epoch:
+    # an epoch is then no pass over the data, and passes that begin in one epoch would draw alike.
+    with (dtype_policy(config["train"]["mixed_precision"]), damaged_shards_named(cache),
+          keyed_by_epoch(active=not steps) as clock):
         plan = plan_fit(config, run_dir, cache, split, strategy)
     if not split["validation"] and plan.monitor.startswith("val_"):
         raise CoughclfError(f"{config.source}: no validation clips (split.val = {config['split']['val']}) but "
@@ -71,7 +74,6 @@ def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         train_data = train_data.with_options(options)
         validation_data = validation_data.with_options(options) if validation_data else None
-    steps = config["train"]["steps_per_epoch"]
     if steps:
         train_data = train_data.repeat()
     resumed, rows_before = resumed_rows(run_dir)

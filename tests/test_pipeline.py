@@ -352,6 +352,22 @@ def test_a_dataset_keyed_by_epoch_draws_each_epochs_batches_from_the_clock_alone
     assert ids_and_audio(batches(resumed)) == epochs[2]
 
 
+def test_keys_follow_the_clock_inside_an_active_block_and_the_iterations_elsewhere():
+    from coughclf.epoch_keys import keyed_by_epoch, random_keys
+
+    def two_iterations(keys):
+        return [[int(key) for key in keys.take(3)] for _ in range(2)]
+
+    with keyed_by_epoch():
+        first, again = two_iterations(random_keys(5))
+    assert first == again  # the clock did not move
+    with keyed_by_epoch(active=False):
+        first, again = two_iterations(random_keys(5))
+    assert first != again
+    first, again = two_iterations(random_keys(5))
+    assert first != again
+
+
 def test_variable_length_pads_each_batch_to_its_longest_clip_with_lengths(tmp_path, in_memory):
     clips = [(f"s{i}", ramp(n), -1, f"word {i}") for i, n in enumerate([1000, 5000, 3000, 7000, 2000])]
     cache = write_cache(tmp_path / "cache", clips, shards=2)
