@@ -138,6 +138,31 @@ def test_a_resumed_run_on_jax_ends_with_the_weights_of_the_uninterrupted_run(tmp
     assert_same_run((arrays["straight"], saved["straight"]["history"]), (arrays["resumed"], saved["resumed"]["history"]))
 
 
+def test_a_run_killed_after_it_stopped_resumes_only_to_write_its_training_json(tmp_path):
+    import keras
+
+    from coughclf.config import load_config
+    from coughclf.train import train
+
+    class StopThenDie(keras.callbacks.Callback):
+        """Stops training in the first epoch (as early stopping would), dies once the epoch is committed."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            raise Interrupted
+
+    cache = write_tone_cache(tmp_path / "cache", clips_per_class=8)
+    config = load_config(write_config(tmp_path / "tones.toml", cache, epochs=3))
+    with pytest.raises(Interrupted):
+        train(config, tmp_path / "run", callbacks=[StopThenDie()], evaluate_after=False)
+    train(config, tmp_path / "run", evaluate_after=False)
+    summary = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert (summary["epochs_run"], summary["epochs_this_session"], summary["stopped_early"]) == (1, 0, True)
+    assert not (tmp_path / "run" / "resume.weights.h5").exists()
+
+
 # --- the resume state on its own ------------------------------------------------------------------
 
 def tiny_model():
