@@ -58,7 +58,7 @@ def resumed_rows(run_dir):
     return point, [row for row in history_rows(run_dir) if row["epoch"] < point.epoch]
 
 
-PENDING_BEST = "best.pending-{epoch:04d}.keras"  # Keras fills in the epoch, counting from 1
+PENDING_BEST = "best.pending-{epoch:04d}.keras"  # the epoch counting from 1
 
 
 def settle_pending_best(run_dir, resumed_at):
