@@ -176,8 +176,9 @@ class ShardRecords:
             order = tf.argsort(tf.random.stateless_uniform([size], seed=tf.stack([key, 0])))
             return tf.nest.map_structure(lambda values: tf.gather(values, order), block)
 
+        # One block permuted at a time (a gather): blocks in flight would each hold shuffle_buffer records.
         blocks = tf.data.Dataset.zip(dataset.batch(plan.shuffle_buffer), plan.random_keys(stream=2))
-        return blocks.map(permuted, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+        return blocks.map(permuted).unbatch()
 
     def selected_records(self, plan):
         """The serialised record of each use of a selected clip this epoch.

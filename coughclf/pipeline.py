@@ -172,8 +172,8 @@ class DatasetOptions:
         with_ids: also yield each clip's id.
         shuffle_buffer: when streaming, clips shuffled together in training (a block
             of consecutive records permuted at once), as whole 16-bit records (about
-            ``shuffle_buffer * duration * 32`` KB; windows: cut windows). In memory every
-            epoch is shuffled whole.
+            ``shuffle_buffer * duration * 32`` KB a block, two or three blocks held at a
+            time; windows: cut windows). In memory every epoch is shuffled whole.
         cache_in_memory: ``True`` reads the selected clips' 16-bit audio into memory
             once, here, so that no epoch reads or parses a record again; ``False``
             streams the shards every epoch; ``"auto"`` holds them in memory when they
