@@ -160,9 +160,25 @@ class ShardRecords:
 
     @staticmethod
     def shuffled(plan, dataset):
+        """``dataset`` in training shuffled in blocks of ``plan.shuffle_buffer`` elements, each block
+        permuted by a key of its own.
+
+        Not ``Dataset.shuffle``: its order changes with every iteration in this process,
+        where a key is the epoch's (:mod:`coughclf.epoch_keys`), which a resumed run draws again.
+        """
+        import tensorflow as tf
+
         if not plan.training:
             return dataset
-        return dataset.shuffle(plan.shuffle_buffer, seed=derived_seed(plan.seed, 2), reshuffle_each_iteration=True)
+
+        def permuted(block, key):
+            size = tf.shape(tf.nest.flatten(block)[0])[0]
+            order = tf.argsort(tf.random.stateless_uniform([size], seed=tf.stack([key, 0])))
+            return tf.nest.map_structure(lambda values: tf.gather(values, order), block)
+
+        # One block permuted at a time (a gather): blocks in flight would each hold shuffle_buffer records.
+        blocks = tf.data.Dataset.zip(dataset.batch(plan.shuffle_buffer), plan.random_keys(stream=2))
+        return blocks.map(permuted).unbatch()
 
     def selected_records(self, plan):
         """The serialised record of each use of a selected clip this epoch.
@@ -173,10 +189,10 @@ class ShardRecords:
         """
         import tensorflow as tf
 
-        if not plan.balance:
-            return self.records(plan, derived_seed(plan.seed, 3)).filter(lambda record: self.position(record) >= 0)
-
-        def resampled(key):
+        def epoch_records(key):
+            records = self.records(plan, key)
+            if not plan.balance:
+                return records.filter(lambda record: self.position(record) >= 0)
             uses = _epoch_repeats(plan, key)
 
             def repeated(record):
@@ -184,25 +200,22 @@ class ShardRecords:
                 times = tf.where(position >= 0, tf.gather(uses, tf.maximum(position, 0)), 0)
                 return tf.data.Dataset.from_tensors(record).repeat(tf.cast(times, tf.int64))
 
-            return self.records(plan, key).flat_map(repeated)
+            return records.flat_map(repeated)
 
-        # The resampling is drawn once per epoch: the epoch's records are built from its key.
-        return plan.random_keys(stream=4).take(1).flat_map(resampled)
+        # The shard order and the resampling are drawn once per epoch: the epoch's records are built from its key.
+        return plan.random_keys(stream=4).take(1).flat_map(epoch_records)
 
-    def records(self, plan, shard_seed):
+    def records(self, plan, epoch_key):
         import tensorflow as tf
 
         paths = tf.constant(self.shard_paths)
-        if plan.training and isinstance(shard_seed, tf.Tensor):
-            # An epoch key drawn in the graph: Dataset.shuffle cannot take a tensor seed (TF's seed
-            # handling compares it with 0 in Python, which fails once the global seed is 0), so the
-            # shard order is a stateless permutation of the key instead.
+        if plan.training:
+            # Dataset.shuffle cannot take the key, a tensor (TF's seed handling compares a seed with 0
+            # in Python, which fails once the global seed is 0): a stateless permutation of it instead.
             noise = tf.random.stateless_uniform([len(self.shard_paths)],
-                                                seed=tf.stack([shard_seed, tf.constant(0, tf.int64)]))
+                                                seed=tf.stack([epoch_key, tf.constant(0, tf.int64)]))
             paths = tf.gather(paths, tf.argsort(noise))
         shards = tf.data.Dataset.from_tensor_slices(paths)
-        if plan.training and not isinstance(shard_seed, tf.Tensor):
-            shards = shards.shuffle(len(self.shard_paths), seed=shard_seed, reshuffle_each_iteration=True)
         return shards.interleave(tf.data.TFRecordDataset,
                                  cycle_length=min(len(self.shard_paths), _MAX_INTERLEAVED_SHARDS),
                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=plan.deterministic)
@@ -293,8 +306,3 @@ def _epoch_repeats(plan, epoch_key):
     rank_in_class = tf.math.invert_permutation(order) - tf.constant(class_start[class_of_clip], tf.int32)
     once_more = rank_in_class < tf.constant(extra[class_of_clip], tf.int32)
     return tf.constant(base[class_of_clip], tf.int32) + tf.cast(once_more, tf.int32)
-
-
-def derived_seed(seed, stream):
-    """A distinct seed per random stream of the pipeline (``None`` stays unseeded)."""
-    return None if seed is None else seed * 1_000_003 + stream

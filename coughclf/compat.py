@@ -5,6 +5,8 @@ each still exists with the signature used here, so a library upgrade that change
 fails there, by name, instead of deep inside a training step.
 """
 
+import contextlib
+
 
 def backend_rnn():
     """Keras' own loop driver of recurrent layers (``keras.src.backend.rnn``).
@@ -32,3 +34,24 @@ def tflite_operators(interpreter):
     ``get_tensor_details`` lists both alike, and the public API has no other view of the graph.
     """
     return interpreter._get_ops_details()
+
+
+@contextlib.contextmanager
+def without_training_state(model):
+    """``model`` seen as uncompiled inside the block, so that ``model.save`` writes the model alone.
+
+    Keras 3 saves a compiled model's optimizer variables with it and has no option to leave
+    them out (Keras 2's ``include_optimizer`` is gone): Adam's two moments made resnet18's
+    best.keras three times the size of its weights. ``save`` walks ``model.optimizer`` and
+    writes a compile config while ``model.compiled``; both are set back on leaving the block. A model
+    never compiled (a whole model saved in place of the head that trained) is saved as it is.
+    """
+    if not getattr(model, "compiled", False):
+        yield model
+        return
+    optimizer, compiled = model.optimizer, model.compiled
+    model.optimizer, model.compiled = None, False
+    try:
+        yield model
+    finally:
+        model.optimizer, model.compiled = optimizer, compiled

@@ -11,7 +11,7 @@ The CV folder holds ``config.toml``, ``folds.json`` (the clip ids of every fold)
 and standard deviation over folds of every metric) and ``plots/``. A fold is done once
 ``fold-{i}/fold-done.json`` exists (written atomically after its evaluation); a killed
 CV run started again skips the done folds and resumes the unfinished one from its
-``BackupAndRestore`` state.
+resume state (:mod:`coughclf.resume_state`).
 """
 
 from pathlib import Path

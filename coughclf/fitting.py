@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from coughclf.console import fit_verbose, report
+from coughclf.epoch_keys import keyed_by_epoch
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
 from coughclf.inputs import describe_split, open_data, run_split
+from coughclf.model_files import save_model_file
 from coughclf.optim import dtype_policy, schedule_callback, weight_averaging_callbacks
+from coughclf.resume_state import RESUME_STATE, restore_resume_state, write_resume_state
 from coughclf.runs import PENDING_BEST, best_row, history_rows, is_chief, resumed_rows, settle_pending_best
 
 
@@ -56,8 +59,13 @@ def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
     cache = open_data(config)
     split = run_split(config, cache, run_dir, split)
     report(f"split: {describe_split(cache, split)}")
-    with dtype_policy(config["train"]["mixed_precision"]), damaged_shards_named(cache):
-        plan = plan_fit(config, run_dir, cache, split, strategy)  # the model and its layers take the policy
+    steps = config["train"]["steps_per_epoch"]
+    # The model and its layers take the policy; the data's draws are keyed by the clock's epoch, so that a
+    # resumed run draws the batches of the epochs it resumes (coughclf.epoch_keys). Not with steps_per_epoch:
+    # an epoch is then no pass over the data, and passes that begin in one epoch would draw alike.
+    with (dtype_policy(config["train"]["mixed_precision"]), damaged_shards_named(cache),
+          keyed_by_epoch(active=not steps) as clock):
+        plan = plan_fit(config, run_dir, cache, split, strategy)
     if not split["validation"] and plan.monitor.startswith("val_"):
         raise CoughclfError(f"{config.source}: no validation clips (split.val = {config['split']['val']}) but "
                             f"train.monitor = {plan.monitor!r}; set split.val > 0 or monitor a training metric")
@@ -68,19 +76,22 @@ def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         train_data = train_data.with_options(options)
         validation_data = validation_data.with_options(options) if validation_data else None
-    steps = config["train"]["steps_per_epoch"]
     if steps:
         train_data = train_data.repeat()
-    resumed_at, rows_before = resumed_rows(run_dir)
+    resumed, rows_before = resumed_rows(run_dir)
+    resumed_at = resumed.epoch if resumed else 0
     settle_pending_best(run_dir, resumed_at)
     if resumed_at:
         report(f"resuming {run_dir} at epoch {resumed_at + 1}")
+    epochs = config["train"]["epochs"]
     started = time.time()
     with damaged_shards_named(cache):
         history = plan.model.fit(
-            train_data, validation_data=validation_data, epochs=config["train"]["epochs"], steps_per_epoch=steps,
+            train_data, validation_data=validation_data, epochs=epochs, steps_per_epoch=steps,
+            initial_epoch=epochs if resumed and resumed.stopped else resumed_at,
             class_weight=plan.class_weight, verbose=fit_verbose(plan.verbose), shuffle=False,
-            callbacks=[*run_callbacks(config, run_dir, plan, rows_before, is_chief(strategy)), *callbacks])
+            callbacks=[clock.callback(), *run_callbacks(config, run_dir, plan, rows_before, is_chief(strategy)),
+                       *callbacks])
     rows = history_rows(run_dir)
     best = best_row([row for row in rows if nan_epoch([row]) is None], plan.monitor, plan.mode)
     failed_at = nan_epoch(rows)
@@ -110,6 +121,7 @@ def fit_run(config, run_dir, strategy, plan_fit, *, split=None, callbacks=()):
                                       f"{kept}; {remedy}")
         print(f"{run_dir}: training stopped: {summary['stopped_because']}", file=sys.stderr)
     write_json(run_dir / "training.json", summary)
+    (run_dir / RESUME_STATE).unlink(missing_ok=True)  # the run is finished: nothing to resume
     return summary
 
 
@@ -146,13 +158,13 @@ def damaged_shards_named(cache):
 
 
 def run_callbacks(config, run_dir, plan, rows_before, chief):
-    """The run's callbacks: restore, NaN stop, averaging, the task's, schedule, best model, history,
-    early stop, then the commit of the epoch.
+    """The run's callbacks: NaN stop, averaging, the task's, schedule, best model, history, early stop,
+    then the commit of the epoch (and, when training starts again, the restore of the last one).
 
     An epoch's records are one step: its history row and its best-model candidate are
-    written first, then the backup that says a resumed run starts after this epoch, then
-    the candidate becomes best.keras (:func:`coughclf.runs.settle_pending_best` finishes
-    that step for a run killed within it).
+    written first, then the resume state that says a resumed run starts after this epoch,
+    then the candidate becomes best.keras (:func:`coughclf.runs.settle_pending_best`
+    finishes that step for a run killed within it).
     """
     import keras
 
@@ -173,9 +185,14 @@ def run_callbacks(config, run_dir, plan, rows_before, chief):
             write_json(run_dir / "history.json", self.rows)
             write_csv(run_dir / "history.csv", self.rows)
 
-    class BestModel(keras.callbacks.ModelCheckpoint):
-        """ModelCheckpoint writing the epoch's candidate ``best.pending-NNNN.keras``, never a model whose
-        loss is not a number (the weights of such an epoch are NaN whatever the monitored value says)."""
+    class BestModel(keras.callbacks.Callback):
+        """The epoch's candidate ``best.pending-NNNN.keras`` when ``monitor`` beats the best value so far:
+        the model alone (:func:`coughclf.model_files.save_model_file`), never one whose loss is not a
+        number (the weights of such an epoch are NaN whatever the monitored value says)."""
+
+        def __init__(self, best_value):
+            super().__init__()
+            self.best = best_value
 
         def set_model(self, model):
             # A head trained on cached embeddings is saved as the whole model whose layers it shares.
@@ -183,43 +200,32 @@ def run_callbacks(config, run_dir, plan, rows_before, chief):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            if all(_finite(logs[key]) for key in ("loss", "val_loss") if key in logs):
-                super().on_epoch_end(epoch, logs)
-
-    class CommittedBackup(keras.callbacks.BackupAndRestore):
-        """BackupAndRestore whose end-of-epoch save waits for :meth:`commit`: the backup decides where a
-        resumed run starts, so it is written after the epoch's other records."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            pass
-
-        def commit(self, epoch, logs):
-            super().on_epoch_end(epoch, logs)
+            value = logs.get(monitor)
+            if not _finite(value) or not all(_finite(logs[key]) for key in ("loss", "val_loss") if key in logs):
+                return
+            if self.best is None or (value > self.best if mode == "max" else value < self.best):
+                self.best = value
+                save_model_file(self.model, run_dir / PENDING_BEST.format(epoch=epoch + 1))
 
     class CommitEpoch(keras.callbacks.Callback):
-        """The epoch's backup, then its best-model candidate promoted: the last records of an epoch."""
+        """The epoch's resume state, then its best-model candidate promoted: the last records of an epoch.
+        Training started again restores the last committed epoch's state, after the other callbacks
+        have reset their counters."""
+
+        def on_train_begin(self, logs=None):
+            if resume_state.exists():
+                restore_resume_state(resume_state, self.model, callbacks)
 
         def on_epoch_end(self, epoch, logs=None):
-            # The backup keeps the raw weights, their average in the optimiser, as it was before
-            # SwapEMAWeights put the average in the model for the checkpoint.
+            # The resume state keeps the raw weights, their average in the optimiser, as they were
+            # before SwapEMAWeights put the average in the model for the checkpoint.
             for swap in averaging:
                 swap.on_epoch_begin(epoch + 1)
-            backup.commit(epoch, logs)
+            write_resume_state(resume_state, self.model, epoch=epoch + 1, stopped=self.model.stop_training,
+                               callbacks=callbacks)
             for swap in averaging:
                 swap.on_epoch_end(epoch)
             settle_pending_best(run_dir, epoch + 1)
-
-    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-        """EarlyStopping that starts from the best value and patience count of the epochs already run."""
-
-        def __init__(self, restored_best, restored_wait, **kwargs):
-            super().__init__(**kwargs)
-            self.restored_best, self.restored_wait = restored_best, restored_wait
-
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)
-            if self.restored_best is not None:
-                self.best, self.wait = self.restored_best, self.restored_wait
 
     class StopOnNaN(keras.callbacks.TerminateOnNaN):
         """TerminateOnNaN, which watches the training batches, and the validation loss at the epoch's end."""
@@ -231,27 +237,22 @@ def run_callbacks(config, run_dir, plan, rows_before, chief):
 
     monitor, mode = plan.monitor, plan.mode
     best = best_row(rows_before, monitor, mode)
-    best_value = best[monitor] if best else None
-    backup = CommittedBackup(str(run_dir / "backup"), double_checkpoint=True)
+    resume_state = run_dir / RESUME_STATE
     averaging = weight_averaging_callbacks(config)
     callbacks = [
-        # First, so that on resume the epoch is restored before any other callback starts.
-        backup,
         StopOnNaN(),
         *averaging,
         # Before the schedule, the checkpoint and the history, which read the values they add to the logs.
         *plan.callbacks,
         schedule_callback(config, monitor, mode),
-        BestModel(str(run_dir / PENDING_BEST), monitor=monitor, mode=mode, save_best_only=True,
-                  initial_value_threshold=best_value),
+        BestModel(best[monitor] if best else None),
         EpochHistory(rows_before),
-        CommitEpoch(),
     ]
     if config["train"]["patience"]:
-        wait = (rows_before[-1]["epoch"] - best["epoch"]) if best else 0
-        callbacks.append(ResumableEarlyStopping(best_value, wait, monitor=monitor, mode=mode,
-                                                patience=config["train"]["patience"]))
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                                       patience=config["train"]["patience"]))
+    # After every callback whose counters the resume state keeps, which it restores and saves.
+    callbacks.append(CommitEpoch())
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0))
     return callbacks
-

@@ -36,9 +36,9 @@ after batching (as the keras-io "MixUp augmentation" example does), not in a lay
   the target's expectation ``Σ_k y_k·w_k`` (``r·w1 + (1 − r)·w2``), and ``class_weight``
   must not be passed to ``fit`` as well.
 
-Every draw is stateless from a per-batch key of ``tf.data.Dataset.random(seed,
-rerandomize_each_iteration=True)``, as in :mod:`coughclf.pipeline`: the same seed gives
-the same mixes, and each epoch draws new ones.
+Every draw is stateless from a per-batch key of :func:`coughclf.epoch_keys.random_keys`, as
+in :mod:`coughclf.pipeline`: the same seed gives the same mixes, each epoch draws new ones,
+and a resumed run draws the mixes of the epochs it resumes.
 
 Configured in ``[augment]`` (see :func:`mixing_from_augment`)::
 
@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coughclf.epoch_keys import random_keys
 from coughclf.errors import CoughclfError
 
 MODES = ("mixup", "between_class")
@@ -289,7 +290,7 @@ def mix_batches(dataset, mixing, *, sample_rate, class_weights=None):
     if num_classes is None:
         raise CoughclfError("batch mixing needs targets with a known number of classes (one-hot [batch, K])")
     weights = None if class_weights is None else tf.constant(class_weight_vector(class_weights, num_classes))
-    keys = tf.data.Dataset.random(seed=mixing.seed, rerandomize_each_iteration=True)
+    keys = random_keys(mixing.seed)
 
     def transform(batch, key):
         inputs, targets = batch

@@ -1,6 +1,11 @@
-"""Reading a saved ``.keras`` model that may be damaged or untrusted, with errors that say which and why.
+"""Model files a user can carry: written without training state, read with errors that say what is wrong.
 
-Models always load in Keras' safe mode, and every file that does not load is a one-line
+:func:`save_model_file` writes the model alone, atomically: architecture and weights, not
+the optimizer state (a run keeps that for resuming in a file of its own,
+:mod:`coughclf.resume_state`).
+
+:func:`load_model_file` reads one that may be damaged or untrusted. Models always load in
+Keras' safe mode, and every file that does not load is a one-line
 :class:`coughclf.errors.CoughclfError` naming the file and the reason, never Keras' nested
 dump. Keras reports a truncated or corrupt ``.keras`` file as "File not found", and a config
 that safe mode refuses (a ``Lambda`` layer, a Python lambda, a reference to ``os.system`` or to
@@ -13,7 +18,17 @@ import re
 import zipfile
 from pathlib import Path
 
+from coughclf.compat import without_training_state
 from coughclf.errors import CoughclfError
+from coughclf.files import atomic_path
+
+
+def save_model_file(model, path):
+    """Write ``model`` to the ``.keras`` file ``path`` atomically: its architecture and weights, not its
+    optimizer state or compile settings (it loads with :func:`load_model_file` as an uncompiled model)."""
+    with atomic_path(path, suffix=".keras") as temporary, without_training_state(model):
+        model.save(temporary)
+    return Path(path)
 
 # Keras' words for a config that would run code or reach beyond modelling (safe mode's refusals).
 _UNSAFE = re.compile(r"lambda|safe_mode|Could not locate (?:class|function)|not a modeling function|"

@@ -95,9 +95,9 @@ def learning_rate_at(config, epoch):
 
 
 def weight_averaging_callbacks(config):
-    """``[SwapEMAWeights]`` when ``optimizer.ema`` is set, else ``[]``: placed after
-    ``BackupAndRestore`` (which keeps the raw weights and the average) and before the
-    callbacks that validate or save, so that those see the averaged weights."""
+    """``[SwapEMAWeights]`` when ``optimizer.ema`` is set, else ``[]``: placed before the callbacks
+    that validate or save, so that those see the averaged weights (the resume state keeps the raw
+    weights and the average, see :func:`coughclf.fitting.run_callbacks`)."""
     import keras
 
     return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config["optimizer"]["ema"] else []

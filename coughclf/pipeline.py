@@ -11,12 +11,12 @@ The selected clips are read from the cache in one of two ways (``cache_in_memory
   and the clips' 16-bit audio stays in memory. Each epoch is then planned as a
   whole, vectorised: which clips it uses (``balance`` resamples each class to a
   per-class count, see :func:`epoch_class_counts`), their crop offsets, and, when
-  training, one random permutation of all of them (a full shuffle, not a buffer).
+  training, one random permutation of all of them (a full shuffle, not in blocks).
   tf.data then only slices each example out of memory and batches. Evaluation
   yields the clips in the order of ``ids``.
 * **streamed**: every epoch reads the shards in parallel (interleaved, in a
   shuffled order when training), keeps the records of selected clips (repeated as
-  the balancing says), shuffles them through a ``shuffle_buffer`` when training
+  the balancing says), shuffles them in blocks of ``shuffle_buffer`` when training
   and parses, cuts and decodes them a batch at a time.
 
 Either way each clip is cut to ``clip_seconds`` (a random crop when training, the
@@ -27,11 +27,15 @@ clips are cut into evenly spaced windows (each an example with its clip's label
 and id) which are shuffled one by one; with ``variable_length`` each batch is
 padded to its longest clip. Batches are prefetched.
 
-Everything random derives from ``seed``: two datasets made with the same seed and
+Everything random derives from ``seed``, through the keys of
+:func:`coughclf.epoch_keys.random_keys`: two datasets made with the same seed and
 the same ``cache_in_memory`` choice yield the same batches in the same order, epoch
 after epoch (for the same global TensorFlow seed, which
 ``keras.utils.set_random_seed`` sets), and each epoch differs from the previous one
 (new crops, order and resampled subsets). The two ways draw different batches.
+Made inside :func:`coughclf.epoch_keys.keyed_by_epoch`, as training makes them, a
+dataset draws each epoch's batches from the epoch's number instead of from how many
+times this process has iterated it: a resumed run gets the batches of the run it resumes.
 """
 
 import dataclasses
@@ -43,7 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from coughclf.cache import PreparedCache, open_cache
-from coughclf.clip_sources import ClipsInMemory, ShardRecords, derived_seed
+from coughclf.clip_sources import ClipsInMemory, ShardRecords
+from coughclf.epoch_keys import random_keys
 from coughclf.errors import CoughclfError
 
 MODES = ("train", "eval")
@@ -165,9 +170,10 @@ class DatasetOptions:
         bucket_boundaries: with ``variable_length``, clip durations in seconds that
             split clips into buckets batched separately (less padding).
         with_ids: also yield each clip's id.
-        shuffle_buffer: when streaming, clips held for shuffling in training, as
-            whole 16-bit records (about ``shuffle_buffer * duration * 32`` KB;
-            windows: cut windows). In memory every epoch is shuffled whole.
+        shuffle_buffer: when streaming, clips shuffled together in training (a block
+            of consecutive records permuted at once), as whole 16-bit records (about
+            ``shuffle_buffer * duration * 32`` KB a block, two or three blocks held at a
+            time; windows: cut windows). In memory every epoch is shuffled whole.
         cache_in_memory: ``True`` reads the selected clips' 16-bit audio into memory
             once, here, so that no epoch reads or parses a record again; ``False``
             streams the shards every epoch; ``"auto"`` holds them in memory when they
@@ -311,10 +317,9 @@ class _Plan:
         return clips * (self.windows or 1)
 
     def random_keys(self, stream):
-        """Random int64 keys, a different sequence for each iteration (epoch), the same for the same seed."""
-        import tensorflow as tf
-
-        return tf.data.Dataset.random(seed=derived_seed(self.seed, stream), rerandomize_each_iteration=True)
+        """Random int64 keys, a different sequence for each iteration (epoch), the same for the same seed
+        (:func:`coughclf.epoch_keys.random_keys`); each ``stream`` of the pipeline has its own."""
+        return random_keys(None if self.seed is None else self.seed * 1_000_003 + stream)
 
     def pieces(self, lengths, draws, window_index, window_draws=None):
         """Where the samples of each output row come from, for clips of ``lengths`` ([n] int64).

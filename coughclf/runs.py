@@ -1,11 +1,11 @@
 """Run folders: where a run's files go, who may write them, and how a killed run resumes.
 
 A run folder is claimed by one process at a time (:func:`claim_run_dir`: config.toml
-written or checked, an advisory lock held until the process exits). Keras'
-``BackupAndRestore`` keeps the weights and the epoch under ``backup/``; the epochs
-already run are the rows of ``history.json`` (:func:`resumed_rows`), from which the
-early-stopping and best-checkpoint state come back (:func:`best_row`). The strategies
-(:func:`make_strategy`) decide which process is the chief that writes the run.
+written or checked, an advisory lock held until the process exits). Its resume state
+(:mod:`coughclf.resume_state`) says where a killed run resumes; the epochs already run
+are the rows of ``history.json`` (:func:`resumed_rows`), from which the best-checkpoint
+state comes back (:func:`best_row`). The strategies (:func:`make_strategy`) decide which
+process is the chief that writes the run.
 """
 
 import contextlib
@@ -19,6 +19,7 @@ from typing import NamedTuple
 from coughclf.config import config_from_dict, dump_config, dumps_config
 from coughclf.errors import CoughclfError
 from coughclf.files import folder_name_problem, read_json
+from coughclf.resume_state import RESUME_STATE, read_resume_point
 
 STRATEGIES = ("default", "mirrored", "multiworker", "data_parallel")
 # keras.distribution.initialize reads these; any of them set means several hosts (jax.distributed).
@@ -44,26 +45,27 @@ def history_rows(run_dir):
     return read_json(path) if path.exists() else []
 
 
-def backup_epoch(backup_dir):
-    """The epoch BackupAndRestore will resume at (0 when there is no backup)."""
-    path = Path(backup_dir) / "training_metadata.json"
-    return int(read_json(path)["epoch"]) if path.exists() else 0
-
-
 def resumed_rows(run_dir):
-    """``(epoch to resume at, the history rows of the epochs before it)``: ``(0, [])`` for a fresh run."""
-    resumed_at = backup_epoch(Path(run_dir) / "backup")
-    return resumed_at, [row for row in history_rows(run_dir) if row["epoch"] < resumed_at]
+    """``(where the run resumes, the history rows of the epochs before it)``: a
+    :class:`coughclf.resume_state.ResumePoint`, or ``(None, [])`` for a run that has not finished an epoch."""
+    run_dir = Path(run_dir)
+    if (run_dir / "backup").is_dir() and not (run_dir / RESUME_STATE).exists():
+        raise CoughclfError(f"{run_dir / 'backup'} was written by an older coughclf, which kept no exact resume "
+                            "state; finish the run with that version, or train again in a new --run-dir")
+    point = read_resume_point(run_dir / RESUME_STATE)
+    if point is None:
+        return None, []
+    return point, [row for row in history_rows(run_dir) if row["epoch"] < point.epoch]
 
 
-PENDING_BEST = "best.pending-{epoch:04d}.keras"  # Keras fills in the epoch, counting from 1
+PENDING_BEST = "best.pending-{epoch:04d}.keras"  # the epoch counting from 1
 
 
 def settle_pending_best(run_dir, resumed_at):
     """Promote the best-model candidate of the last committed epoch to best.keras; delete the others.
 
     A candidate ``best.pending-NNNN.keras`` is written when epoch NNNN (counting from 1)
-    improves, and renamed to best.keras once the epoch's backup is committed. A run killed
+    improves, and renamed to best.keras once the epoch's resume state is written. A run killed
     in between resumes at epoch ``resumed_at`` (counting from 0): a candidate of an epoch up
     to it was committed, a later one belongs to an epoch that runs again.
     """
@@ -211,7 +213,7 @@ def claim_run_dir(config, run_dir, *, retake_unstarted=False):
     The folder stays locked to this process until it exits (an advisory ``flock`` on
     ``run_dir/.lock``, which the system releases even after a SIGKILL, so a killed run resumes):
     a second process started on the same folder fails at once instead of training the same
-    epochs beside the first and resuming from its half-written backups.
+    epochs beside the first and resuming from its half-written records.
     """
     import tomllib
 
@@ -236,9 +238,10 @@ def claim_run_dir(config, run_dir, *, retake_unstarted=False):
 
 
 def has_progress(run_dir):
-    """Whether a run folder holds training worth resuming: a finished epoch's records or backup."""
+    """Whether a run folder holds training worth resuming: a finished epoch's records or resume state."""
     run_dir = Path(run_dir)
-    return any((run_dir / name).exists() for name in ("history.json", "backup", "best.keras", "training.json"))
+    return any((run_dir / name).exists() for name in ("history.json", RESUME_STATE, "backup", "best.keras",
+                                                      "training.json"))
 
 
 _RUN_DIR_LOCKS = {}  # resolved folder -> the open lock file, held until the process exits

@@ -2,7 +2,7 @@
 
 ``coughclf train`` and ``coughclf evaluate`` hand ``ctc`` configs to :func:`plan_fit`
 and :func:`evaluate_ctc` (:mod:`coughclf.tasks`). The run folder is the classifiers' (config.toml,
-split.json, best.keras, history.json/csv, backup/, training.json, metrics.json) plus
+split.json, best.keras, history.json/csv, resume.weights.h5, training.json, metrics.json) plus
 ``examples.csv``: every evaluated utterance with its reference and decoded texts, and
 ``plots/learning_curves.png``: the loss and the validation CER and WER per epoch.
 
@@ -42,6 +42,7 @@ import numpy as np
 
 from coughclf.config import model_options
 from coughclf.console import report
+from coughclf.epoch_keys import random_keys
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
 from coughclf.fitting import FitPlan
@@ -223,7 +224,7 @@ def make_ctc_dataset(cache, ids, texts, *, mode, batch_size, seed=0, shuffle_buf
         report(f"word crops: {cropped} of {len(ids)} training utterances have silences between all their words")
         crops = tuple(tf.ragged.constant([table[clip_id][part] for clip_id in ids], tf.int32) for part in (0, 1))
         # One seed per batch, new each epoch and deterministic under the run's seed.
-        dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed, rerandomize_each_iteration=True))
+        dataset = tf.data.Dataset.zip(dataset, random_keys(seed))
 
     def arrange(inputs, _label, batch_seed=None):
         labels = tf.gather(label_rows, row_of.lookup(inputs["id"])).to_tensor(default_value=BLANK)

@@ -5,17 +5,18 @@ A run folder (``saved_models/{name}-{timestamp}/`` unless given) holds::
     config.toml          the config actually used (defaults and --set overrides filled in)
     split.json           the clip ids of train / validation / test
     metadata.json        how metadata columns were encoded (models with a metadata input)
-    best.keras           the model of the best epoch by [train].monitor
+    best.keras           the model of the best epoch by [train].monitor (the model alone: no optimizer state)
     history.csv/.json    one row per epoch (loss, metrics, learning rate)
     logs/                TensorBoard logs
-    backup/              BackupAndRestore state while training runs (deleted at the end)
+    resume.weights.h5    while training runs: the state a killed run resumes from (coughclf.resume_state)
     training.json        written when fit has finished: epochs run, best epoch and value
     metrics.json, plots/ the evaluation on the test split (coughclf.evaluate)
 
 Run the same command again with ``--run-dir`` on a run that was killed and it resumes
-from the last finished epoch: the weights, optimiser state and epoch come back from
-``backup/``, and the early-stopping and best-checkpoint state from ``history.json``,
-so the resumed run stops after the same number of epochs as an uninterrupted one.
+from the last finished epoch as the run it was: the weights, optimiser state, random
+generators and callback counters come back from ``resume.weights.h5``, the data draws the
+batches of the resumed epochs (:mod:`coughclf.epoch_keys`) and the best-checkpoint state
+comes from ``history.json``, so the resumed run ends with the weights of an uninterrupted one.
 
 This module only strings the steps together; each lives in its own module:
 :mod:`coughclf.runs` (run folders, locking, resume bookkeeping, strategies),

@@ -47,7 +47,7 @@ config as given is trained on the same folds with the same seeds (``default/``) 
 both it and the best trial are evaluated on every fold's test part, which no trial's
 objective saw: ``best.json`` then holds both, and ``comparison.csv`` lists them. Started again on the same
 folder, a search continues: finished trials are kept, a trial cut off is run again and
-resumes its unfinished fold from its ``BackupAndRestore`` state; ``max_trials`` and
+resumes its unfinished fold from its resume state; ``max_trials`` and
 ``compare_default`` may change between starts (a larger budget extends the search).
 """
 

@@ -47,3 +47,36 @@ def test_litert_interpreter_lists_its_operators():
     operators = tflite_operators(interpreter)
     assert [op["op_name"] for op in operators] == ["MUL"]
     assert {"inputs", "outputs"} <= set(operators[0])
+
+
+def test_a_model_saved_without_its_training_state_leaves_the_optimizer_out_and_keeps_it_after(tmp_path):
+    import zipfile
+
+    import h5py
+
+    from coughclf.compat import without_training_state
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(keras.optimizers.Adam(), "mse")
+    model.fit(np.ones((4, 3)), np.zeros((4, 2)), verbose=0)
+    optimizer = model.optimizer
+    with without_training_state(model):
+        model.save(tmp_path / "model.keras")
+    assert model.optimizer is optimizer and model.compiled
+    with zipfile.ZipFile(tmp_path / "model.keras") as archive, archive.open("model.weights.h5") as weights:
+        with h5py.File(weights, "r") as stored:
+            assert "layers" in stored and "optimizer" not in stored
+
+
+def test_a_model_never_compiled_is_saved_as_it_is(tmp_path):
+    """A head trained on cached embeddings saves the whole model sharing its layers, which was never compiled."""
+    from coughclf.compat import without_training_state
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    with without_training_state(model):
+        model.save(tmp_path / "model.keras")
+    assert not model.compiled
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "model.keras").predict(np.ones((1, 3)), verbose=0),
+                               model.predict(np.ones((1, 3)), verbose=0))

@@ -40,7 +40,7 @@ cross_validate(load_config({str(config_path)!r}), {str(out)!r}, callbacks=[KillI
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert (out / "fold-0" / "fold-done.json").exists()
-    assert not (out / "fold-1" / "fold-done.json").exists() and (out / "fold-1" / "backup").exists()
+    assert not (out / "fold-1" / "fold-done.json").exists() and (out / "fold-1" / "resume.weights.h5").exists()
     fold0_model_time = (out / "fold-0" / "best.keras").stat().st_mtime_ns
 
     from coughclf.config import load_config

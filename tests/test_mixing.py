@@ -198,6 +198,22 @@ def test_same_seed_same_mixes_new_mixes_each_epoch():
     assert not np.allclose(first[0], other[0])
 
 
+def test_mixes_keyed_by_epoch_are_the_epochs_whatever_came_before():
+    from coughclf.epoch_keys import keyed_by_epoch
+
+    audio, targets, _ = random_batch(batch=64, samples=256)
+
+    def mixed_targets(epoch):
+        with keyed_by_epoch() as clock:
+            dataset = mix_batches(batches_dataset(audio, targets, 16), BatchMixing(mode="mixup", seed=3),
+                                  sample_rate=RATE)
+        clock.epoch.assign(epoch)
+        return np.concatenate([np.asarray(batch[1]) for batch in dataset])
+
+    np.testing.assert_array_equal(mixed_targets(1), mixed_targets(1))
+    assert not np.allclose(mixed_targets(0), mixed_targets(1))
+
+
 def test_balanced_windowed_pipeline_batches_mix_two_classes(tmp_path):
     from train_data import write_tone_cache
 

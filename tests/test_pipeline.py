@@ -326,6 +326,48 @@ def test_same_seed_gives_the_same_batches_and_another_seed_does_not(mixed_cache,
     assert not same([first[0]], [first[1]])  # epochs differ too
 
 
+def test_a_dataset_keyed_by_epoch_draws_each_epochs_batches_from_the_clock_alone(mixed_cache, in_memory):
+    """As a resumed run: a fresh dataset whose clock says epoch 2 yields what the first yielded in its third
+    iteration, however often it was iterated before; and the epochs still differ."""
+    from coughclf.epoch_keys import keyed_by_epoch
+
+    def dataset():
+        with keyed_by_epoch() as clock:
+            made = make_dataset(mixed_cache, mode="train", clip_seconds=0.5, batch_size=3, seed=7,
+                                balance="oversample", shuffle_buffer=4, with_ids=True, cache_in_memory=in_memory)
+        return made, clock
+
+    def ids_and_audio(epoch_batches):
+        return [(list(inputs["id"]), inputs["audio"].tolist()) for inputs, _ in epoch_batches]
+
+    uninterrupted, clock = dataset()
+    epochs = []
+    for epoch in range(3):
+        clock.epoch.assign(epoch)
+        epochs.append(ids_and_audio(batches(uninterrupted)))
+    assert epochs[0] != epochs[1] != epochs[2]
+    resumed, clock = dataset()
+    clock.epoch.assign(2)
+    batches(resumed)  # an iteration too many (Keras may start one it does not read) changes nothing
+    assert ids_and_audio(batches(resumed)) == epochs[2]
+
+
+def test_keys_follow_the_clock_inside_an_active_block_and_the_iterations_elsewhere():
+    from coughclf.epoch_keys import keyed_by_epoch, random_keys
+
+    def two_iterations(keys):
+        return [[int(key) for key in keys.take(3)] for _ in range(2)]
+
+    with keyed_by_epoch():
+        first, again = two_iterations(random_keys(5))
+    assert first == again  # the clock did not move
+    with keyed_by_epoch(active=False):
+        first, again = two_iterations(random_keys(5))
+    assert first != again
+    first, again = two_iterations(random_keys(5))
+    assert first != again
+
+
 def test_variable_length_pads_each_batch_to_its_longest_clip_with_lengths(tmp_path, in_memory):
     clips = [(f"s{i}", ramp(n), -1, f"word {i}") for i, n in enumerate([1000, 5000, 3000, 7000, 2000])]
     cache = write_cache(tmp_path / "cache", clips, shards=2)
@@ -416,7 +458,7 @@ def test_auto_holds_small_selections_in_memory_and_streams_larger_ones(mixed_cac
                                     with_ids=True, cache_in_memory=cache_in_memory))[0][0]["id"].tolist()
 
     in_memory, streamed = first_epoch(True), first_epoch(False)
-    assert in_memory != streamed  # the two ways shuffle differently (a full permutation vs a buffer)
+    assert in_memory != streamed  # the two ways shuffle differently (a full permutation vs blocks)
     assert first_epoch("auto") == in_memory
     monkeypatch.setattr(pipeline, "AUTO_IN_MEMORY_BYTES", 2 * 20000)  # below the 8 clips' 2 * 144000 bytes
     assert first_epoch("auto") == streamed

@@ -28,12 +28,18 @@ def test_ast_finetune_esc10_trains_and_evaluates(tmp_path):
         f"data.data_dir={write_esc10(tmp_path / 'esc10')}", f"data.cache={tmp_path / 'cache'}",
         f"model.weights={checkpoint}", "model.frames=76", "split.test_folds=[1]", "split.val_folds=[2]",
         "split.train_folds=[3, 4, 5]", *SHORT])
-    run = train(config, tmp_path / "run")
+
+    class TrainedWith(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            TrainedWith.optimizer = self.model.optimizer
+
+    run = train(config, tmp_path / "run", callbacks=[TrainedWith()])
     model = keras.saving.load_model(run / "best.keras", safe_mode=True)
     assert model.get_layer("kaldi_fbank").normalization == "audioset"
     assert model.get_layer("positional_embedding").grid == (3, 7)  # the checkpoint's 3 x 5, interpolated
     assert model.output.shape[1:] == (3,)  # a new head for the miniature's 3 classes
-    factors = model.optimizer.layer_lr_factors
+    assert not model.compiled  # best.keras is the model alone; the optimizer trained it
+    factors = TrainedWith.optimizer.layer_lr_factors
     assert factors["block0_attn"] == factors["patch_embedding"] == 0.1 and "head" not in factors
     assert json.loads((run / "metrics.json").read_text())["n"] == 3
 

@@ -215,8 +215,8 @@ train(load_config({str(config)!r}), {str(run_dir)!r}, evaluate_after=False)
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
 
 
-def test_a_kill_right_after_the_backup_keeps_the_epochs_history_row_and_best_model(tone_cache, tmp_path):
-    """SIGKILL just after the epoch-2 backup is written: the resumed run has every epoch's row, and its
+def test_a_kill_right_after_the_resume_state_keeps_the_epochs_history_row_and_best_model(tone_cache, tmp_path):
+    """SIGKILL just after the epoch-2 resume state is written: the resumed run has every epoch's row, and its
     best.keras is the best epoch of its history."""
     import signal
 
@@ -225,12 +225,13 @@ def test_a_kill_right_after_the_backup_keeps_the_epochs_history_row_and_best_mod
     config = write_config(tmp_path / "tones.toml", tone_cache, epochs=4)
     run_dir = tmp_path / "run"
     killed = _train_in_subprocess(config, run_dir, """
-save = keras.callbacks.BackupAndRestore._save_model
-def save_then_die(self):
-    save(self)
-    if self._current_epoch == 2:
+from coughclf import fitting
+save = fitting.write_resume_state
+def save_then_die(path, model, *, epoch, **kwargs):
+    save(path, model, epoch=epoch, **kwargs)
+    if epoch == 2:
         os.kill(os.getpid(), signal.SIGKILL)
-keras.callbacks.BackupAndRestore._save_model = save_then_die
+fitting.write_resume_state = save_then_die
 """)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     train(load_config(config), run_dir, evaluate_after=False)
@@ -243,7 +244,7 @@ keras.callbacks.BackupAndRestore._save_model = save_then_die
     assert not list(run_dir.glob("best.pending-*"))
 
 
-def test_a_kill_before_the_backup_runs_the_epoch_again_and_drops_its_candidate(tone_cache, tmp_path):
+def test_a_kill_before_the_resume_state_runs_the_epoch_again_and_drops_its_candidate(tone_cache, tmp_path):
     from coughclf.runs import settle_pending_best
 
     run_dir = tmp_path / "run"

@@ -40,7 +40,7 @@ def test_run_folder_holds_config_model_history_metrics_and_plots(finished_run):
     for plot in ("learning_curves", "roc", "confusion_matrix", "spectrograms"):
         assert (finished_run / "plots" / f"{plot}.png").stat().st_size > 10_000, plot
     assert list((finished_run / "logs" / "train").glob("events.out.tfevents.*"))
-    assert not (finished_run / "backup").exists()  # BackupAndRestore cleans up after a finished fit
+    assert not (finished_run / "resume.weights.h5").exists()  # a finished run has nothing to resume
     used = load_config(finished_run / "config.toml")
     assert used["train"]["epochs"] == 3 and used["optimizer"]["lr"] == pytest.approx(3e-3)
     history = json.loads((finished_run / "history.json").read_text())
@@ -94,7 +94,7 @@ train(load_config({str(config)!r}), {str(run_dir)!r}, callbacks=[KillAfterSecond
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     before = json.loads((run_dir / "history.json").read_text())
     assert [row["epoch"] for row in before] == [0, 1]
-    assert (run_dir / "backup").exists() and not (run_dir / "training.json").exists()
+    assert (run_dir / "resume.weights.h5").exists() and not (run_dir / "training.json").exists()
 
     import keras
 
@@ -114,7 +114,7 @@ train(load_config({str(config)!r}), {str(run_dir)!r}, callbacks=[KillAfterSecond
     assert after[:2] == before  # the killed run's epochs are kept, not re-run
     summary = json.loads((run_dir / "training.json").read_text())
     assert summary["epochs_run"] == 4 and summary["resumed_at_epoch"] == 2
-    assert (run_dir / "best.keras").exists() and not (run_dir / "backup").exists()
+    assert (run_dir / "best.keras").exists() and not (run_dir / "resume.weights.h5").exists()
 
 
 def test_resuming_with_a_different_config_is_refused(finished_run):
