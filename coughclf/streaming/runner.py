@@ -73,12 +73,11 @@ class TFLiteStream(_Stream):
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=1)
             self.interpreter.allocate_tensors()
-            runner = self.interpreter.get_signature_runner()
+            inputs, outputs = signature_details(self.interpreter)
         except (ValueError, RuntimeError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise CoughclfError(f"{path} is not a usable TFLite model ({reason}); export it again with "
                                 "'coughclf export --streaming'") from None
-        inputs, outputs = runner.get_input_details(), runner.get_output_details()
         names = ["audio", *(state["name"] for state in metadata["streaming"]["states"])]
         missing = [name for name in names if name not in inputs]
         if missing or len(outputs) != len(names):
@@ -96,6 +95,13 @@ class TFLiteStream(_Stream):
         self.interpreter.invoke()
         values = [self.interpreter.get_tensor(index) for index in self.output_indices]
         return values[0], values[1:]
+
+
+def signature_details(interpreter):
+    """``(inputs, outputs)``: the tensor details of the interpreter's signature by name. The signature
+    runner is let go before returning: while it lives, the interpreter refuses to run."""
+    runner = interpreter.get_signature_runner()
+    return runner.get_input_details(), runner.get_output_details()
 
 
 def hop_outputs(stream, blocks):
