@@ -29,11 +29,11 @@ def add_arguments(parser):
                         help="step between windows of a long file (default: half the model's clip length; "
                              "--stream: 20 ms in whole front-end frames, a streaming .tflite's own)")
     stream = parser.add_argument_group("streaming (docs/streaming.md)")
-    stream.add_argument("--stream", action="store_true",
+    stream.add_argument("--stream", nargs="*", default=None, metavar="FILE",
                         help="run the model's streaming form hop by hop (a .tflite from 'coughclf export "
-                             "--streaming', or a .keras model) and print events (label, start, end, score) as JSON "
-                             "lines as they happen; FILE '-' reads raw 16-bit little-endian mono PCM at the "
-                             "model's sample rate from standard input")
+                             "--streaming', or a .keras model) over these files and those named before, and print "
+                             "events (label, start, end, score) as JSON lines as they happen; '-' reads raw 16-bit "
+                             "little-endian mono PCM at the model's sample rate from standard input")
     stream.add_argument("--threshold", type=float, default=0.5,
                         help="--stream: a label's probability that opens an event (default 0.5)")
     stream.add_argument("--refractory", type=float, default=0.5, metavar="SECONDS",
@@ -78,11 +78,11 @@ def run(args):
     from coughclf.predict import load_predictor, predict_files, write_csv, write_timelines
     from coughclf.speech import read_lexicon
 
-    files = list(args.files) + (read_file_list(args.files_from) if args.files_from else [])
+    files = list(args.files) + (read_file_list(args.files_from) if args.files_from else []) + (args.stream or [])
     if not files:
         raise CoughclfError("no audio files given; name files or folders after the model, or list them with "
                             "--files-from LIST")
-    if args.stream:
+    if args.stream is not None:
         return _run_stream(args, files)
     lexicon = None
     if args.lexicon:
