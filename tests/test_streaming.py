@@ -69,6 +69,17 @@ def test_a_cough_model_streams_exactly_on_real_coughs(shared_data):
     assert_streams_exactly(model, audio, hop=2048, hops=30)
 
 
+def test_augmentation_layers_are_identities_in_the_stream(shared_data):
+    from coughclf.layers.augment import build_augmentation
+
+    audio = digits_recording(shared_data)
+    waveform_layers, spec_layers = build_augmentation({"seed": 0, "random_gain": {}, "time_shift": {"max_seconds": 0.1},
+                                                       "spec_augment": {"time_warp": 0}})
+    model = build("kws_cnn", **streaming_options("kws_cnn"), waveform_augmentation=waveform_layers,
+                  spec_augmentation=spec_layers)
+    assert_streams_exactly(unsaturate(model, audio), audio, hop=320, hops=5)
+
+
 def test_the_streaming_model_saves_and_loads_safely(tmp_path):
     model = build("kws_cnn", **streaming_options("kws_cnn"))
     form = streaming_form(model)

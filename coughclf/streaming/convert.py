@@ -234,19 +234,29 @@ class _Converter:
     def plan(self):
         """Every layer's :class:`_Step`; a :class:`CoughclfError` listing every layer that cannot stream."""
         tracks = {id(self.model.inputs[0]): Track(1, self.window, 1, 0, 1)}
-        steps, refusals = [], []
+        steps, refusals, absorbed = [], [], set()
         # Each layer's tensors in the window model, read before any layer is called again for the stream.
-        for layer in self.model.layers:
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+        layers = [(layer, layer.input if isinstance(layer.input, (list, tuple)) else [layer.input], layer.output)
+                  for layer in self.model.layers if not isinstance(layer, keras.layers.InputLayer)]
+        consumers = {}
+        for layer, inputs, _ in layers:
+            for tensor in inputs:
+                consumers.setdefault(id(tensor), []).append(layer)
+        for layer, inputs, output in layers:
             inputs_tracks = [tracks[id(tensor)] for tensor in inputs]
             kind, detail = self.decide(layer, inputs, inputs_tracks)
+            following = consumers.get(id(output), [])
+            if (kind == "window" and isinstance(layer, keras.layers.Flatten) and len(following) == 1
+                    and type(following[0]) is keras.layers.Dense):
+                kind, detail = "projects", following[0]  # see coughclf.streaming.head
+                absorbed.add(id(following[0]))
+            elif id(layer) in absorbed:
+                kind = "absorbed"
             if kind == "refuse":
                 refusals.append((layer, detail))
                 kind, detail = detail.instead
-            tracks[id(layer.output)] = self.track_after(kind, detail, inputs_tracks)
-            steps.append(_Step(layer, inputs, layer.output, kind, detail, inputs_tracks, tracks[id(layer.output)]))
+            tracks[id(output)] = self.track_after(kind, detail, inputs_tracks)
+            steps.append(_Step(layer, inputs, output, kind, detail, inputs_tracks, tracks[id(output)]))
         if refusals:
             raise CoughclfError(f"{self.model.name} cannot stream: {describe_refusals(refusals)}")
         if tracks[id(self.model.outputs[0])] is not None or len(self.model.outputs) != 1:
@@ -291,8 +301,10 @@ class _Converter:
 
     def apply(self, step, tensors):
         layer = step.layer
-        if step.kind == "identity":
+        if step.kind in ("identity", "absorbed"):
             return tensors[0]
+        if step.kind == "projects":
+            return self.projected_head(step.detail, tensors[0], step.tracks[0], tuple(step.inputs[0].shape[1:]))
         if step.kind == "moves_time":
             return step.detail[0](tensors[0])
         if step.kind == "slides":
@@ -319,6 +331,21 @@ class _Converter:
         if len(outputs) == 1:
             return outputs[0]
         return keras.layers.Concatenate(axis=track.axis, name=f"{layer.name}_columns")(outputs)
+
+    def projected_head(self, dense, tensor, track, window_shape):
+        """``Dense(Flatten(x))`` from each column's projections (:mod:`coughclf.streaming.head`)."""
+        from coughclf.streaming.head import ColumnProjection, ProjectionSum, column_kernels
+
+        kernel = keras.ops.convert_to_numpy(dense.kernel)
+        projection = ColumnProjection(dense.units, track.columns, track.axis, name=f"{dense.name}_projection")
+        projected = projection(tensor)
+        projection.set_weights([column_kernels(kernel, window_shape, track.axis)])
+        projected_track = Track(1, track.columns, track.jump, track.lag, track.spacing)
+        total = ProjectionSum(dense.activation, name=f"{dense.name}_sum")
+        output = total(self.whole_window(dense, projected, projected_track))
+        bias = keras.ops.convert_to_numpy(dense.bias) if dense.use_bias else np.zeros(dense.units, np.float32)
+        total.set_weights([bias])
+        return output
 
     def whole_window(self, layer, tensor, track, suffix=""):
         """The window model's ``N`` columns of ``tensor``, for a layer that reads them all."""
@@ -358,9 +385,10 @@ def classify(layer, shape, axis):
     from coughclf.layers.frontend import FrameFeature, LogMelSpectrogram, ShortTimeSpectrum
     from coughclf.layers.kaldi import KaldiFbank
     from coughclf.layers.pcm import PCMToFloat
+    from coughclf.layers.spectrogram_augment import SpecAugment
 
     rank = len(shape)
-    if isinstance(layer, (RandomAugmentation, *IDENTITIES)):
+    if isinstance(layer, (RandomAugmentation, SpecAugment, *IDENTITIES)):  # identities at inference
         return "identity", None
     if isinstance(layer, (ShortTimeSpectrum, FrameFeature)):
         extent = layer.win_length if isinstance(layer, KaldiFbank) else getattr(layer, "n_fft", None)
