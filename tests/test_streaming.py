@@ -144,6 +144,17 @@ def test_streaming_options_cover_the_models_that_stream():
     assert options["frontend"]["n_fft"] == 1024 and options["frontend"]["center"] is False
 
 
+def test_the_streaming_recipe_trains_the_model_the_stream_needs():
+    from coughclf.config import load_config
+    from coughclf.inputs import model_input
+
+    config = load_config("experiments/kws/kws_cnn_streaming.toml")
+    options = streaming_options("kws_cnn")
+    assert config["model"]["time_padding"] == options["time_padding"]
+    frontend = model_input(config).frontend  # what it leaves out is the layer's default: None
+    assert {key: frontend.get(key) for key in options["frontend"]} == options["frontend"]
+
+
 JAX_PARITY = """
 import sys
 import keras, numpy as np

@@ -55,6 +55,8 @@ DEFAULT_QUANTIZATIONS = ("float32", "float16", "int8")
 
 
 def add_arguments(parser):
+    from coughclf.streaming.settings import HOP_HELP
+
     parser.add_argument("--models", nargs="+", default=None,
                         help=f"models (default {' '.join(MODELS)}; --streaming: {' '.join(STREAMING_MODELS)})")
     parser.add_argument("--repeats", type=int, default=100, help="timed rounds (default 100)")
@@ -68,8 +70,7 @@ def add_arguments(parser):
     parser.add_argument("--streaming", action="store_true",
                         help="streaming .tflite per hop against the window .tflite recomputed every hop "
                              "(float32, and int8 if --quantize names it)")
-    parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
-                        help="--streaming: audio per call (default 20 ms in whole front-end frames)")
+    parser.add_argument("--hop", type=float, default=None, metavar="SECONDS", help=f"with --streaming: {HOP_HELP}")
 
 
 def synthetic_clips(count, samples, seed=0, sample_rate=16000):

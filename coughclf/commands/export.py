@@ -10,6 +10,7 @@ EXAMPLE = ("coughclf export saved_models/kws_cnn-20250101-120000 --format tflite
 
 def add_arguments(parser):
     from coughclf.export import FORMATS, QUANTIZATIONS, STFT_CHOICES
+    from coughclf.streaming.settings import HOP_HELP
 
     parser.add_argument("run", help="run folder written by 'coughclf train' (or a .keras file)")
     parser.add_argument("--format", choices=FORMATS, default="tflite",
@@ -26,8 +27,7 @@ def add_arguments(parser):
     parser.add_argument("--streaming", action="store_true",
                         help="TFLite only: the model's streaming form (one hop of audio in, the window's "
                              "probabilities out, its state as explicit inputs and outputs; docs/streaming.md)")
-    parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
-                        help="with --streaming: audio per call (default: 20 ms in whole front-end frames)")
+    parser.add_argument("--hop", type=float, default=None, metavar="SECONDS", help=f"with --streaming: {HOP_HELP}")
     parser.add_argument("--out", default=None,
                         help="output path (default: RUN/model[_streaming][_QUANT].tflite or RUN/savedmodel)")
 

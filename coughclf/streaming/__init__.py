@@ -1,5 +1,6 @@
 """Streaming inference: a trained classifier run hop by hop with its state carried between hops.
 
+* :mod:`~coughclf.streaming.settings` — which models and settings stream (plain data);
 * :mod:`~coughclf.streaming.convert` — :func:`streaming_form`: the model's streaming form,
   rebuilt from its layers and weights, exact against the window model (and which models and
   settings cannot stream, and why);
@@ -15,5 +16,14 @@ external (model inputs and outputs): :class:`~coughclf.streaming.runner.KerasStr
 :class:`~coughclf.streaming.runner.TFLiteStream` keep it between calls for Python callers.
 """
 
-from coughclf.streaming.convert import (STREAMING_FRONTEND, STREAMING_OPTIONS, StreamingForm,  # noqa: F401
-                                        streaming_form, streaming_options)
+from coughclf.streaming.settings import (STREAMING_FRONTEND, STREAMING_OPTIONS,  # noqa: F401
+                                         streaming_options)
+
+
+def __getattr__(name):
+    """``streaming_form`` and ``StreamingForm`` load Keras: only when asked for (PEP 562)."""
+    if name in ("streaming_form", "StreamingForm"):
+        from coughclf.streaming import convert
+
+        return getattr(convert, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
