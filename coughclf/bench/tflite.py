@@ -24,20 +24,23 @@ one, which inflates wall-clock ratios, while CPU time is what the call costs. Fi
 sizes are in bytes.
 
 ``--streaming`` compares, per model (the registry's, built in the form that streams,
-:data:`coughclf.streaming.STREAMING_OPTIONS`, ``--option`` on top; or a run folder or
-``.keras`` file as trained), the streaming ``.tflite`` (:mod:`coughclf.streaming.export`: one
-hop in, its state carried) with the window ``.tflite`` run on the whole window at every hop,
-as a model without a streaming form must be. Per hop: ``ms_per_hop`` / ``cpu_ms_per_hop``, a
-whole Python call (inputs and states set, the interpreter run, outputs and states read);
-``compute_ms_per_hop``, the interpreter's run alone (CPU time): what a device pays, whose
-state copies are a ``memcpy`` or a pointer swap; ``compute_ratio`` (window / streaming
-compute, per hop and so per second of audio) and ``call_ratio`` (the same for whole calls);
-``real_time_factor``, a call's CPU time over the hop's duration (the share of one core
-listening takes); ``multiply_accumulates_per_hop`` in convolutions and dense layers
-(:func:`multiply_accumulates`) and their ratio, the same on any machine. ``max_score_difference`` is the largest difference between the two files'
-probabilities over a few seconds of synthetic audio, hop after hop (``score_spread``, their
-largest standard deviation over the hops, says whether the scores moved at all: an untrained
-model's often do not).
+:data:`coughclf.streaming.STREAMING_OPTIONS`, ``--option`` on top; or a run folder or ``.keras``
+file as trained), the streaming ``.tflite`` (:mod:`coughclf.streaming.export`: one hop in, its
+state carried) with the window ``.tflite`` run on the whole window at every hop, as a model
+without a streaming form must be. Each timed call is one second of audio, hop after hop, as a
+listening device runs (its caches warm between hops: timed one hop at a time between the other
+variants, the small streaming model ran twice as slowly from cold caches); the rounds interleave
+the variants. Per hop: ``ms_per_hop`` / ``cpu_ms_per_hop``, a whole Python call (inputs and
+states set, the interpreter run, outputs and states read); ``compute_ms_per_hop``, the
+interpreter's run alone (CPU time): what a device pays, whose state copies are a ``memcpy`` or a
+pointer swap; ``compute_ratio`` (window / streaming compute, per hop and so per second of audio)
+and ``call_ratio`` (the same for whole calls); ``real_time_factor``, a call's CPU time over the
+hop's duration (the share of one core listening takes); ``multiply_accumulates_per_hop`` in
+convolutions and dense layers (:func:`multiply_accumulates`) and their ratio, the same on any
+machine. ``max_score_difference`` is the largest difference between the two files' probabilities
+over a few seconds of synthetic audio, hop after hop (``score_spread``, their largest standard
+deviation over the hops, says whether the scores moved at all: an untrained model's often do
+not).
 """
 
 import numpy as np
@@ -234,20 +237,27 @@ def measure_streaming(name, repeats, warmup, calibration, quantizations=("float3
     padded = np.concatenate([np.zeros(window, np.float32), parity])
     windowed = np.stack([_tflite_call(window_content, padded[None, end - window:end])()[0]
                          for end in range(window + hop, len(padded) + 1, hop)])
-    hop_audio = synthetic_clips(1, hop, seed=3)[0]
-    calls = {"window_tflite_float32": window_call, "window_tflite_float32 invoke": window_call.invoke}
+    # Each timed call processes one second of audio, hop after hop, as a listening device does (caches stay
+    # warm between its hops); the rounds interleave the variants (see interleaved_milliseconds).
+    hops = synthetic_clips(max(1, round(rate / hop)), hop, seed=3)
+    calls = {"window_tflite_float32": lambda: [window_call() for _ in hops],
+             "window_tflite_float32 invoke": lambda: [window_call.invoke() for _ in hops]}
     for key, stream in streams.items():
-        calls[key] = lambda stream=stream: stream(hop_audio)
-        calls[f"{key} invoke"] = stream.interpreter.invoke
+        calls[key] = lambda stream=stream: [stream(hop_audio) for hop_audio in hops]
+        calls[f"{key} invoke"] = lambda stream=stream: [stream.interpreter.invoke() for _ in hops]
     timings = interleaved_milliseconds(calls, repeats, warmup)
     hop_ms = 1000 * hop / rate
     variants = [key for key in calls if not key.endswith(" invoke")]
-    cpu = {key: timings[key]["cpu_median"] for key in variants}
-    compute = {key: timings[f"{key} invoke"]["cpu_median"] for key in variants}
+
+    def per_hop(key, statistic):
+        return round(timings[key][statistic] / len(hops), 4)
+
+    cpu = {key: per_hop(key, "cpu_median") for key in variants}
+    compute = {key: per_hop(f"{key} invoke", "cpu_median") for key in variants}
     return {
         "hop_samples": hop, "hop_ms": hop_ms, "window_samples": window,
-        "ms_per_hop": {key: timings[key]["median"] for key in variants},
-        "ms_per_hop_p10_p90": {key: [timings[key]["p10"], timings[key]["p90"]] for key in variants},
+        "ms_per_hop": {key: per_hop(key, "median") for key in variants},
+        "ms_per_hop_p10_p90": {key: [per_hop(key, "p10"), per_hop(key, "p90")] for key in variants},
         "cpu_ms_per_hop": cpu,
         "compute_ms_per_hop": compute,
         "compute_ms_per_second_of_audio": {key: round(value * 1000 / hop_ms, 2) for key, value in compute.items()},

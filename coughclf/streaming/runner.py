@@ -25,11 +25,12 @@ from coughclf.errors import CoughclfError
 
 
 class _Stream:
-    """What both runners share: the state, the warm-up and the call."""
+    """What both runners share: the warm-up. A runner's call takes ``hop_samples`` floats and returns the
+    class probabilities of the window ending with them."""
 
     def reset(self):
         """Forget the audio so far: the stream starts again after silence."""
-        self.states = [np.zeros(state["shape"], np.float32) for state in self.metadata["streaming"]["states"]]
+        self.clear_states()
         silence = np.zeros(self.hop_samples, np.float32)
         for _ in range(self.metadata["streaming"]["warmup_hops"]):
             self(silence)
@@ -37,11 +38,6 @@ class _Stream:
     @property
     def hop_samples(self):
         return int(self.metadata["streaming"]["hop_samples"])
-
-    def __call__(self, hop_audio):
-        """The class probabilities of the window ending with ``hop_audio`` (``hop_samples`` floats)."""
-        probabilities, self.states = self.run(np.asarray(hop_audio, np.float32)[None], self.states)
-        return probabilities[0]
 
 
 class KerasStream(_Stream):
@@ -57,13 +53,21 @@ class KerasStream(_Stream):
                          "streaming": form.describe()}
         self.reset()
 
-    def run(self, audio, states):
-        outputs = self.form.model.predict_on_batch([audio, *states])
-        return np.asarray(outputs[0]), [np.asarray(state) for state in outputs[1:]]
+    def clear_states(self):
+        self.states = self.form.initial_states()
+
+    def __call__(self, hop_audio):
+        outputs = self.form.model.predict_on_batch([np.asarray(hop_audio, np.float32)[None], *self.states])
+        self.states = [np.asarray(state) for state in outputs[1:]]
+        return np.asarray(outputs[0])[0]
 
 
 class TFLiteStream(_Stream):
-    """A streaming ``.tflite`` file on one thread, its inputs and outputs found by the sidecar's names."""
+    """A streaming ``.tflite`` file on one thread, its inputs and outputs found by the sidecar's names.
+
+    The state stays in the interpreter: after each run the next states are copied from its outputs
+    into its inputs (through views, never held across a run, which the interpreter forbids).
+    """
 
     def __init__(self, path, metadata, metadata_path):
         from ai_edge_litert.interpreter import Interpreter
@@ -89,12 +93,16 @@ class TFLiteStream(_Stream):
         self.metadata = check_metadata(metadata, metadata_path, int(outputs["output_0"]["shape"][-1]))
         self.reset()
 
-    def run(self, audio, states):
-        for index, value in zip(self.input_indices, [audio, *states]):
-            self.interpreter.set_tensor(index, value)
+    def clear_states(self):
+        for index in self.input_indices[1:]:
+            self.interpreter.tensor(index)().fill(0.0)
+
+    def __call__(self, hop_audio):
+        self.interpreter.set_tensor(self.input_indices[0], np.asarray(hop_audio, np.float32)[None])
         self.interpreter.invoke()
-        values = [self.interpreter.get_tensor(index) for index in self.output_indices]
-        return values[0], values[1:]
+        for output, state in zip(self.output_indices[1:], self.input_indices[1:]):
+            np.copyto(self.interpreter.tensor(state)(), self.interpreter.tensor(output)())
+        return self.interpreter.get_tensor(self.output_indices[0])[0]
 
 
 def signature_details(interpreter):
