@@ -306,8 +306,6 @@ class _Converter:
         """Pieces ``(oldest, newest, step)`` (grid offsets, 0 = this hop's newest column) of ``tensor``'s
         last ``needed`` grid columns, the older of which become a state input and output."""
         new = self.hop // track.spacing
-        # A piece of every step-th column is read a group of step columns at a time (StreamBuffer._cut).
-        needed = max([needed] + [oldest + step for oldest, _, step in pieces if step > 1])
         kept = max(0, needed - new)
         length = kept + new
         slices = [(length - 1 - oldest, length - newest, step) for oldest, newest, step in pieces]
