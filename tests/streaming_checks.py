@@ -1,5 +1,7 @@
 """What the streaming tests share: real recordings, the window model's outputs hop by hop, unsaturated heads."""
 
+import functools
+
 import keras
 import numpy as np
 
@@ -57,6 +59,7 @@ def tone_burst(label, samples, rng):
             ).astype(np.float32)
 
 
+@functools.cache  # trained once per test process: the export and predict tests share it, and change nothing
 def tone_detector(seed=0, clips=360, epochs=12):
     """A tiny streamable classifier trained to tell a 600 Hz tone, a 2.5 kHz tone and noise apart in 0.25 s
     windows. Global pooling over time makes its score depend on how much of a tone the window holds, not

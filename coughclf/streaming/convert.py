@@ -20,7 +20,9 @@ the new columns as they are. A layer that reads the whole window at once (``Flat
 ``Dense``, :class:`~coughclf.layers.blocks.TimeLinearPooling`, global pooling, a recurrent
 layer whose sequence is *not* time, e.g. kws_crnn's LSTM across channels) gets its ``N``
 input columns from a buffer and runs as in the window model, once per hop; everything after
-it too. The outputs are therefore the window model's own, up to float rounding.
+it too (a ``Flatten`` + ``Dense`` head keeps each column's projections instead of the columns,
+:mod:`coughclf.streaming.head`). The outputs are therefore the window model's own, up to float
+rounding.
 
 What cannot stream (refused with one line naming the layer and the fix, see
 :func:`streaming_form`): a front end that references, clips or normalises each window by
@@ -52,6 +54,7 @@ from coughclf.streaming.buffer import StreamBuffer
 from coughclf.streaming.settings import default_hop, frontend_problem
 
 CONVOLUTIONAL_FIX = "use a convolutional model (kws_cnn, cough_small_cnn or cough_large_cnn stream)"
+
 
 @dataclass(frozen=True)
 class Track:
@@ -162,7 +165,10 @@ class Refusal:
 
 @dataclass
 class _Step:
-    """One layer of the window model, with how its output is computed in the stream."""
+    """One layer of the window model, with how its output is computed in the stream: ``kind`` is one of
+    :func:`classify`'s, or ``call`` (its inputs are whole-window tensors already), ``projects`` (a
+    ``Flatten`` whose only reader is a ``Dense``: both as :mod:`coughclf.streaming.head`) and ``absorbed``
+    (that ``Dense``)."""
 
     layer: object
     inputs: list
