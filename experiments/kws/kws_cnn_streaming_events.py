@@ -1,4 +1,4 @@
-"""RESULTS.md §7: a streaming kws_cnn run on FSDD's official test takes, as `predict --stream` runs it.
+"""RESULTS.md §8: a streaming kws_cnn run on FSDD's official test takes, as `predict --stream` runs it.
 
 1. Window accuracy of the streaming files: each test take centred in its second (as the evaluation
    pipeline does) and fed hop by hop after silence; the last hop's window is the take's.
