@@ -346,9 +346,10 @@ def _stays_float(layer):
                                                       SharedInputBiRNN))
 
 
-def float_nodes(model_content, model):
-    """Names of the op outputs of ``model``'s layers that stay float in int8 (:func:`_stays_float`)."""
-    layer_names = [layer.name for layer in model.layers if _stays_float(layer)]
+def float_nodes(model_content, model, float_layers=()):
+    """Names of the op outputs of ``model``'s layers that stay float in int8 (:func:`_stays_float`, and the
+    layers named in ``float_layers``)."""
+    layer_names = [layer.name for layer in model.layers if _stays_float(layer) or layer.name in float_layers]
     if not layer_names:
         return []
     pattern = re.compile(r"(^|/)(" + "|".join(map(re.escape, layer_names)) + r")(_\d+)?/")
@@ -397,10 +398,15 @@ def representative_from_run(run_dir, model, count=REPRESENTATIVE_WINDOWS, seed=0
 
 
 def _representative_dataset(representative):
-    """A converter ``representative_dataset`` callable from arrays or lists of input lists."""
-    samples = [[np.asarray(part, np.float32) for part in (sample if isinstance(sample, (list, tuple))
-                                                          else [sample])] for sample in representative]
-    samples = [[part[None] if part.ndim == 1 else part for part in sample] for sample in samples]
+    """A converter ``representative_dataset`` callable from arrays, lists of input lists, or dicts of
+    arrays by input name (what the converter matches most surely for several inputs)."""
+    def batched(part):
+        part = np.asarray(part, np.float32)
+        return part[None] if part.ndim == 1 else part
+
+    samples = [{name: batched(part) for name, part in sample.items()} if isinstance(sample, dict) else
+               [batched(part) for part in (sample if isinstance(sample, (list, tuple)) else [sample])]
+               for sample in representative]
 
     def generate():
         yield from samples
@@ -408,8 +414,9 @@ def _representative_dataset(representative):
     return generate
 
 
-def convert_tflite(model, quantize="none", representative=None):
-    """Flatbuffer bytes of the inference build ``model`` (builtins only, batch 1)."""
+def convert_tflite(model, quantize="none", representative=None, float_layers=()):
+    """Flatbuffer bytes of the inference build ``model`` (builtins only, batch 1); in int8, the layers named
+    in ``float_layers`` stay float with the front end (see :func:`float_nodes`)."""
     import tensorflow as tf
 
     if quantize not in QUANTIZATIONS:
@@ -430,12 +437,12 @@ def convert_tflite(model, quantize="none", representative=None):
             plain.optimizations = [tf.lite.Optimize.DEFAULT]
         content = plain.convert()
         if quantize == "int8":
-            content = _quantize_int8(converter(), content, model, representative)
+            content = _quantize_int8(converter(), content, model, representative, float_layers)
     check_builtin_only(content, f"{model.name} ({quantize})")
     return content
 
 
-def _quantize_int8(converter, float_content, model, representative):
+def _quantize_int8(converter, float_content, model, representative, float_layers=()):
     """Full-integer body, float front end and recurrent layers: calibrate, then quantise with those denylisted."""
     import tensorflow as tf
 
@@ -445,7 +452,7 @@ def _quantize_int8(converter, float_content, model, representative):
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = _representative_dataset(representative)
     options = tf.lite.experimental.QuantizationDebugOptions(
-        denylisted_nodes=float_nodes(float_content, model) or None)
+        denylisted_nodes=float_nodes(float_content, model, float_layers) or None)
     debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_options=options)
     return debugger.get_nondebug_quantized_model()
 

@@ -86,7 +86,8 @@ def split_windows(audio, clip_samples, hop_samples):
     return np.stack([window for _, window in iter_windows([audio], clip_samples, hop_samples)])
 
 
-def _read_sidecar(path):
+def read_sidecar(path):
+    """The JSON object of a model's sidecar at ``path``, or a one-line error naming it."""
     try:
         metadata = json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -138,7 +139,7 @@ class TFLitePredictor:
                                 "export it again with 'coughclf export'") from None
         self.inputs = self.interpreter.get_input_details()
         self.output = self.interpreter.get_output_details()[0]
-        self.metadata = check_metadata(_read_sidecar(metadata_path), metadata_path, int(self.output["shape"][-1]))
+        self.metadata = check_metadata(read_sidecar(metadata_path), metadata_path, int(self.output["shape"][-1]))
 
     def __call__(self, window):
         for index, detail in enumerate(self.inputs):
@@ -163,7 +164,7 @@ class KerasPredictor:
 
             self.model = inference_model(self.model, _speech_input_length(self.model, run_dir))
         metadata_path = sidecar_path(path)
-        metadata = _read_sidecar(metadata_path) if metadata_path.exists() else describe(self.model, run_dir)
+        metadata = read_sidecar(metadata_path) if metadata_path.exists() else describe(self.model, run_dir)
         self.metadata = check_metadata(metadata, metadata_path if metadata_path.exists() else path,
                                        int(self.model.outputs[0].shape[-1]))
 

@@ -168,3 +168,14 @@ def test_tflite_bench_builds_with_the_options_and_times_the_chosen_variants():
     assert 0 < result["dynamic_size_fraction_of_float32"] < 0.5
     with pytest.raises(CoughclfError, match="key=value"):
         tflite.builder_options(["frames"])
+
+
+def test_the_streaming_tflite_bench_compares_a_hop_with_the_whole_window():
+    result = tflite.measure_streaming("kws_cnn", repeats=2, warmup=1, calibration=2,
+                                      options={"num_classes": 3, "frontend": {"n_mels": 32}})
+    assert result["hop_samples"] == 320 and result["hop_ms"] == 20.0 and result["window_samples"] == 16000
+    assert set(result["compute_ms_per_hop"]) == {"window_tflite_float32", "streaming_tflite_float32"}
+    macs = result["multiply_accumulates_per_hop"]
+    assert macs["window"] > 10 * macs["streaming"] > 0
+    assert result["max_score_difference"] <= 1e-5
+    assert result["real_time_factor"]["streaming_tflite_float32"] > 0

@@ -9,7 +9,8 @@ from coughclf.errors import CoughclfError
 HELP = "predict labels (or text, for the speech model) of audio files with a .tflite or .keras model"
 EXAMPLE = ("coughclf predict kws_cnn.tflite clip.wav long_recording.mp3 --json\n"
            "  coughclf predict cough.tflite recordings/ --csv predictions.csv --timeline timelines/\n"
-           "  coughclf predict yamnet:../shared/weights/yamnet.tflite clip.wav --timeline tags/")
+           "  coughclf predict yamnet:../shared/weights/yamnet.tflite clip.wav --timeline tags/\n"
+           "  sox -d -r 16000 -c 1 -b 16 -e signed -t raw - | coughclf predict model_streaming.tflite --stream -")
 
 
 def add_arguments(parser):
@@ -30,13 +31,26 @@ def add_arguments(parser):
                              "FOLDER/NAME.csv and a plot of them to FOLDER/NAME.png")
     parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
                         help="step between windows of a long file (default: half the model's clip length; "
-                             "YAMNet: its 0.48 s patch hop)")
+                             "YAMNet: its 0.48 s patch hop; --stream: 20 ms in whole front-end frames, a "
+                             "streaming .tflite's own)")
     parser.add_argument("--max-file-seconds", type=float, default=None, metavar="SECONDS",
                         help="refuse files longer than this (default: three hours), known from their headers "
                              "before decoding where they tell")
     parser.add_argument("--top", type=int, default=None, metavar="K",
                         help="classifiers: list each file's K most probable classes (default 5 for NAME:WEIGHTS "
                              "taggers, none otherwise)")
+    stream = parser.add_argument_group("streaming (docs/streaming.md)")
+    stream.add_argument("--stream", nargs="*", default=None, metavar="FILE",
+                        help="run the model's streaming form hop by hop (a .tflite from 'coughclf export "
+                             "--streaming', or a .keras model) over these files and those named before, and print "
+                             "events (label, start, end, score) as JSON lines as they happen; '-' reads raw 16-bit "
+                             "little-endian mono PCM at the model's sample rate from standard input")
+    stream.add_argument("--threshold", type=float, default=0.5,
+                        help="--stream: a label's probability that opens an event (default 0.5)")
+    stream.add_argument("--refractory", type=float, default=0.5, metavar="SECONDS",
+                        help="--stream: no new event of a label within this long after its last one (default 0.5)")
+    stream.add_argument("--ignore", nargs="+", default=[], metavar="LABEL",
+                        help="--stream: labels that never make events (e.g. _silence_ _unknown_)")
     parser.add_argument("--lexicon", metavar="FILE",
                         help="speech models: write only the words of this word list (one per line) instead of "
                              "decoding characters greedily")
@@ -76,10 +90,12 @@ def run(args):
     from coughclf.predict import load_predictor, predict_files, write_csv, write_timelines
     from coughclf.speech import read_lexicon
 
-    files = list(args.files) + (read_file_list(args.files_from) if args.files_from else [])
+    files = list(args.files) + (read_file_list(args.files_from) if args.files_from else []) + (args.stream or [])
     if not files:
         raise CoughclfError("no audio files given; name files or folders after the model, or list them with "
                             "--files-from LIST")
+    if args.stream is not None:
+        return _run_stream(args, files)
     lexicon = None
     if args.lexicon:
         if not Path(args.lexicon).is_file():
@@ -106,4 +122,52 @@ def run(args):
                          indent=2))
     elif len(failed) < len(results):
         _table(results)
+    return 1 if failed else 0
+
+
+def _run_stream(args, files):
+    """``--stream``: each file (or standard input) through the streaming model, events as JSON lines on stdout."""
+    import json
+
+    import numpy as np
+
+    from coughclf.audio import DEFAULT_MAX_FILE_SECONDS, printable, stream_audio
+    from coughclf.predict import expand_inputs, write_timelines
+    from coughclf.streaming.events import EventDetector, pcm_blocks, stream_events
+    from coughclf.streaming.runner import load_stream
+
+    if args.csv or args.json or args.lexicon:
+        raise CoughclfError("--stream prints one JSON line per event; drop --csv, --json and --lexicon")
+    if not 0.0 < args.threshold <= 1.0 or args.refractory < 0:
+        raise CoughclfError(f"--threshold must lie in (0, 1] and --refractory be >= 0 seconds, got "
+                            f"{args.threshold} and {args.refractory}")
+    stream = load_stream(args.model, args.hop)
+    metadata = stream.metadata
+    labels, rate = metadata["labels"], metadata["sample_rate"]
+    unknown = sorted(set(args.ignore) - set(labels))
+    if unknown:
+        raise CoughclfError(f"--ignore {' '.join(unknown)}: not a label of {args.model} ({', '.join(labels)})")
+    results, failed = [], 0
+    for source in [path for name in files for path in (["-"] if name == "-" else expand_inputs([name]))]:
+        name = "-" if source == "-" else printable(source)
+        timeline = [] if args.timeline else None
+        detector = EventDetector(labels, metadata["clip_samples"] / rate, args.threshold, args.refractory,
+                                 args.ignore)
+        stream.reset()
+        try:
+            blocks = (pcm_blocks(sys.stdin.buffer, stream.hop_samples) if source == "-" else
+                      stream_audio(source, rate, max_file_seconds=args.max_file_seconds or DEFAULT_MAX_FILE_SECONDS))
+            for event in stream_events(stream, blocks, detector, timeline):
+                result(json.dumps({"file": name, **event}))
+        except (CoughclfError, OSError) as error:
+            failed += 1
+            reason = getattr(error, "reason", None) or str(error)
+            print(f"coughclf predict: error: {name}: {printable(reason)}", file=sys.stderr)
+            continue
+        if timeline:
+            mean = np.mean([probabilities for _, _, probabilities in timeline], axis=0)
+            results.append({"file": "stdin" if source == "-" else name, "label": labels[int(np.argmax(mean))],
+                            "probability": float(np.max(mean)), "timeline": timeline})
+    if args.timeline:
+        write_timelines(results, args.timeline, labels)
     return 1 if failed else 0

@@ -78,10 +78,12 @@ class YamnetLogMel(MelProjection, ShortTimeSpectrum):
 
     Args:
         sample_rate: 16,000 (the released weights' rate).
-        n_mels, fmin, fmax: the mel bands (64, 125 Hz, 7,500 Hz).
+        n_mels: the number of mel bands (64).
+        fmin: the lowest band's lower edge (125 Hz).
+        fmax: the highest band's upper edge (7,500 Hz).
         log_offset: added before the natural log (0.001).
-        stft, mel_projection: how the STFT and the mel projection are computed (see
-            :class:`coughclf.layers.frontend.LogMelSpectrogram`); the same numbers either way.
+        stft: how the STFT is computed (see :class:`coughclf.layers.frontend.LogMelSpectrogram`).
+        mel_projection: how the mel projection is computed (as there); the same numbers either way.
 
     >>> import numpy as np
     >>> layer = YamnetLogMel()

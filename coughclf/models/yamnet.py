@@ -126,10 +126,10 @@ def yamnet(num_classes=AUDIOSET_CLASSES, input_mode="waveform", *, clip_seconds=
             ``"mlp"`` (softmax over ``num_classes`` from pooled patch embeddings); default
             ``"audioset"`` for 521 classes, else ``"linear"``.
         pooling: how a task head pools the patch embeddings: mean, max, mean_max, attention.
-        hidden_units, dropout: the ``"mlp"`` head's hidden width; dropout before the task head's
-            Dense layers (0: none).
-        waveform_augmentation, spec_augmentation: built augmentation layers, on the waveform
-            and on the whole log-mel before it is cut into patches.
+        hidden_units: the ``"mlp"`` head's hidden width.
+        dropout: dropout before the task head's Dense layers (0: none).
+        waveform_augmentation: built augmentation layers on the waveform.
+        spec_augmentation: built augmentation layers on the whole log-mel before it is cut into patches.
 
     >>> from coughclf.models.common import trainable_params
     >>> trainable_params(yamnet())
