@@ -37,6 +37,9 @@ SMALL_WAVEFORM_OPTIONS = {
     "ast": {"frames": 48, "n_mels": 32, "depth": 1, "width": 48, "num_heads": 4},
     "resnet18": {"n_mels": 32, "clip_seconds": 1.0},
     "resnet34": {"n_mels": 32, "clip_seconds": 1.0},
+    # A task head (softmax over the data's classes), as training builds it; the AudioSet head's sigmoid
+    # scores are tested in tests/test_yamnet.py.
+    "yamnet": {"num_classes": 3, "clip_seconds": 1.0},
 }
 
 
