@@ -554,13 +554,15 @@ def _name_run(config, default, path):
 
 
 def check_data(config):
-    """Fail early when neither a complete cache nor a data folder to prepare it from is given, or when
-    [model] weights names no file."""
+    """Fail early when there is neither a complete cache nor a data folder, or model.weights names no file."""
     data, source = config["data"], config.source
     weights = config["model"]["weights"]
     if weights and not Path(weights).exists():
-        raise CoughclfError(f"{source}: model.weights = {weights!r} does not exist; download the checkpoint "
-                            "(docs/models.md, 'Pretrained backbones') and set model.weights to its path")
+        from coughclf.models import spec
+
+        where = spec(config["model"]["name"]).pretrained.where_to_get
+        raise CoughclfError(f"{source}: model.weights = {weights!r} does not exist; download the checkpoint ({where}) "
+                            "and set model.weights to its path")
     cache = data["cache"]
     complete = cache is not None and (Path(cache) / "manifest.csv").exists()
     if complete:

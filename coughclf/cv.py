@@ -20,6 +20,7 @@ import numpy as np
 
 from coughclf import metrics as metric_functions
 from coughclf import plots
+from coughclf.config import check_data
 from coughclf.console import report
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_csv, write_json
@@ -79,6 +80,7 @@ def cross_validate(config, out_dir=None, strategy=None, *, callbacks=()):
     if strategy is None or isinstance(strategy, str):
         strategy = make_strategy(strategy)
     out_dir = Path(out_dir) if out_dir else default_run_folder(config, f"-cv-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_data(config)  # missing data or weights fail before the CV folder is claimed
     distilled = config["distill"]["teacher"] is not None
     if distilled:  # before the folder and the data: a teacher that cannot be read fails at once
         from coughclf.distillation.teachers import check_teacher

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from coughclf.config import check_data, frontend_values
+from coughclf.console import report
 from coughclf.errors import CoughclfError
 from coughclf.files import read_json, write_json
 
@@ -61,8 +62,8 @@ def open_data(config):
     if not (cache_path / "manifest.csv").exists():
         from coughclf.prepare import prepare
 
-        print(f"preparing {data['dataset']} from {data['data_dir']} into {cache_path} (once; it is not "
-              "complete there)")
+        report(f"preparing {data['dataset']} from {data['data_dir']} into {cache_path} (once; it is not "
+               "complete there)")
         if data["extra_train"]:
             from coughclf import datasets
             from coughclf.prepare import prepare_clips
@@ -95,8 +96,8 @@ def run_data(config, run_dir):
     if recorded and (Path(recorded) / "manifest.csv").exists():
         return open_cache(recorded)
     if recorded:
-        print(f"{run_dir} trained on the cache {recorded}, which is gone (or is relative to another folder); "
-              "opening the data of its config instead")
+        report(f"{run_dir} trained on the cache {recorded}, which is gone (or is relative to another folder); "
+               "opening the data of its config instead")
     return open_data(config)
 
 

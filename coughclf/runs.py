@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from coughclf.config import config_from_dict, dump_config, dumps_config
+from coughclf.console import report
 from coughclf.errors import CoughclfError
 from coughclf.files import folder_name_problem, read_json
 from coughclf.resume_state import RESUME_STATE, read_resume_point
@@ -230,7 +231,7 @@ def claim_run_dir(config, run_dir, *, retake_unstarted=False):
         if not retake_unstarted or has_progress(run_dir):
             raise CoughclfError(f"{run_dir} holds a run of a different config ({saved}); resume it with the "
                                 "same config and --set values, or start it in another folder")
-        print(f"{run_dir}: its earlier run stopped before finishing an epoch; starting it again with this config")
+        report(f"{run_dir}: its earlier run stopped before finishing an epoch; starting it again with this config")
         for derived in ("split.json", "metadata.json"):  # decided from the earlier config
             (run_dir / derived).unlink(missing_ok=True)
     dump_config(config, saved)

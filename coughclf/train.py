@@ -29,6 +29,7 @@ module of each task (:mod:`coughclf.classification`, :mod:`coughclf.speech`).
 from pathlib import Path
 
 from coughclf import tasks
+from coughclf.config import check_data
 from coughclf.console import report
 from coughclf.files import read_json
 from coughclf.fitting import fit_run
@@ -58,6 +59,7 @@ def train(config, run_dir=None, strategy=None, *, split=None, callbacks=(), eval
     import keras
 
     task = tasks.get(config["task"])
+    check_data(config)  # missing data or weights fail before a run folder is claimed
     if config["distill"]["teacher"] is not None:  # a teacher that cannot be read fails before the run folder
         from coughclf.distillation.teachers import check_teacher
 

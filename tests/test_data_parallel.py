@@ -52,6 +52,7 @@ def _weights(run):
     return [np.asarray(w) for w in keras.saving.load_model(run / "best.keras", compile=False).weights]
 
 
+@pytest.mark.slow  # two replicas on virtual CPU devices: ~100 s on the loaded 2-core machine
 def test_data_parallel_keeps_replicas_equal_and_matches_one_device(tmp_path):
     cache = write_tone_cache(tmp_path / "cache", clips_per_class=8)
     config = write_config(tmp_path / "tones.toml", cache, epochs=2)

@@ -87,6 +87,7 @@ def _assert_trained_on_jax(runs):
             assert set(result["float32_roles"]["recurrent"].values()) == {"float32"}
 
 
+@pytest.mark.slow  # a JAX process compiling an LSTM and the CTC model: ~65 s loaded
 def test_an_lstm_model_and_the_ctc_model_train_in_mixed_precision_on_jax():
     # An InputProjectedLSTM, which JAX's cuDNN path rejected in bfloat16 (kws_crnn: cough_crnn's LSTM
     # class in a smaller model, quicker to compile); the CTC loss behind a float16 loss scale.

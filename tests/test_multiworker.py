@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from train_data import write_config, write_tone_cache
 
@@ -48,6 +49,7 @@ def _free_ports(count):
     return ports
 
 
+@pytest.mark.slow  # two worker processes training: ~70 s on the loaded 2-core machine
 def test_two_workers_finish_with_identical_weights_and_only_the_chief_writes(tmp_path):
     cache = write_tone_cache(tmp_path / "cache")
     config = write_config(tmp_path / "mw.toml", cache, epochs=2)

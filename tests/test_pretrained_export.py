@@ -44,6 +44,7 @@ def fine_tuned_resnet18(tmp_path):
     return fine_tune_one_step(build("resnet18", weights=path, num_classes=3, input_mode="waveform", clip_seconds=1.0))
 
 
+@pytest.mark.slow  # three conversions of an AST: ~45 s loaded; its input length is tested below
 def test_fine_tuned_ast_exports_with_builtin_ops_and_keras_outputs(fine_tuned_ast):
     check_export(fine_tuned_ast)
 

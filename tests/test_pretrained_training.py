@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHORT = ["train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=4", "metrics.bootstrap=20"]
 
 
+@pytest.mark.slow  # an AST fine-tuned end to end: ~30 s loaded
 def test_ast_finetune_esc10_trains_and_evaluates(tmp_path):
     checkpoint = tmp_path / "ast-tiny"
     random_ast(TINY).save_pretrained(checkpoint)

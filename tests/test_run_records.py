@@ -215,6 +215,7 @@ train(load_config({str(config)!r}), {str(run_dir)!r}, evaluate_after=False)
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # a killed child process and its resume: ~40 s loaded; test_resume covers resume
 def test_a_kill_right_after_the_resume_state_keeps_the_epochs_history_row_and_best_model(tone_cache, tmp_path):
     """SIGKILL just after the epoch-2 resume state is written: the resumed run has every epoch's row, and its
     best.keras is the best epoch of its history."""

@@ -78,6 +78,8 @@ class PretrainedSupport:
             never frozen; a class count other than the checkpoint's re-initialises the last).
         class_names: ``class_names() -> tuple`` of the checkpoint's own classes, in output order,
             when they are known (so that ``coughclf predict NAME:WEIGHTS`` names them), else None.
+        where_to_get: the documentation that says where the published files come from, named by
+            the error for a ``model.weights`` that does not exist.
     """
 
     formats: tuple
@@ -85,6 +87,7 @@ class PretrainedSupport:
     load: Callable
     head_layers: tuple
     class_names: Callable | None = None
+    where_to_get: str = "docs/models.md, 'Pretrained backbones'"
 
 
 def read_checkpoint(path):

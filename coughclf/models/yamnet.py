@@ -292,5 +292,6 @@ register_model(
     defaults={"num_classes": AUDIOSET_CLASSES, "input_mode": "waveform", "clip_seconds": 0.975,
               "sample_rate": SAMPLE_RATE},
     pretrained=PretrainedSupport(formats=("tflite", "keras2_h5"), options=checkpoint_options,
-                                 load=load_checkpoint, head_layers=HEAD_LAYERS, class_names=audioset_class_names),
+                                 load=load_checkpoint, head_layers=HEAD_LAYERS, class_names=audioset_class_names,
+                                 where_to_get="docs/yamnet.md, 'Where the weights come from'"),
 )(yamnet)
