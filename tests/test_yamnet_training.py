@@ -13,6 +13,7 @@ from coughclf.errors import CoughclfError
 from coughclf.export import convert_tflite, flatbuffer_operators, inference_model
 from coughclf.models import build
 from coughclf.predict import load_predictor, predict_files
+from coughclf.pretrained.embedding_head import EmbeddingViews
 from coughclf.train import train
 from miniatures import write_esc10
 from test_export import clips, run_tflite
@@ -67,6 +68,68 @@ def test_frozen_backbone_trains_the_head_on_cached_embeddings(setup, tmp_path, c
     rows = predict_files(run / "best.keras", [setup[1]])
     assert len(rows) == 15 and all("error" not in row for row in rows)
     assert load_predictor(run / "best.keras").metadata["labels"] == training["classes"]
+
+
+def test_embedding_views_train_the_head_on_extra_views_each_cached_once(setup, tmp_path, capsys):
+    views = "augment.embedding_views={count = 2, shift_seconds = 0.1, gain_db = 6.0}"
+    cache = f"data.cache={tmp_path / 'cache'}"
+    run = train(esc10_config(setup, tmp_path, "train.epochs=1", views, cache), tmp_path / "run")
+    out = capsys.readouterr().out
+    assert "computing the embeddings of 15 clips once" in out
+    assert "view 1 of 15 clips" in out and "view 2 of 15 clips" in out
+    assert json.loads((run / "training.json").read_text())["trained_on"].endswith("2 extra views")
+    stored = sorted((tmp_path / "cache" / "embeddings").glob("yamnet-*.npz"))
+    assert len(stored) == 3
+    arrays = [np.load(path)["embeddings"] for path in stored]
+    assert all(array.shape == (15, 2, 1024) for array in arrays)
+    assert not np.allclose(arrays[0], arrays[1]) and not np.allclose(arrays[1], arrays[2])
+    # One more view computes only it; other draws (gain) compute new views but keep the clips' own embeddings.
+    train(esc10_config(setup, tmp_path, "train.epochs=1", cache, views.replace("count = 2", "count = 3")),
+          tmp_path / "more")
+    out = capsys.readouterr().out
+    assert "view 3 of 15" in out and "view 1 of" not in out and "embeddings of 15 clips" not in out
+    train(esc10_config(setup, tmp_path, "train.epochs=1", cache, views.replace("6.0", "3.0")), tmp_path / "gain")
+    out = capsys.readouterr().out
+    assert "view 1 of 15" in out and "view 2 of 15" in out and "embeddings of 15 clips" not in out
+    assert len(list((tmp_path / "cache" / "embeddings").glob("yamnet-*.npz"))) == 6
+
+
+def test_an_embedding_view_is_a_shifted_gained_clip_drawn_per_clip():
+    views = EmbeddingViews(count=2, shift_seconds=0.25, gain_db=6.0, seed=3)
+    audio = np.random.default_rng(0).normal(size=(3, 16)).astype(np.float32)
+    ids = ["a", "b", "c"]
+    first = views.view(audio, ids, 1, sample_rate=16)
+    assert first.shape == audio.shape and first.dtype == audio.dtype
+    # The same clip gets the same view whatever batch it is in; another index draws another view.
+    np.testing.assert_array_equal(views.view(audio[::-1], ids[::-1], 1, sample_rate=16), first[::-1])
+    assert not np.allclose(views.view(audio, ids, 2, sample_rate=16), first)
+    for clip, view in zip(audio, first):  # a shift of at most 4 samples with zeros shifted in, and one gain
+        matches = []
+        for shift in range(-4, 5):
+            shifted = np.roll(clip, shift)
+            kept = slice(max(shift, 0), 16 + min(shift, 0))
+            gain = view[kept] / shifted[kept]
+            if np.allclose(gain, gain[0], rtol=1e-5) and not np.any(np.delete(view, np.arange(16)[kept])):
+                matches.append(gain[0])
+        assert len(matches) == 1 and 10 ** (-6 / 20) - 1e-6 <= matches[0] <= 10 ** (6 / 20) + 1e-6
+
+
+@pytest.mark.parametrize("views, message", [
+    ("{count = -1}", "count must be a whole number >= 0"),
+    ("{count = true}", "count must be a whole number >= 0"),
+    ("{count = 2, shift_seconds = -0.1}", "shift_seconds must be a number >= 0"),
+    ("{count = 2, shift_seconds = 0, gain_db = 0}", "every view is the clip itself"),
+    ("{count = 2, shifts = 0.1}", "unknown key 'shifts'"),
+    ("3", "must be a table"),
+])
+def test_bad_embedding_views_are_refused_when_the_config_loads(setup, tmp_path, views, message):
+    with pytest.raises(CoughclfError, match=f"augment.embedding_views.*{message}"):
+        esc10_config(setup, tmp_path, f"augment.embedding_views={views}")
+
+
+def test_embedding_views_need_a_frozen_backbone(setup, tmp_path):
+    with pytest.raises(CoughclfError, match="need model.freeze = 'backbone'"):
+        esc10_config(setup, tmp_path, "augment.embedding_views={count = 2}", experiment="esc10_yamnet_finetune.toml")
 
 
 @pytest.mark.parametrize("override, message", [
