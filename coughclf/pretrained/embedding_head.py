@@ -12,9 +12,10 @@ output for a clip never changes. :func:`plan_embedding_fit` instead
    cross-validation reuses them;
 2. trains the head (the layers after ``embeddings``, shared with the whole model) on those
    arrays, with mixup and label smoothing ([augment]) and class weights as for any run; with
-   ``[augment] embedding_views`` (:class:`EmbeddingViews`) also on extra views of every training
+   ``[augment] embedding_views`` (:class:`EmbeddingView`) also on extra views of every training
    clip, shifted in time and gained, each embedded once and cached in a file of its own (its key
-   adds the view's settings), while validation and test clips are seen only as evaluation cuts them;
+   adds the view's shift and gain), while validation and test clips are seen only as evaluation
+   cuts them;
 3. saves the whole model — front end, backbone, trained head — as the run's ``best.keras``, so
    evaluation, prediction, export, ensembles and distillation use it like any other run.
 
@@ -25,7 +26,6 @@ between-class mixing. ``freeze = "none"`` fine-tunes end to end on the waveform 
 
 import hashlib
 import json
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,74 +37,67 @@ from coughclf.files import atomic_path
 
 EMBEDDINGS = "embeddings"
 BATCH = 32
-# The [augment] key of EmbeddingViews (not an augmentation layer: coughclf.mixing leaves it out of those).
+# The [augment] key of the EmbeddingView list (not an augmentation layer: coughclf.mixing leaves it out of those).
 VIEWS_KEY = "embedding_views"
+VIEW_EXAMPLE = "[{ shift_seconds = 0.24 }, { gain_db = -12.0 }]"
 
 
 @dataclass(frozen=True)
-class EmbeddingViews:
-    """``count`` extra training views of each clip for a head on cached embeddings.
+class EmbeddingView:
+    """An extra training view of every clip for a head on cached embeddings: the clip as evaluation
+    cuts it, delayed by ``shift_seconds`` (advanced when negative; zeros shifted in) and scaled by
+    ``gain_db``. The same for every clip, so each view is embedded once for the whole cache.
 
-    View ``k`` of a clip is the clip as evaluation cuts it, delayed (or advanced) by a draw of
-    U(−``shift_seconds``, ``shift_seconds``), the samples shifted in replaced by zeros, and scaled
-    by U(−``gain_db``, ``gain_db``) dB. The draws come from ``seed``, ``k`` and the clip's id,
-    so a view is the same whatever the order or the subset of clips it is computed for. A
-    shift that is not a multiple of the backbone's patch hop (YAMNet: 0.48 s) shows it patches
-    it never saw; a gain moves the quiet parts against its log offset. Written in ``[augment]``::
-
-        embedding_views = { count = 5, shift_seconds = 0.24, gain_db = 6.0 }
+    A shift that is not a multiple of the backbone's patch hop (YAMNet: 0.48 s) shows it patches
+    it never saw; a gain moves the quiet parts against its log offset (log(mel + 0.001)).
     """
 
-    count: int = 0
-    shift_seconds: float = 0.24
-    gain_db: float = 6.0
-    seed: int = 0
+    shift_seconds: float = 0.0
+    gain_db: float = 0.0
 
     def __post_init__(self):
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
-            raise CoughclfError(f"count must be a whole number >= 0, got {self.count!r}")
         for name in ("shift_seconds", "gain_db"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise CoughclfError(f"{name} must be a number >= 0, got {value!r}")
-        if self.count and self.shift_seconds == 0 and self.gain_db == 0:
-            raise CoughclfError("with shift_seconds = 0 and gain_db = 0 every view is the clip itself; "
-                                "set one of them above 0")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise CoughclfError(f"{name} must be a number, got {value!r}")
+        if self.shift_seconds == 0 and self.gain_db == 0:
+            raise CoughclfError("a view with shift_seconds = 0 and gain_db = 0 is the clip itself; drop it")
 
-    def view(self, audio, ids, index, sample_rate):
-        """View ``index`` (1..count) of the ``[clips, samples]`` batch ``audio`` whose clips are ``ids``."""
-        views = np.empty_like(audio)
-        for row, (clip, clip_id) in enumerate(zip(audio, ids)):
-            draws = np.random.default_rng([self.seed, index, zlib.crc32(str(clip_id).encode())])
-            shift = int(round(draws.uniform(-self.shift_seconds, self.shift_seconds) * sample_rate))
-            gain = 10.0 ** (draws.uniform(-self.gain_db, self.gain_db) / 20.0)
-            views[row] = np.roll(clip, shift) * gain
-            if shift > 0:
-                views[row, :shift] = 0.0
-            elif shift < 0:
-                views[row, shift:] = 0.0
+    def view(self, audio, sample_rate):
+        """This view of the ``[clips, samples]`` batch ``audio``."""
+        shift = int(round(self.shift_seconds * sample_rate))
+        if abs(shift) >= audio.shape[1]:
+            raise CoughclfError(f"shift_seconds = {self.shift_seconds} shifts the whole clip out")
+        views = np.roll(audio, shift, axis=1) * np.float32(10.0 ** (self.gain_db / 20.0))
+        if shift > 0:
+            views[:, :shift] = 0.0
+        elif shift < 0:
+            views[:, shift:] = 0.0
         return views
 
 
 def embedding_views(config):
-    """The :class:`EmbeddingViews` of ``config``'s ``[augment] embedding_views`` (none: ``count = 0``);
-    a bad table is an error naming the key. The seed is ``[augment] seed``, else the run's."""
-    table = config["augment"].get(VIEWS_KEY, {})
+    """The :class:`EmbeddingView` tuple of ``config``'s ``[augment] embedding_views`` (empty when unset);
+    a bad entry is an error naming it."""
+    entries = config["augment"].get(VIEWS_KEY, [])
     where = f"{config.source}: augment.{VIEWS_KEY}"
-    if not isinstance(table, dict):
-        raise CoughclfError(f"{where} must be a table such as {{ count = 5, shift_seconds = 0.24, gain_db = 6.0 }}, "
-                            f"got {table!r}")
-    known = ("count", "shift_seconds", "gain_db")
-    for key in table:
-        if key not in known:
-            raise CoughclfError(f"{where}: unknown key {key!r}; valid keys: {', '.join(known)}")
-    if table and config["model"]["freeze"] != "backbone":
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise CoughclfError(f"{where} must be a list of tables such as {VIEW_EXAMPLE}, got {entries!r}")
+    if entries and config["model"]["freeze"] != "backbone":
         raise CoughclfError(f"{where} are views of cached embeddings, which need model.freeze = 'backbone'; "
                             "fine-tuning sees the waveform: use augmentation layers (e.g. time_shift) instead")
-    try:
-        return EmbeddingViews(**table, seed=int(config["augment"].get("seed", config["train"]["seed"])))
-    except CoughclfError as error:
-        raise CoughclfError(f"{where}: {error}") from None
+    views = []
+    for number, entry in enumerate(entries):
+        unknown = sorted(set(entry) - {"shift_seconds", "gain_db"})
+        if unknown:
+            raise CoughclfError(f"{where}[{number}]: unknown key {unknown[0]!r}; valid keys: shift_seconds, gain_db")
+        try:
+            views.append(EmbeddingView(**entry))
+        except CoughclfError as error:
+            raise CoughclfError(f"{where}[{number}]: {error}") from None
+    if len(set(views)) < len(views):
+        raise CoughclfError(f"{where} lists a view twice; drop the copy")
+    return tuple(views)
 
 
 def uses_cached_embeddings(config, model):
@@ -133,15 +126,14 @@ def check_cached_setup(config):
 
 def embedding_key(config, model, seconds, view=None):
     """SHA-256 of what the cached embeddings depend on: weights file, layers up to the embeddings, clips,
-    and for a training view ``(index, EmbeddingViews)`` its draws."""
+    and for a training :class:`EmbeddingView` its shift and gain."""
     weights = config["model"]["weights"]
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest() if weights else "random"
     upstream = embedding_model(model)
     identity = {"weights": digest, "layers": [layer.get_config() for layer in upstream.layers],
                 "seconds": seconds, "sample_rate": config["data"]["sample_rate"]}
     if view is not None:
-        index, views = view
-        identity["view"] = {"index": index, **asdict(views), "count": None}  # view k is the same for any count
+        identity["view"] = asdict(view)
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -153,7 +145,7 @@ def embedding_model(model):
 
 def cached_embeddings(config, cache, model, seconds, view=None):
     """``{clip id: [patches, width] float32}`` of every clip in ``cache``: read, or computed and written;
-    of its training view ``(index, EmbeddingViews)`` when given, else of the clips as evaluation cuts them.
+    of the training :class:`EmbeddingView` ``view`` when given, else of the clips as evaluation cuts them.
     Views cover every clip too: each trains in some fold of a cross-validation, which computes them once."""
     from coughclf.inputs import make_inputs
 
@@ -167,7 +159,8 @@ def cached_embeddings(config, cache, model, seconds, view=None):
                     return dict(zip(stored["ids"].tolist(), stored["embeddings"]))
         except (OSError, ValueError, KeyError):
             report(f"{path} is damaged; computing the embeddings again")
-    what = f"view {view[0]} of {len(ids)} clips" if view else f"{len(ids)} clips"
+    what = (f"{len(ids)} clips shifted by {view.shift_seconds} s and gained by {view.gain_db} dB" if view
+            else f"{len(ids)} clips")
     report(f"computing the embeddings of {what} once (frozen {model.name}) into {path}")
     upstream = embedding_model(model)
     dataset = make_inputs(config, cache, ids, mode="eval", seconds=seconds, with_ids=True, batch_size=BATCH)
@@ -175,7 +168,7 @@ def cached_embeddings(config, cache, model, seconds, view=None):
     for inputs, _ in dataset:
         batch_ids, audio = inputs["id"].numpy().astype(str), inputs["audio"].numpy()
         if view is not None:
-            audio = view[1].view(audio, batch_ids, view[0], cache.sample_rate)
+            audio = view.view(audio, cache.sample_rate)
         found_ids.extend(batch_ids)
         arrays.append(np.asarray(upstream.predict_on_batch(audio), np.float32))
     embeddings = np.concatenate(arrays)
@@ -214,8 +207,7 @@ def plan_embedding_fit(config, cache, split, model, compile_model, seconds, clas
     check_cached_setup(config)
     embeddings = cached_embeddings(config, cache, model, seconds)
     views = embedding_views(config)
-    training_views = [embeddings, *(cached_embeddings(config, cache, model, seconds, (index, views))
-                                    for index in range(1, views.count + 1))]
+    training_views = [embeddings, *(cached_embeddings(config, cache, model, seconds, view) for view in views)]
     labels = {row["id"]: int(row["label_index"]) for row in cache.manifest}
     num_classes = len(cache.classes)
     head = compile_model(head_of(model))
@@ -231,7 +223,7 @@ def plan_embedding_fit(config, cache, split, model, compile_model, seconds, clas
     if mixing.active:
         train_data = mix_batches(train_data, mixing, sample_rate=cache.sample_rate, class_weights=class_weight)
         class_weight = None
-    trained_on = "cached embeddings (frozen backbone)" + (f", {views.count} extra views" if views.count else "")
+    trained_on = "cached embeddings (frozen backbone)" + (f", {len(views)} extra views" if views else "")
     return FitPlan(head, train_data, dataset("validation", [embeddings]) if split["validation"] else None,
                    config["train"]["monitor"], monitor_mode(config), class_weight=class_weight,
                    summary={"classes": cache.classes, "trained_on": trained_on},
