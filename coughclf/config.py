@@ -398,12 +398,14 @@ def _validate_references(config, path):
     if config["augment"]:
         from coughclf.layers.augment import SPECTROGRAM_AUGMENTATIONS, WAVEFORM_AUGMENTATIONS, build_augmentation
         from coughclf.mixing import AUGMENT_KEYS, mixing_from_augment
+        from coughclf.pretrained.embedding_head import VIEWS_KEY, embedding_views
 
-        known = {"seed", *WAVEFORM_AUGMENTATIONS, *SPECTROGRAM_AUGMENTATIONS, *AUGMENT_KEYS}
+        known = {"seed", *WAVEFORM_AUGMENTATIONS, *SPECTROGRAM_AUGMENTATIONS, *AUGMENT_KEYS, VIEWS_KEY}
         for key in config["augment"]:
             if key not in known:
                 unknown_key(key, f"augment.{key}", known, path)
         mixing, layer_settings = mixing_from_augment(config["augment"], path)
+        embedding_views(config)
         if mixing.active and config["task"] == "ctc":
             raise CoughclfError(f"{path}: augment.{'/'.join(AUGMENT_KEYS)} mix class targets; a speech (ctc) "
                                 "model has transcripts: remove them")

@@ -170,6 +170,18 @@ def test_tflite_bench_builds_with_the_options_and_times_the_chosen_variants():
         tflite.builder_options(["frames"])
 
 
+def test_tflite_bench_times_a_trained_model_from_its_run_folder_or_keras_file(tmp_path):
+    from coughclf.models import build
+
+    model = build("kws_cnn", input_mode="waveform", clip_seconds=0.5, num_classes=3, sample_rate=8000)
+    (tmp_path / "run").mkdir()
+    model.save(tmp_path / "run" / "best.keras")
+    for source in (tmp_path / "run", tmp_path / "run" / "best.keras"):
+        result = tflite.measure(str(source), repeats=2, warmup=1, calibration=2, quantizations=["float16"])
+        assert result["clip_samples"] == 4000  # the trained model's input, not the registry default
+        assert set(result["size_bytes"]) == {"tflite_float32", "tflite_float16"}
+
+
 def test_the_streaming_tflite_bench_compares_a_hop_with_the_whole_window():
     result = tflite.measure_streaming("kws_cnn", repeats=2, warmup=1, calibration=2,
                                       options={"num_classes": 3, "frontend": {"n_mels": 32}})

@@ -13,14 +13,16 @@ from coughclf.errors import CoughclfError
 from coughclf.export import convert_tflite, flatbuffer_operators, inference_model
 from coughclf.models import build
 from coughclf.predict import load_predictor, predict_files
+from coughclf.pretrained.embedding_head import EmbeddingView
 from coughclf.train import train
 from miniatures import write_esc10
 from test_export import clips, run_tflite
 from test_yamnet import random_release_weights, write_keras2_h5
 
 REPO = Path(__file__).resolve().parents[1]
+# The shipped views are five more embedding passes: the tests not about them leave them out.
 SHORT = ["data.clip_seconds=1.0", "train.batch_size=4", "metrics.bootstrap=20", "split.test_folds=[1]",
-         "split.val_folds=[2]", "split.train_folds=[3, 4, 5]"]
+         "split.val_folds=[2]", "split.train_folds=[3, 4, 5]", "augment.embedding_views=[]"]
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +69,61 @@ def test_frozen_backbone_trains_the_head_on_cached_embeddings(setup, tmp_path, c
     rows = predict_files(run / "best.keras", [setup[1]])
     assert len(rows) == 15 and all("error" not in row for row in rows)
     assert load_predictor(run / "best.keras").metadata["labels"] == training["classes"]
+
+
+def test_embedding_views_train_the_head_on_extra_views_each_cached_once(setup, tmp_path, capsys):
+    views = "augment.embedding_views=[{shift_seconds = 0.1}, {shift_seconds = -0.2, gain_db = 6.0}]"
+    cache = f"data.cache={tmp_path / 'cache'}"
+    run = train(esc10_config(setup, tmp_path, "train.epochs=1", views, cache), tmp_path / "run")
+    out = capsys.readouterr().out
+    assert "computing the embeddings of 15 clips once" in out
+    assert "15 clips shifted by 0.1 s and gained by 0.0 dB" in out and "shifted by -0.2 s and gained by 6.0" in out
+    assert json.loads((run / "training.json").read_text())["trained_on"].endswith("2 extra views")
+    stored = sorted((tmp_path / "cache" / "embeddings").glob("yamnet-*.npz"))
+    assert len(stored) == 3
+    arrays = [np.load(path)["embeddings"] for path in stored]
+    assert all(array.shape == (15, 2, 1024) for array in arrays)
+    assert not np.allclose(arrays[0], arrays[1]) and not np.allclose(arrays[1], arrays[2])
+    # A view added computes only it; a view changed computes it anew; the clips' own embeddings stay.
+    more = views.replace("]", ", {gain_db = -12.0}]")
+    train(esc10_config(setup, tmp_path, "train.epochs=1", cache, more), tmp_path / "more")
+    out = capsys.readouterr().out
+    assert out.count("computing the embeddings") == 1 and "gained by -12.0 dB" in out
+    train(esc10_config(setup, tmp_path, "train.epochs=1", cache, views.replace("6.0", "3.0")), tmp_path / "gain")
+    out = capsys.readouterr().out
+    assert out.count("computing the embeddings") == 1 and "shifted by -0.2 s and gained by 3.0 dB" in out
+    assert len(list((tmp_path / "cache" / "embeddings").glob("yamnet-*.npz"))) == 5
+
+
+def test_an_embedding_view_shifts_in_zeros_and_gains_every_clip_alike():
+    audio = np.random.default_rng(0).normal(size=(3, 16)).astype(np.float32)
+    delayed = EmbeddingView(shift_seconds=0.25, gain_db=20.0).view(audio, sample_rate=16)
+    assert delayed.shape == audio.shape and delayed.dtype == audio.dtype
+    np.testing.assert_array_equal(delayed[:, :4], 0.0)
+    np.testing.assert_allclose(delayed[:, 4:], 10.0 * audio[:, :-4], rtol=1e-6)
+    advanced = EmbeddingView(shift_seconds=-0.125).view(audio, sample_rate=16)
+    np.testing.assert_array_equal(advanced[:, :-2], audio[:, 2:])
+    np.testing.assert_array_equal(advanced[:, -2:], 0.0)
+    with pytest.raises(CoughclfError, match="shifts the whole clip out"):
+        EmbeddingView(shift_seconds=1.0).view(audio, sample_rate=16)
+
+
+@pytest.mark.parametrize("views, message", [
+    ("[{shift_seconds = 0.0}]", "is the clip itself"),
+    ("[{gain_db = true}]", "gain_db must be a number"),
+    ("[{shift_seconds = 0.1}, {shift = 0.1}]", "\\[1\\]: unknown key 'shift'"),
+    ("[{gain_db = 6.0}, {gain_db = 6.0}]", "lists a view twice"),
+    ("{shift_seconds = 0.1}", "must be a list of tables"),
+])
+def test_bad_embedding_views_are_refused_when_the_config_loads(setup, tmp_path, views, message):
+    with pytest.raises(CoughclfError, match=f"augment.embedding_views.*{message}"):
+        esc10_config(setup, tmp_path, f"augment.embedding_views={views}")
+
+
+def test_embedding_views_need_a_frozen_backbone(setup, tmp_path):
+    with pytest.raises(CoughclfError, match="need model.freeze = 'backbone'"):
+        esc10_config(setup, tmp_path, "augment.embedding_views=[{gain_db = 6.0}]",
+                     experiment="esc10_yamnet_finetune.toml")
 
 
 @pytest.mark.parametrize("override, message", [

@@ -11,7 +11,11 @@ output for a clip never changes. :func:`plan_embedding_fit` instead
    clip settings, so a change of any of them computes them again, and every fold of a
    cross-validation reuses them;
 2. trains the head (the layers after ``embeddings``, shared with the whole model) on those
-   arrays, with mixup and label smoothing ([augment]) and class weights as for any run;
+   arrays, with mixup and label smoothing ([augment]) and class weights as for any run; with
+   ``[augment] embedding_views`` (:class:`EmbeddingView`) also on extra views of every training
+   clip, shifted in time and gained, each embedded once and cached in a file of its own (its key
+   adds the view's shift and gain), while validation and test clips are seen only as evaluation
+   cuts them;
 3. saves the whole model — front end, backbone, trained head — as the run's ``best.keras``, so
    evaluation, prediction, export, ensembles and distillation use it like any other run.
 
@@ -22,6 +26,7 @@ between-class mixing. ``freeze = "none"`` fine-tunes end to end on the waveform 
 
 import hashlib
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +37,67 @@ from coughclf.files import atomic_path
 
 EMBEDDINGS = "embeddings"
 BATCH = 32
+# The [augment] key of the EmbeddingView list (not an augmentation layer: coughclf.mixing leaves it out of those).
+VIEWS_KEY = "embedding_views"
+VIEW_EXAMPLE = "[{ shift_seconds = 0.24 }, { gain_db = -12.0 }]"
+
+
+@dataclass(frozen=True)
+class EmbeddingView:
+    """An extra training view of every clip for a head on cached embeddings: the clip as evaluation
+    cuts it, delayed by ``shift_seconds`` (advanced when negative; zeros shifted in) and scaled by
+    ``gain_db``. The same for every clip, so each view is embedded once for the whole cache.
+
+    A shift that is not a multiple of the backbone's patch hop (YAMNet: 0.48 s) shows it patches
+    it never saw; a gain moves the quiet parts against its log offset (log(mel + 0.001)).
+    """
+
+    shift_seconds: float = 0.0
+    gain_db: float = 0.0
+
+    def __post_init__(self):
+        for name in ("shift_seconds", "gain_db"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise CoughclfError(f"{name} must be a number, got {value!r}")
+        if self.shift_seconds == 0 and self.gain_db == 0:
+            raise CoughclfError("a view with shift_seconds = 0 and gain_db = 0 is the clip itself; drop it")
+
+    def view(self, audio, sample_rate):
+        """This view of the ``[clips, samples]`` batch ``audio``."""
+        shift = int(round(self.shift_seconds * sample_rate))
+        if abs(shift) >= audio.shape[1]:
+            raise CoughclfError(f"shift_seconds = {self.shift_seconds} shifts the whole clip out")
+        views = np.roll(audio, shift, axis=1) * np.float32(10.0 ** (self.gain_db / 20.0))
+        if shift > 0:
+            views[:, :shift] = 0.0
+        elif shift < 0:
+            views[:, shift:] = 0.0
+        return views
+
+
+def embedding_views(config):
+    """The :class:`EmbeddingView` tuple of ``config``'s ``[augment] embedding_views`` (empty when unset);
+    a bad entry is an error naming it."""
+    entries = config["augment"].get(VIEWS_KEY, [])
+    where = f"{config.source}: augment.{VIEWS_KEY}"
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise CoughclfError(f"{where} must be a list of tables such as {VIEW_EXAMPLE}, got {entries!r}")
+    if entries and config["model"]["freeze"] != "backbone":
+        raise CoughclfError(f"{where} are views of cached embeddings, which need model.freeze = 'backbone'; "
+                            "fine-tuning sees the waveform: use augmentation layers (e.g. time_shift) instead")
+    views = []
+    for number, entry in enumerate(entries):
+        unknown = sorted(set(entry) - {"shift_seconds", "gain_db"})
+        if unknown:
+            raise CoughclfError(f"{where}[{number}]: unknown key {unknown[0]!r}; valid keys: shift_seconds, gain_db")
+        try:
+            views.append(EmbeddingView(**entry))
+        except CoughclfError as error:
+            raise CoughclfError(f"{where}[{number}]: {error}") from None
+    if len(set(views)) < len(views):
+        raise CoughclfError(f"{where} lists a view twice; drop the copy")
+    return tuple(views)
 
 
 def uses_cached_embeddings(config, model):
@@ -58,13 +124,16 @@ def check_cached_setup(config):
         raise CoughclfError(f"{where} epochs are not resampled; set balance.mode = 'class_weight' (or 'none')")
 
 
-def embedding_key(config, model, seconds):
-    """SHA-256 of what the cached embeddings depend on: weights file, layers up to the embeddings, clips."""
+def embedding_key(config, model, seconds, view=None):
+    """SHA-256 of what the cached embeddings depend on: weights file, layers up to the embeddings, clips,
+    and for a training :class:`EmbeddingView` its shift and gain."""
     weights = config["model"]["weights"]
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest() if weights else "random"
     upstream = embedding_model(model)
     identity = {"weights": digest, "layers": [layer.get_config() for layer in upstream.layers],
                 "seconds": seconds, "sample_rate": config["data"]["sample_rate"]}
+    if view is not None:
+        identity["view"] = asdict(view)
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -74,11 +143,13 @@ def embedding_model(model):
     return keras.Model(model.inputs, model.get_layer(EMBEDDINGS).output, name=f"{model.name}_{EMBEDDINGS}")
 
 
-def cached_embeddings(config, cache, model, seconds):
-    """``{clip id: [patches, width] float32}`` of every clip in ``cache``: read, or computed and written."""
+def cached_embeddings(config, cache, model, seconds, view=None):
+    """``{clip id: [patches, width] float32}`` of every clip in ``cache``: read, or computed and written;
+    of the training :class:`EmbeddingView` ``view`` when given, else of the clips as evaluation cuts them.
+    Views cover every clip too: each trains in some fold of a cross-validation, which computes them once."""
     from coughclf.inputs import make_inputs
 
-    key = embedding_key(config, model, seconds)
+    key = embedding_key(config, model, seconds, view)
     path = Path(cache.root) / EMBEDDINGS / f"{model.name}-{key[:16]}.npz"
     ids = [row["id"] for row in cache.manifest]
     if path.exists():
@@ -88,13 +159,18 @@ def cached_embeddings(config, cache, model, seconds):
                     return dict(zip(stored["ids"].tolist(), stored["embeddings"]))
         except (OSError, ValueError, KeyError):
             report(f"{path} is damaged; computing the embeddings again")
-    report(f"computing the embeddings of {len(ids)} clips once (frozen {model.name}) into {path}")
+    what = (f"{len(ids)} clips shifted by {view.shift_seconds} s and gained by {view.gain_db} dB" if view
+            else f"{len(ids)} clips")
+    report(f"computing the embeddings of {what} once (frozen {model.name}) into {path}")
     upstream = embedding_model(model)
     dataset = make_inputs(config, cache, ids, mode="eval", seconds=seconds, with_ids=True, batch_size=BATCH)
     found_ids, arrays = [], []
     for inputs, _ in dataset:
-        found_ids.extend(inputs["id"].numpy().astype(str))
-        arrays.append(np.asarray(upstream.predict_on_batch(inputs["audio"].numpy()), np.float32))
+        batch_ids, audio = inputs["id"].numpy().astype(str), inputs["audio"].numpy()
+        if view is not None:
+            audio = view.view(audio, cache.sample_rate)
+        found_ids.extend(batch_ids)
+        arrays.append(np.asarray(upstream.predict_on_batch(audio), np.float32))
     embeddings = np.concatenate(arrays)
     with atomic_path(path, suffix=".npz") as temporary:
         np.savez(temporary, ids=np.array(found_ids), embeddings=embeddings)
@@ -108,14 +184,16 @@ def head_of(model):
     return keras.Model(model.get_layer(EMBEDDINGS).output, model.outputs, name=f"{model.name}_head")
 
 
-def embedding_dataset(embeddings, ids, labels, num_classes, *, batch_size, shuffle_seed=None):
+def embedding_dataset(views, ids, labels, num_classes, *, batch_size, shuffle_seed=None):
+    """Batches of ``(embeddings, one-hot)`` of ``ids`` in each of ``views`` (``{id: embeddings}`` each):
+    one epoch holds every view of every clip."""
     import tensorflow as tf
 
-    inputs = np.stack([embeddings[clip_id] for clip_id in ids])
-    targets = np.eye(num_classes, dtype=np.float32)[labels]
+    inputs = np.concatenate([np.stack([embeddings[clip_id] for clip_id in ids]) for embeddings in views])
+    targets = np.tile(np.eye(num_classes, dtype=np.float32)[labels], (len(views), 1))
     dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
     if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(ids), seed=shuffle_seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(len(inputs), seed=shuffle_seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size)
 
 
@@ -128,22 +206,25 @@ def plan_embedding_fit(config, cache, split, model, compile_model, seconds, clas
 
     check_cached_setup(config)
     embeddings = cached_embeddings(config, cache, model, seconds)
+    views = embedding_views(config)
+    training_views = [embeddings, *(cached_embeddings(config, cache, model, seconds, view) for view in views)]
     labels = {row["id"]: int(row["label_index"]) for row in cache.manifest}
     num_classes = len(cache.classes)
     head = compile_model(head_of(model))
     batch_size = config["train"]["batch_size"]
 
-    def dataset(part, seed=None):
+    def dataset(part, part_views, seed=None):
         ids = split[part]
-        return embedding_dataset(embeddings, ids, [labels[i] for i in ids], num_classes, batch_size=batch_size,
+        return embedding_dataset(part_views, ids, [labels[i] for i in ids], num_classes, batch_size=batch_size,
                                  shuffle_seed=seed)
 
-    train_data = dataset("train", config["train"]["seed"])
+    train_data = dataset("train", training_views, config["train"]["seed"])
     mixing, _ = mixing_from_augment(config["augment"], config.source, config["train"]["seed"])
     if mixing.active:
         train_data = mix_batches(train_data, mixing, sample_rate=cache.sample_rate, class_weights=class_weight)
         class_weight = None
-    return FitPlan(head, train_data, dataset("validation") if split["validation"] else None,
+    trained_on = "cached embeddings (frozen backbone)" + (f", {len(views)} extra views" if views else "")
+    return FitPlan(head, train_data, dataset("validation", [embeddings]) if split["validation"] else None,
                    config["train"]["monitor"], monitor_mode(config), class_weight=class_weight,
-                   summary={"classes": cache.classes, "trained_on": "cached embeddings (frozen backbone)"},
+                   summary={"classes": cache.classes, "trained_on": trained_on},
                    saved_model=model)
