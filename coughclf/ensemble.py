@@ -36,6 +36,8 @@ from coughclf.files import read_json
 
 FOLDS_FILE = "folds.json"
 ENSEMBLE_NAME = "fold_ensemble"
+MODEL_ENSEMBLE_NAME = "model_ensemble"
+ENSEMBLE_FILE = "ensemble.json"  # the members of an ensemble of different models' CV folders
 
 
 def is_cv_folder(path):
@@ -141,9 +143,152 @@ def load_fold_ensemble(cv_dir):
 
 
 def ensemble_members(model):
-    """The fold models inside an :func:`average_models` ensemble, in fold order; ``[]`` for any other model."""
+    """The models inside an ensemble (:func:`average_models`, :func:`combine_models`, or either of
+    ensembles), in order: a model whose every layer with weights is a whole model; ``[]`` for any
+    other model. Recognised by structure, not name: :func:`average_models` renames what it averages."""
     import keras
 
-    if model.name != ENSEMBLE_NAME:
+    weighted = [layer for layer in model.layers if layer.weights]
+    if not weighted or not all(isinstance(layer, keras.Model) for layer in weighted):
         return []
-    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return weighted
+
+
+# --- ensembles of different models trained on the same folds ------------------------------------
+
+def _member(cv_dir):
+    """:func:`ensemble_info` of one CV folder, with how its models hear a clip: ``clip_samples`` (the
+    clip), ``window_samples`` (what its model takes) and ``starts`` (its windows' first samples, or
+    None when it takes the whole clip)."""
+    from coughclf.layers.windows import window_starts
+
+    info = ensemble_info(cv_dir)
+    data = info["config"]["data"]
+    info["cv_dir"] = str(cv_dir)
+    info["window_samples"] = info["clip_samples"]
+    info["starts"] = None
+    if data["windows"]:
+        if data["clip_seconds"] is None:
+            raise CoughclfError(f"{cv_dir}: its models take windows of whole clips of any length (data.windows "
+                                "without data.clip_seconds); an ensemble needs one clip length")
+        info["clip_samples"] = int(round(data["clip_seconds"] * info["sample_rate"]))
+        info["starts"] = window_starts(info["clip_samples"], info["window_samples"], data["windows"])
+    return info
+
+
+def _test_folds(cv_dir):
+    return [sorted(fold["test"]) for fold in read_json(Path(cv_dir) / FOLDS_FILE)]
+
+
+def check_members(cv_dirs):
+    """The :func:`_member` of every CV folder, checked to form one ensemble: two at least, the same
+    classes, sample rate and clip length, and the same test clips in every fold (each fold's test
+    clips are then scored only by models that never trained on them)."""
+    if len(cv_dirs) < 2:
+        raise CoughclfError("an ensemble of models needs two CV folders at least (one CV folder is already its "
+                            "fold ensemble)")
+    members = [_member(cv_dir) for cv_dir in cv_dirs]
+    first = members[0]
+    for member in members[1:]:
+        for key, what in (("labels", "classes"), ("sample_rate", "sample rate"), ("clip_samples", "clip length")):
+            if member[key] != first[key]:
+                raise CoughclfError(f"{member['cv_dir']} and {first['cv_dir']} differ in {what} ({member[key]} "
+                                    f"against {first[key]}); an ensemble's members hear the same clips")
+        if _test_folds(member["cv_dir"]) != _test_folds(first["cv_dir"]):
+            raise CoughclfError(f"{member['cv_dir']} and {first['cv_dir']} were cross-validated on different folds; "
+                                "an ensemble scores each test fold with the models that held it out, so its "
+                                "members need the same folds (the same data, split.method, k and seed)")
+    return members
+
+
+def combine_models(members, clip_samples, name=MODEL_ENSEMBLE_NAME):
+    """One functional model of ``members`` (``(model, starts)`` pairs) taking a clip of ``clip_samples``:
+    a member with ``starts`` hears its windows (:class:`coughclf.layers.windows.ClipWindow`) and gives
+    the mean of their probabilities, as its evaluation does; the members' probabilities are averaged.
+    The models are renamed ``member_{i}``."""
+    import keras
+
+    from coughclf.layers.windows import ClipWindow
+
+    clip = keras.Input(shape=(clip_samples,), name="audio")
+    outputs = []
+    for index, (model, starts) in enumerate(members):
+        if len(model.inputs) != 1:
+            raise CoughclfError(f"{model.name} has a metadata input; ensembles take waveform-only models")
+        model.name = f"member_{index}"
+        if starts is None and model.inputs[0].shape[1] != clip_samples:
+            raise CoughclfError(f"member {index} takes {model.inputs[0].shape[1]} samples, not the clip's "
+                                f"{clip_samples}, and no windows; an ensemble's members hear the same clip")
+        if starts is None:
+            outputs.append(model(clip))
+            continue
+        length = model.inputs[0].shape[1]
+        heard = [model(ClipWindow(start, length, name=f"member_{index}_window_{window}")(clip))
+                 for window, start in enumerate(starts)]
+        outputs.append(heard[0] if len(heard) == 1 else keras.layers.Average(name=f"member_{index}_windows")(heard))
+    return keras.Model(clip, keras.layers.Average(name="mean_probabilities")(outputs), name=name)
+
+
+def _ensemble_config(members):
+    """The config of the ensemble's folder: the first member's, named after all of them, reading
+    whole clips (the windows are inside the model now)."""
+    import tomllib
+
+    from coughclf.config import config_from_dict
+
+    first = members[0]
+    raw = tomllib.loads((Path(first["cv_dir"]) / "config.toml").read_text(encoding="utf-8"))
+    for key in ("windows", "window_seconds", "random_windows"):
+        raw["data"].pop(key, None)
+    raw["data"]["clip_seconds"] = first["clip_samples"] / first["sample_rate"]
+    raw["name"] = "ensemble-" + "-".join(member["config"]["name"] for member in members)
+    return config_from_dict(raw, str(Path(first["cv_dir"]) / "config.toml"))
+
+
+def evaluate_model_ensemble(cv_dirs, out_dir=None, *, group_by=None, make_plots=True):
+    """Evaluate the ensemble of the models of ``cv_dirs`` (CV folders of the same folds) fold by fold.
+
+    Fold ``i``'s test clips are scored by :func:`combine_models` of every member's ``fold-i``
+    model. ``out_dir`` (default ``saved_models/ensemble-{names}-{timestamp}``) is written as a CV
+    folder: ``fold-{i}/best.keras`` is fold ``i``'s ensemble, with its metrics and predictions as
+    ``coughclf evaluate`` writes them, ``summary.json`` the mean and standard deviation over folds,
+    ``ensemble.json`` the members. So ``predict``, ``export`` and ``evaluate --data`` take
+    ``out_dir`` as one model: its fold ensemble, i.e. every member's every fold, averaged.
+
+    Returns the summary, as :func:`coughclf.cv.cross_validate`'s.
+    """
+    import shutil
+    import time
+
+    from coughclf.classification import evaluate_run
+    from coughclf.config import dump_config
+    from coughclf.console import report
+    from coughclf.cv import DONE_MARKER, summarize
+    from coughclf.files import atomic_path, write_json
+    from coughclf.model_files import load_model_file
+    from coughclf.runs import claim_run_dir, default_run_folder
+
+    members = check_members([Path(cv_dir) for cv_dir in cv_dirs])
+    config = _ensemble_config(members)
+    out_dir = Path(out_dir) if out_dir else default_run_folder(config, f"-{time.strftime('%Y%m%d-%H%M%S')}")
+    claim_run_dir(config, out_dir)
+    shutil.copyfile(Path(members[0]["cv_dir"]) / FOLDS_FILE, out_dir / FOLDS_FILE)
+    write_json(out_dir / ENSEMBLE_FILE, {"members": [{"cv_dir": member["cv_dir"], "model": member["model"],
+                                                      "window_samples": member["window_samples"],
+                                                      "window_starts": member["starts"]} for member in members]})
+    results = []
+    for index in range(members[0]["folds"]):
+        fold_dir = out_dir / f"fold-{index}"
+        runs = [Path(member["runs"][index]) for member in members]
+        report(f"fold {index + 1}/{members[0]['folds']}: the ensemble of {', '.join(map(str, runs))}")
+        model = combine_models([(load_model_file(run / "best.keras"), member["starts"])
+                                for run, member in zip(runs, members)], members[0]["clip_samples"])
+        with atomic_path(fold_dir / "best.keras", suffix=".keras") as temporary:
+            model.save(temporary)
+        dump_config(config, fold_dir / "config.toml")
+        shutil.copyfile(runs[0] / "split.json", fold_dir / "split.json")
+        write_json(fold_dir / "training.json", {"classes": members[0]["labels"],
+                                                "cache": read_json(runs[0] / "training.json").get("cache")})
+        results.append(evaluate_run(fold_dir, group_by=group_by, make_plots=make_plots))
+        write_json(fold_dir / DONE_MARKER, results[-1])
+    return summarize(config, out_dir, results)
