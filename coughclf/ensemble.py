@@ -20,6 +20,16 @@ refused (finish it with the same ``coughclf cv`` command). Models with a metadat
 are refused too: each fold standardises its metadata with its own training statistics
 (``fold-i/metadata.json``), so the folds do not share one metadata input.
 
+Different models cross-validated on the same folds (say the pretrained YAMNet and a
+from-scratch resnet18) form an ensemble fold by fold (:func:`evaluate_model_ensemble`,
+``coughclf evaluate CV_A CV_B``): fold ``i``'s test clips are scored by
+:func:`combine_models` of every member's ``fold-i`` model, so only by models that held
+them out. Members may hear different lengths: one trained on windows of the clip
+(``data.windows``) gets them from :class:`coughclf.layers.windows.ClipWindow` layers
+inside the graph, at the places its evaluation cuts them, and gives their mean. The
+result is written as a CV folder whose ``fold-i/best.keras`` is fold ``i``'s ensemble,
+so everything above takes it as one model.
+
 Example::
 
     from coughclf.ensemble import ensemble_info, load_fold_ensemble

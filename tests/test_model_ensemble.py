@@ -65,15 +65,20 @@ def member_probabilities(whole_run, windows_run, audio):
     return (np.asarray(whole.predict_on_batch(audio)) + np.mean(per_window, axis=0)) / 2
 
 
-def test_each_test_fold_is_scored_by_the_models_that_held_it_out(pair, tmp_path):
+def test_each_test_fold_is_scored_by_the_models_that_held_it_out(pair, tmp_path, capsys):
     import keras
 
     from coughclf.baselines import clip_waveforms
     from coughclf.cache import open_cache
+    from coughclf.cli import main
 
     cache, whole, windows = pair
-    summary = evaluate_model_ensemble([whole, windows], tmp_path / "ensemble", make_plots=False)
-    assert summary["folds"] == 2 and summary["metrics"]["accuracy"]["values"]
+    assert main(["evaluate", str(whole), str(windows), "--data", str(cache)]) == 2
+    assert "own test folds" in capsys.readouterr().err
+    assert main(["evaluate", str(whole), str(windows), "--out", str(tmp_path / "ensemble")]) == 0
+    assert "per fold" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "ensemble" / "summary.json").read_text())
+    assert summary["folds"] == 2 and len(summary["metrics"]["accuracy"]["values"]) == 2
     waveforms = clip_waveforms(open_cache(cache))
     folds = json.loads((whole / "folds.json").read_text())
     for index, fold in enumerate(folds):
