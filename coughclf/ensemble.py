@@ -167,22 +167,22 @@ def ensemble_members(model):
 # --- ensembles of different models trained on the same folds ------------------------------------
 
 def _member(cv_dir):
-    """:func:`ensemble_info` of one CV folder, with how its models hear a clip: ``clip_samples`` (the
-    clip), ``window_samples`` (what its model takes) and ``starts`` (its windows' first samples, or
-    None when it takes the whole clip)."""
+    """:func:`ensemble_info` of one CV folder, with how its models hear a clip: ``clip_samples`` (its
+    clip), ``window_samples`` (what its model takes) and ``window_starts`` (its windows' first samples in
+    its clip, or None when its model takes the whole clip)."""
     from coughclf.layers.windows import window_starts
 
     info = ensemble_info(cv_dir)
     data = info["config"]["data"]
     info["cv_dir"] = str(cv_dir)
     info["window_samples"] = info["clip_samples"]
-    info["starts"] = None
+    info["window_starts"] = None
     if data["windows"]:
         if data["clip_seconds"] is None:
             raise CoughclfError(f"{cv_dir}: its models take windows of whole clips of any length (data.windows "
                                 "without data.clip_seconds); an ensemble needs one clip length")
         info["clip_samples"] = int(round(data["clip_seconds"] * info["sample_rate"]))
-        info["starts"] = window_starts(info["clip_samples"], info["window_samples"], data["windows"])
+        info["window_starts"] = window_starts(info["clip_samples"], info["window_samples"], data["windows"])
     return info
 
 
@@ -192,15 +192,20 @@ def _test_folds(cv_dir):
 
 def check_members(cv_dirs):
     """The :func:`_member` of every CV folder, checked to form one ensemble: two at least, the same
-    classes, sample rate and clip length, and the same test clips in every fold (each fold's test
-    clips are then scored only by models that never trained on them)."""
+    classes and sample rate, and the same test clips in every fold (each fold's test clips are then
+    scored only by models that never trained on them).
+
+    The ensemble hears the longest member's clip; each member's ``starts`` say where in it the
+    member's model inputs begin (None: the whole clip). A member with a shorter clip hears its
+    centre, as its own evaluation crops a longer recording (to one sample where the two crops round
+    differently)."""
     if len(cv_dirs) < 2:
         raise CoughclfError("an ensemble of models needs two CV folders at least (one CV folder is already its "
                             "fold ensemble)")
     members = [_member(cv_dir) for cv_dir in cv_dirs]
     first = members[0]
     for member in members[1:]:
-        for key, what in (("labels", "classes"), ("sample_rate", "sample rate"), ("clip_samples", "clip length")):
+        for key, what in (("labels", "classes"), ("sample_rate", "sample rate")):
             if member[key] != first[key]:
                 raise CoughclfError(f"{member['cv_dir']} and {first['cv_dir']} differ in {what} ({member[key]} "
                                     f"against {first[key]}); an ensemble's members hear the same clips")
@@ -208,7 +213,17 @@ def check_members(cv_dirs):
             raise CoughclfError(f"{member['cv_dir']} and {first['cv_dir']} were cross-validated on different folds; "
                                 "an ensemble scores each test fold with the models that held it out, so its "
                                 "members need the same folds (the same data, split.method, k and seed)")
+    clip = ensemble_clip(members)
+    for member in members:
+        offset = (clip - member["clip_samples"]) // 2
+        starts = [offset + start for start in member["window_starts"] or [0]]
+        member["starts"] = None if member["window_samples"] == clip else starts
     return members
+
+
+def ensemble_clip(members):
+    """The samples of the clip an ensemble of :func:`_member` s hears: the longest member's."""
+    return max(member["clip_samples"] for member in members)
 
 
 def combine_models(members, clip_samples, name=MODEL_ENSEMBLE_NAME):
@@ -241,7 +256,7 @@ def combine_models(members, clip_samples, name=MODEL_ENSEMBLE_NAME):
 
 def _ensemble_config(members):
     """The config of the ensemble's folder: the first member's, named after all of them, reading
-    whole clips (the windows are inside the model now)."""
+    whole clips of the ensemble's length (windows and shorter clips are cut inside the model now)."""
     import tomllib
 
     from coughclf.config import config_from_dict
@@ -250,7 +265,7 @@ def _ensemble_config(members):
     raw = tomllib.loads((Path(first["cv_dir"]) / "config.toml").read_text(encoding="utf-8"))
     for key in ("windows", "window_seconds", "random_windows"):
         raw["data"].pop(key, None)
-    raw["data"]["clip_seconds"] = first["clip_samples"] / first["sample_rate"]
+    raw["data"]["clip_seconds"] = ensemble_clip(members) / first["sample_rate"]
     raw["name"] = "ensemble-" + "-".join(member["config"]["name"] for member in members)
     return config_from_dict(raw, str(Path(first["cv_dir"]) / "config.toml"))
 
@@ -292,7 +307,7 @@ def evaluate_model_ensemble(cv_dirs, out_dir=None, *, group_by=None, make_plots=
         runs = [Path(member["runs"][index]) for member in members]
         report(f"fold {index + 1}/{members[0]['folds']}: the ensemble of {', '.join(map(str, runs))}")
         model = combine_models([(load_model_file(run / "best.keras"), member["starts"])
-                                for run, member in zip(runs, members)], members[0]["clip_samples"])
+                                for run, member in zip(runs, members)], ensemble_clip(members))
         with atomic_path(fold_dir / "best.keras", suffix=".keras") as temporary:
             model.save(temporary)
         dump_config(config, fold_dir / "config.toml")

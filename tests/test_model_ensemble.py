@@ -24,11 +24,13 @@ def tiny_model(seed, seconds):
                         frontend=FRONTEND)
 
 
-def write_cv_folder(root, cache, *, windows=False, seed=0):
+def write_cv_folder(root, cache, *, windows=False, seed=0, short=False):
     """A finished 2-fold CV folder over ``cache``'s own folds, as ``coughclf cv`` leaves it; with ``windows``
-    its models take 3 windows of 0.75 s of each 1 s clip."""
+    its models take 3 windows of 0.75 s of each 1 s clip, with ``short`` clips of 0.75 s."""
     root.mkdir(parents=True)
     config = write_config(root / "config.toml", cache, split='method = "fold"\nval = 0.0')
+    if short:
+        config.write_text(config.read_text().replace("clip_seconds = 1.0", f"clip_seconds = {WINDOW_SECONDS}"))
     if windows:
         text = config.read_text().replace('name = "tones"', 'name = "tones_windows"')
         config.write_text(text.replace("clip_seconds = 1.0", f"clip_seconds = 1.0\nwindows = {WINDOWS}\n"
@@ -43,7 +45,7 @@ def write_cv_folder(root, cache, *, windows=False, seed=0):
         run.mkdir()
         (run / "split.json").write_text(json.dumps(split))
         (run / "training.json").write_text(json.dumps({"classes": list(CLASSES), "cache": str(cache)}))
-        tiny_model(seed + index, WINDOW_SECONDS if windows else 1.0).save(run / "best.keras")
+        tiny_model(seed + index, WINDOW_SECONDS if windows or short else 1.0).save(run / "best.keras")
     return root
 
 
@@ -106,7 +108,15 @@ def test_the_ensemble_folder_is_one_model_every_fold_of_every_member(pair, tmp_p
                                expected, atol=1e-5)
 
 
-def test_different_folds_classes_or_clip_lengths_are_refused(pair, tmp_path):
+def test_a_member_with_a_shorter_clip_hears_its_centre(pair, tmp_path):
+    cache, whole, windows = pair
+    short = write_cv_folder(tmp_path / "short", cache, short=True)
+    members = check_members([short, whole, windows])
+    assert [member["starts"] for member in members] == [[(RATE - WINDOW) // 2], None, [0, 2000, 4000]]
+    assert members[0]["window_starts"] is None
+
+
+def test_different_folds_or_classes_are_refused(pair, tmp_path):
     cache, whole, windows = pair
     with pytest.raises(CoughclfError, match="two CV folders at least"):
         check_members([whole])
