@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from coughclf.ensemble import check_members, combine_models, evaluate_model_ensemble, load_fold_ensemble
+from coughclf.ensemble import check_members, combine_models, load_fold_ensemble
+from coughclf.model_ensemble import evaluate_model_ensemble
 from coughclf.errors import CoughclfError
 from train_data import CLASSES, FRONTEND, RATE, write_config, write_tone_cache
 

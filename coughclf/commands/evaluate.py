@@ -60,7 +60,7 @@ def run_ensemble(args):
     """Several CV folders: their ensemble evaluated fold by fold (:func:`coughclf.ensemble.evaluate_model_ensemble`)."""
     import json
 
-    from coughclf.ensemble import evaluate_model_ensemble
+    from coughclf.model_ensemble import evaluate_model_ensemble
 
     if args.data or args.split != "test" or args.map_labels:
         raise CoughclfError("an ensemble of CV folders is evaluated on its own test folds; --data, --split and "
