@@ -20,6 +20,16 @@ refused (finish it with the same ``coughclf cv`` command). Models with a metadat
 are refused too: each fold standardises its metadata with its own training statistics
 (``fold-i/metadata.json``), so the folds do not share one metadata input.
 
+Different models cross-validated on the same folds (say the pretrained YAMNet and a
+from-scratch resnet18) form an ensemble fold by fold (``coughclf evaluate CV_A CV_B``,
+:func:`coughclf.model_ensemble.evaluate_model_ensemble`): fold ``i``'s test clips are scored by
+:func:`combine_models` of every member's ``fold-i`` model, so only by models that held
+them out. Members may hear different lengths: one trained on windows of the clip
+(``data.windows``) gets them from :class:`coughclf.layers.windows.ClipWindow` layers
+inside the graph, at the places its evaluation cuts them, and gives their mean. The
+result is written as a CV folder whose ``fold-i/best.keras`` is fold ``i``'s ensemble,
+so everything above takes it as one model.
+
 Example::
 
     from coughclf.ensemble import ensemble_info, load_fold_ensemble
@@ -36,6 +46,8 @@ from coughclf.files import read_json
 
 FOLDS_FILE = "folds.json"
 ENSEMBLE_NAME = "fold_ensemble"
+MODEL_ENSEMBLE_NAME = "model_ensemble"
+ENSEMBLE_FILE = "ensemble.json"  # the members of an ensemble of different models' CV folders
 
 
 def is_cv_folder(path):
@@ -141,9 +153,102 @@ def load_fold_ensemble(cv_dir):
 
 
 def ensemble_members(model):
-    """The fold models inside an :func:`average_models` ensemble, in fold order; ``[]`` for any other model."""
+    """The models inside an ensemble (:func:`average_models`, :func:`combine_models`, or either of
+    ensembles), in order: a model whose every layer with weights is a whole model; ``[]`` for any
+    other model. Recognised by structure, not name: :func:`average_models` renames what it averages."""
     import keras
 
-    if model.name != ENSEMBLE_NAME:
+    weighted = [layer for layer in model.layers if layer.weights]
+    if not weighted or not all(isinstance(layer, keras.Model) for layer in weighted):
         return []
-    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return weighted
+
+
+# --- ensembles of different models trained on the same folds ------------------------------------
+
+def _member(cv_dir):
+    """:func:`ensemble_info` of one CV folder, with how its models hear a clip: ``clip_samples`` (its
+    clip), ``window_samples`` (what its model takes) and ``window_starts`` (its windows' first samples in
+    its clip, or None when its model takes the whole clip)."""
+    from coughclf.layers.windows import window_starts
+
+    info = ensemble_info(cv_dir)
+    data = info["config"]["data"]
+    info["cv_dir"] = str(cv_dir)
+    info["window_samples"] = info["clip_samples"]
+    info["window_starts"] = None
+    if data["windows"]:
+        if data["clip_seconds"] is None:
+            raise CoughclfError(f"{cv_dir}: its models take windows of whole clips of any length (data.windows "
+                                "without data.clip_seconds); an ensemble needs one clip length")
+        info["clip_samples"] = int(round(data["clip_seconds"] * info["sample_rate"]))
+        info["window_starts"] = window_starts(info["clip_samples"], info["window_samples"], data["windows"])
+    return info
+
+
+def _test_folds(cv_dir):
+    return [sorted(fold["test"]) for fold in read_json(Path(cv_dir) / FOLDS_FILE)]
+
+
+def check_members(cv_dirs):
+    """The :func:`_member` of every CV folder, checked to form one ensemble: two at least, the same
+    classes and sample rate, and the same test clips in every fold (each fold's test clips are then
+    scored only by models that never trained on them).
+
+    The ensemble hears the longest member's clip; each member's ``starts`` say where in it the
+    member's model inputs begin (None: the whole clip). A member with a shorter clip hears its
+    centre, as its own evaluation crops a longer recording (to one sample where the two crops round
+    differently)."""
+    if len(cv_dirs) < 2:
+        raise CoughclfError("an ensemble of models needs two CV folders at least (one CV folder is already its "
+                            "fold ensemble)")
+    members = [_member(cv_dir) for cv_dir in cv_dirs]
+    first = members[0]
+    for member in members[1:]:
+        for key, what in (("labels", "classes"), ("sample_rate", "sample rate")):
+            if member[key] != first[key]:
+                raise CoughclfError(f"{member['cv_dir']} and {first['cv_dir']} differ in {what} ({member[key]} "
+                                    f"against {first[key]}); an ensemble's members hear the same clips")
+        if _test_folds(member["cv_dir"]) != _test_folds(first["cv_dir"]):
+            raise CoughclfError(f"{member['cv_dir']} and {first['cv_dir']} were cross-validated on different folds; "
+                                "an ensemble scores each test fold with the models that held it out, so its "
+                                "members need the same folds (the same data, split.method, k and seed)")
+    clip = ensemble_clip(members)
+    for member in members:
+        offset = (clip - member["clip_samples"]) // 2
+        starts = [offset + start for start in member["window_starts"] or [0]]
+        member["starts"] = None if member["window_samples"] == clip else starts
+    return members
+
+
+def ensemble_clip(members):
+    """The samples of the clip an ensemble of :func:`_member` s hears: the longest member's."""
+    return max(member["clip_samples"] for member in members)
+
+
+def combine_models(members, clip_samples, name=MODEL_ENSEMBLE_NAME):
+    """One functional model of ``members`` (``(model, starts)`` pairs) taking a clip of ``clip_samples``:
+    a member with ``starts`` hears its windows (:class:`coughclf.layers.windows.ClipWindow`) and gives
+    the mean of their probabilities, as its evaluation does; the members' probabilities are averaged.
+    The models are renamed ``member_{i}``."""
+    import keras
+
+    from coughclf.layers.windows import ClipWindow
+
+    clip = keras.Input(shape=(clip_samples,), name="audio")
+    outputs = []
+    for index, (model, starts) in enumerate(members):
+        if len(model.inputs) != 1:
+            raise CoughclfError(f"{model.name} has a metadata input; ensembles take waveform-only models")
+        model.name = f"member_{index}"
+        if starts is None and model.inputs[0].shape[1] != clip_samples:
+            raise CoughclfError(f"member {index} takes {model.inputs[0].shape[1]} samples, not the clip's "
+                                f"{clip_samples}, and no windows; an ensemble's members hear the same clip")
+        if starts is None:
+            outputs.append(model(clip))
+            continue
+        length = model.inputs[0].shape[1]
+        heard = [model(ClipWindow(start, length, name=f"member_{index}_window_{window}")(clip))
+                 for window, start in enumerate(starts)]
+        outputs.append(heard[0] if len(heard) == 1 else keras.layers.Average(name=f"member_{index}_windows")(heard))
+    return keras.Model(clip, keras.layers.Average(name="mean_probabilities")(outputs), name=name)

@@ -172,11 +172,13 @@ def inference_model(model, input_length=None, stft="auto"):
     import keras
 
     from coughclf.ctc import CTCModel
-    from coughclf.ensemble import average_models, ensemble_members
+    from coughclf.ensemble import ensemble_members
 
     members = ensemble_members(model)
-    if members:  # a fold ensemble: each fold's inference build, averaged again
-        return average_models([inference_model(member, input_length, stft) for member in members])
+    if members:  # an ensemble: the same graph around each member's inference build (the other layers,
+        # window cuts and averages, hold no weights and are reused as they are)
+        builds = {member.name: inference_model(member, input_length, stft) for member in members}
+        return keras.models.clone_model(model, clone_function=lambda layer: builds.get(layer.name, layer))
     if isinstance(model, CTCModel):
         from coughclf.models.deepspeech import inference_model as ctc_inference_model
 

@@ -18,3 +18,4 @@ from coughclf.layers.augment import (
 from coughclf.layers.frontend import MFCC, LogMelSpectrogram, RMSEnergy, SpectralCentroid, ZeroCrossingRate
 from coughclf.layers.kaldi import KaldiFbank
 from coughclf.layers.pcm import PCMToFloat
+from coughclf.layers.windows import ClipWindow
