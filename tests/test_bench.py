@@ -170,6 +170,18 @@ def test_tflite_bench_builds_with_the_options_and_times_the_chosen_variants():
         tflite.builder_options(["frames"])
 
 
+def test_tflite_bench_times_a_trained_model_file_as_it_is(tmp_path):
+    from coughclf.models import build
+
+    model = build("kws_cnn", input_mode="waveform", clip_seconds=0.5, num_classes=3, sample_rate=8000)
+    model.save(tmp_path / "student.keras")
+    result = tflite.measure(str(tmp_path / "student.keras"), repeats=2, warmup=1, calibration=2,
+                            quantizations=["int8"])
+    assert result["clip_samples"] == 4000  # the file's own input, not the registry's default
+    assert set(result["size_bytes"]) == {"tflite_float32", "tflite_int8"}
+    assert 0 < result["int8_size_fraction_of_float32"] < 0.5
+
+
 def test_the_streaming_tflite_bench_compares_a_hop_with_the_whole_window():
     result = tflite.measure_streaming("kws_cnn", repeats=2, warmup=1, calibration=2,
                                       options={"num_classes": 3, "frontend": {"n_mels": 32}})
