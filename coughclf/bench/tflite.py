@@ -61,7 +61,8 @@ def add_arguments(parser):
     from coughclf.streaming.settings import HOP_HELP
 
     parser.add_argument("--models", nargs="+", default=None,
-                        help=f"registry models, run folders or .keras files (default {' '.join(MODELS)}; --streaming: {' '.join(STREAMING_MODELS)})")
+                        help=f"registry models, run folders or .keras files (default {' '.join(MODELS)}; "
+                             f"--streaming: {' '.join(STREAMING_MODELS)})")
     parser.add_argument("--repeats", type=int, default=100, help="timed rounds (default 100)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first (default 5)")
     parser.add_argument("--calibration", type=int, default=32, help="synthetic clips calibrating int8 (default 32)")

@@ -1,18 +1,19 @@
 """RESULTS.md §10 and docs/distillation.md: the edge table of the distilled ESC-10 students and their teachers.
 
-For each CV folder (or single run folder) given, every fold's run is exported to TFLite float32 and int8 (built-in operators only,
-as `coughclf export RUN --format tflite [--quantize int8]` writes them: int8 calibrated on the run's
-training windows) and the files are scored on the fold's test clips: each clip cut into the very windows
-the evaluation cuts (the run's [data] settings), a window at a time through the interpreter on one thread,
-the clip's probabilities the mean of its windows'. Reported per folder: clip accuracy of the Keras
-model (metrics.json of each run) and of each file (mean and standard deviation over the folds), fold 0's file sizes,
-and its one-thread latency per window and per clip (`coughclf bench tflite --models RUN`: medians of
-interleaved rounds; a clip is `data.windows` windows).
+For each CV folder (or single run folder) given, every fold's run is exported to TFLite float32 and int8
+(built-in operators only, as `coughclf export RUN --format tflite [--quantize int8]` writes them: int8
+calibrated on the run's training windows) and the files are scored on the fold's test clips: each clip cut
+into the very windows the evaluation cuts (the run's [data] settings), a window at a time through the
+interpreter on one thread, the clip's probabilities the mean of its windows'. Reported per folder: clip
+accuracy of the Keras model (metrics.json of each run) and of each file (mean and standard deviation over the
+folds), fold 0's file sizes, and its one-thread latency per window and per clip (`coughclf bench tflite
+--models RUN`: medians of interleaved rounds; a clip is `data.windows` windows).
 
 Run (after the CV folders exist, see experiments/esc/esc10_distill_*.toml):
 
     python experiments/esc/esc10_distill_edge.py saved_models/esc10_distill_resnet18-cv \
-        saved_models/esc10_yamnet_windows-cv
+        saved_models/esc10_yamnet_windows-cv saved_models/esc10_distill_cnn1d-f1-e10 \
+        saved_models/esc10_yamnet_windows1s-cv/fold-0
 """
 
 import json
