@@ -12,7 +12,7 @@ folds), fold 0's file sizes, and its one-thread latency per window and per clip 
 Run (after the CV folders exist, see experiments/esc/esc10_distill_*.toml):
 
     python experiments/esc/esc10_distill_edge.py saved_models/esc10_distill_resnet18-cv \
-        saved_models/esc10_yamnet_windows-cv saved_models/esc10_distill_cnn1d-f1-e10 \
+        saved_models/esc10_yamnet_windows-cv saved_models/esc10_distill_cnn1d-e10-cv \
         saved_models/esc10_yamnet_windows1s-cv/fold-0
 """
 
