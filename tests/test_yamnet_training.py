@@ -126,10 +126,31 @@ def test_embedding_views_need_a_frozen_backbone(setup, tmp_path):
                      experiment="esc10_yamnet_finetune.toml")
 
 
+def test_windows_are_embedded_once_each_and_evaluated_as_clips(setup, tmp_path, capsys):
+    windows = ["data.clip_seconds=2.0", "data.windows=3", "data.window_seconds=1.0", f"data.cache={tmp_path / 'cache'}"]
+    run = train(esc10_config(setup, tmp_path, "train.epochs=2", *windows), tmp_path / "run")
+    assert "computing the embeddings of 15 clips once" in capsys.readouterr().out
+    (stored,) = (tmp_path / "cache" / "embeddings").glob("yamnet-*.npz")
+    with np.load(stored) as cached:
+        assert cached["embeddings"].shape == (45, 2, 1024)  # 3 windows of 1 s per clip, two patches each
+        ids = cached["ids"].tolist()
+    assert ids[0::3] == ids[1::3] == ids[2::3] and len(set(ids)) == 15
+    model = keras.saving.load_model(run / "best.keras", safe_mode=True)
+    assert model.input.shape == (None, 16000)  # the model hears one window
+    assert json.loads((run / "metrics.json").read_text())["n"] == 3  # scored per clip, its windows averaged
+    # The window count is part of the key: two windows are embedded anew, three again are reused.
+    train(esc10_config(setup, tmp_path, "train.epochs=1", *windows, "data.windows=2"), tmp_path / "two")
+    assert "computing the embeddings of 15 clips once" in capsys.readouterr().out
+    train(esc10_config(setup, tmp_path, "train.epochs=1", *windows), tmp_path / "again")
+    assert "computing the embeddings" not in capsys.readouterr().out
+    assert len(list((tmp_path / "cache" / "embeddings").glob("yamnet-*.npz"))) == 2
+
+
 @pytest.mark.parametrize("override, message", [
     ("augment.time_shift={max_fraction = 0.5}", "augmentation layers \\(time_shift\\) never run"),
     ("balance.mode=oversample", "balance.mode = 'class_weight'"),
     ("augment.between_class={}", "between-class mixing"),
+    ("data.random_windows=true", "data.random_windows"),
 ])
 def test_what_cached_embeddings_cannot_honour_is_refused(setup, tmp_path, override, message):
     with pytest.raises(CoughclfError, match=message):

@@ -1,9 +1,8 @@
 """Per-clip latency at batch 1 on one thread: Keras against TFLite float32, float16, dynamic and int8.
 
-For each model — a registry name (untrained weights; latency does not depend on them;
-``--option key=value`` passes builder options, e.g. the architecture a checkpoint implies), or a
-run folder or ``.keras`` file as trained (a pretrained classifier such as YAMNet's, its input
-length and head as trained) — side by side in one process:
+For each model (the registry's, untrained: latency does not depend on the weights; ``--option
+key=value`` passes builder options, e.g. the architecture a checkpoint implies; or a run folder or
+``.keras`` file as trained, a distilled student or its teacher, say), side by side in one process:
 
 * ``keras_predict_on_batch``: ``model.predict_on_batch(x)`` on the trained-form model,
   what a Python service calling Keras pays per clip (its per-call Python work included);
@@ -62,7 +61,7 @@ def add_arguments(parser):
     from coughclf.streaming.settings import HOP_HELP
 
     parser.add_argument("--models", nargs="+", default=None,
-                        help=f"registry names, run folders or .keras files (default {' '.join(MODELS)}; "
+                        help=f"registry models, run folders or .keras files (default {' '.join(MODELS)}; "
                              f"--streaming: {' '.join(STREAMING_MODELS)})")
     parser.add_argument("--repeats", type=int, default=100, help="timed rounds (default 100)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first (default 5)")
@@ -124,11 +123,8 @@ def measure(name, repeats, warmup, calibration, quantizations=DEFAULT_QUANTIZATI
     import tensorflow as tf
 
     from coughclf.export import convert_tflite, inference_model
-    from coughclf.models import build
 
-    model = trained_model(name)
-    if model is None:
-        model = build(name, **(options or builder_options(())))
+    model = trained_or_built(name, options or builder_options(()))
     samples = model.inputs[0].shape[1]
     clip = synthetic_clips(1, samples, seed=1)[0][None]
     compiled = tf.function(lambda x: model(x, training=False), jit_compile=True)
@@ -192,28 +188,29 @@ def multiply_accumulates(content):
     return total
 
 
-def trained_model(name):
-    """The model of the run folder or ``.keras`` file ``name`` as trained; None when no such path exists
-    (``name`` is then a registry name)."""
+def trained_or_built(name, options):
+    """A run folder or ``.keras`` file ``name`` as trained (``options`` unused), else the registry's ``name``
+    built with ``options``."""
     from pathlib import Path
 
     from coughclf.export import load_trained
+    from coughclf.models import build
 
-    return load_trained(name)[0] if Path(name).exists() else None
+    return load_trained(name)[0] if Path(name).exists() else build(name, **options)
 
 
 def streaming_model(name, options=None):
     """The model to bench in streaming form: a run folder or ``.keras`` file as trained, or the registry's
     ``name`` built in the form that streams (``options`` on top; untrained: timings do not depend on it)."""
-    from coughclf.models import build
+    from pathlib import Path
+
     from coughclf.streaming import streaming_options
 
-    trained = trained_model(name)
-    if trained is not None:
-        return trained
+    if Path(name).exists():
+        return trained_or_built(name, {})
     base, options = streaming_options(name), dict(options or {})
     frontend = {**base["frontend"], **options.pop("frontend", {})}  # --option frontend={...} adds to it
-    return build(name, **{**base, **options, "frontend": frontend})
+    return trained_or_built(name, {**base, **options, "frontend": frontend})
 
 
 def measure_streaming(name, repeats, warmup, calibration, quantizations=("float32",), options=None,

@@ -5,10 +5,12 @@ named ``embeddings`` (YAMNet), recomputing the frozen network every epoch is was
 output for a clip never changes. :func:`plan_embedding_fit` instead
 
 1. computes the embeddings ``[patches, width]`` of every clip of the cache once, each clip cut
-   as evaluation cuts it (centred to the model's input length), and keeps them in
+   as evaluation cuts it (centred to the model's input length; with ``data.windows``, into its
+   evenly spaced windows, each embedded once and a training example of its own, as training
+   windows are without ``random_windows``), and keeps them in
    ``{cache}/embeddings/{model}-{key}.npz``, written atomically; the key is the SHA-256 of the
    weights file, the front end and backbone (the layers' configs up to the embeddings) and the
-   clip settings, so a change of any of them computes them again, and every fold of a
+   clip and window settings, so a change of any of them computes them again, and every fold of a
    cross-validation reuses them;
 2. trains the head (the layers after ``embeddings``, shared with the whole model) on those
    arrays, with mixup and label smoothing ([augment]) and class weights as for any run; with
@@ -20,7 +22,7 @@ output for a clip never changes. :func:`plan_embedding_fit` instead
    evaluation, prediction, export, ensembles and distillation use it like any other run.
 
 What needs the waveform cannot apply to cached embeddings, and is refused before any work:
-augmentation layers, windows, resampled epochs (use ``balance.mode = "class_weight"``) and
+augmentation layers, random window positions, resampled epochs (use ``balance.mode = "class_weight"``) and
 between-class mixing. ``freeze = "none"`` fine-tunes end to end on the waveform instead.
 """
 
@@ -117,21 +119,23 @@ def check_cached_setup(config):
                             "[augment] (mixup and label_smoothing apply) or set model.freeze = 'none'")
     if mixing.mode == "between_class":
         raise CoughclfError(f"{where} between-class mixing (which mixes waveforms) cannot apply; use mixup")
-    if config["data"]["windows"]:
-        raise CoughclfError(f"{where} each clip is embedded whole (its patches are its windows); remove "
-                            "data.windows and set data.clip_seconds")
+    if config["data"]["random_windows"]:
+        raise CoughclfError(f"{where} each window is embedded once at its evenly spaced place; remove "
+                            "data.random_windows")
     if config["balance"]["mode"] in ("oversample", "undersample"):
         raise CoughclfError(f"{where} epochs are not resampled; set balance.mode = 'class_weight' (or 'none')")
 
 
 def embedding_key(config, model, seconds, view=None):
-    """SHA-256 of what the cached embeddings depend on: weights file, layers up to the embeddings, clips,
-    and for a training :class:`EmbeddingView` its shift and gain."""
+    """SHA-256 of what the cached embeddings depend on: weights file, layers up to the embeddings, clips
+    and windows, and for a training :class:`EmbeddingView` its shift and gain."""
     weights = config["model"]["weights"]
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest() if weights else "random"
     upstream = embedding_model(model)
     identity = {"weights": digest, "layers": [layer.get_config() for layer in upstream.layers],
                 "seconds": seconds, "sample_rate": config["data"]["sample_rate"]}
+    if config["data"]["windows"]:
+        identity.update(windows=config["data"]["windows"], clip_seconds=config["data"]["clip_seconds"])
     if view is not None:
         identity["view"] = asdict(view)
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
@@ -144,9 +148,10 @@ def embedding_model(model):
 
 
 def cached_embeddings(config, cache, model, seconds, view=None):
-    """``{clip id: [patches, width] float32}`` of every clip in ``cache``: read, or computed and written;
-    of the training :class:`EmbeddingView` ``view`` when given, else of the clips as evaluation cuts them.
-    Views cover every clip too: each trains in some fold of a cross-validation, which computes them once."""
+    """``{clip id: [windows, patches, width] float32}`` of every clip in ``cache`` (one window without
+    ``data.windows``): read, or computed and written (one row per window, its clip's id beside it); of the
+    training :class:`EmbeddingView` ``view`` when given, else of the clips as evaluation cuts them. Views
+    cover every clip too: each trains in some fold of a cross-validation, which computes them once."""
     from coughclf.inputs import make_inputs
 
     key = embedding_key(config, model, seconds, view)
@@ -156,7 +161,7 @@ def cached_embeddings(config, cache, model, seconds, view=None):
         try:
             with np.load(path) as stored:
                 if set(ids) <= set(stored["ids"].tolist()):
-                    return dict(zip(stored["ids"].tolist(), stored["embeddings"]))
+                    return by_clip(stored["ids"].tolist(), stored["embeddings"])
         except (OSError, ValueError, KeyError):
             report(f"{path} is damaged; computing the embeddings again")
     what = (f"{len(ids)} clips shifted by {view.shift_seconds} s and gained by {view.gain_db} dB" if view
@@ -174,7 +179,15 @@ def cached_embeddings(config, cache, model, seconds, view=None):
     embeddings = np.concatenate(arrays)
     with atomic_path(path, suffix=".npz") as temporary:
         np.savez(temporary, ids=np.array(found_ids), embeddings=embeddings)
-    return dict(zip(found_ids, embeddings))
+    return by_clip(found_ids, embeddings)
+
+
+def by_clip(ids, embeddings):
+    """Rows of ``embeddings`` grouped by their clip ``ids`` (a clip's windows are consecutive rows, in order)."""
+    grouped = {}
+    for clip_id, row in zip(ids, embeddings):
+        grouped.setdefault(clip_id, []).append(row)
+    return {clip_id: np.stack(rows) for clip_id, rows in grouped.items()}
 
 
 def head_of(model):
@@ -185,12 +198,14 @@ def head_of(model):
 
 
 def embedding_dataset(views, ids, labels, num_classes, *, batch_size, shuffle_seed=None):
-    """Batches of ``(embeddings, one-hot)`` of ``ids`` in each of ``views`` (``{id: embeddings}`` each):
-    one epoch holds every view of every clip."""
+    """Batches of ``(embeddings, one-hot)`` of ``ids`` in each of ``views`` (``{id: [windows, ...]}`` each):
+    one epoch holds every window of every view of every clip, each an example."""
     import tensorflow as tf
 
-    inputs = np.concatenate([np.stack([embeddings[clip_id] for clip_id in ids]) for embeddings in views])
-    targets = np.tile(np.eye(num_classes, dtype=np.float32)[labels], (len(views), 1))
+    clips = [(embeddings[clip_id], label) for embeddings in views for clip_id, label in zip(ids, labels)]
+    inputs = np.concatenate([windows for windows, _ in clips])
+    targets = np.repeat(np.eye(num_classes, dtype=np.float32)[[label for _, label in clips]],
+                        [len(windows) for windows, _ in clips], axis=0)
     dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(inputs), seed=shuffle_seed, reshuffle_each_iteration=True)
