@@ -398,7 +398,7 @@ def _validate_references(config, path):
     if config["augment"]:
         from coughclf.layers.augment import SPECTROGRAM_AUGMENTATIONS, WAVEFORM_AUGMENTATIONS, build_augmentation
         from coughclf.mixing import AUGMENT_KEYS, mixing_from_augment
-        from coughclf.pretrained.embedding_head import VIEWS_KEY, embedding_views
+        from coughclf.pretrained.embedding_views import VIEWS_KEY, embedding_views
 
         known = {"seed", *WAVEFORM_AUGMENTATIONS, *SPECTROGRAM_AUGMENTATIONS, *AUGMENT_KEYS, VIEWS_KEY}
         for key in config["augment"]:
@@ -566,9 +566,8 @@ def check_data(config):
         raise CoughclfError(f"{source}: model.weights = {weights!r} does not exist; download the checkpoint ({where}) "
                             "and set model.weights to its path")
     cache = data["cache"]
-    complete = cache is not None and (Path(cache) / "manifest.csv").exists()
-    if complete:
-        return
+    if cache is not None and (Path(cache) / "manifest.csv").exists():
+        return  # a complete cache: the data folder is not needed
     if data["data_dir"] is None:
         if cache is not None and Path(cache).exists():
             from coughclf.cache import check_cache
@@ -582,7 +581,6 @@ def check_data(config):
         raise CoughclfError(f"{source}: data.data_dir = {data['data_dir']!r} is not a folder; "
                             "download the dataset there ('coughclf download') or fix the path")
     from coughclf.datasets.extra import check_folders
-
     check_folders(data["extra_train"], source)
 
 

@@ -54,7 +54,7 @@ import numpy as np
 
 from coughclf.epoch_keys import random_keys
 from coughclf.errors import CoughclfError
-from coughclf.pretrained.embedding_head import VIEWS_KEY
+from coughclf.pretrained.embedding_views import VIEWS_KEY
 
 MODES = ("mixup", "between_class")
 GAINS = ("a_weighting", "rms", "none")
@@ -111,7 +111,7 @@ def mixing_from_augment(augment, source="<config>", seed=0):
     else ``seed`` (the run's seed).
     """
     rest = dict(augment or {})
-    rest.pop(VIEWS_KEY, None)  # views of cached embeddings: not a layer (coughclf.pretrained.embedding_head)
+    rest.pop(VIEWS_KEY, None)  # views of cached embeddings: not a layer (coughclf.pretrained.embedding_views)
     settings = {"seed": int(rest.get("seed", seed))}
     smoothing = rest.pop("label_smoothing", 0.0)
     if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)):

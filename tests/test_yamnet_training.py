@@ -13,7 +13,7 @@ from coughclf.errors import CoughclfError
 from coughclf.export import convert_tflite, flatbuffer_operators, inference_model
 from coughclf.models import build
 from coughclf.predict import load_predictor, predict_files
-from coughclf.pretrained.embedding_head import EmbeddingView
+from coughclf.pretrained.embedding_views import EmbeddingView
 from coughclf.train import train
 from miniatures import write_esc10
 from test_export import clips, run_tflite
@@ -175,7 +175,7 @@ def test_fine_tuned_yamnet_exports_with_builtin_ops(setup):
     export = inference_model(model)
     inputs = clips(2, 16000, seed=5)
     expected = np.asarray(model.predict_on_batch(np.stack(inputs)))
-    for quantize, tolerance in {"none": 1e-4, "float16": 1e-2, "dynamic": 0.05}.items():
+    for quantize, tolerance in {"none": 1e-4, "dynamic": 0.05}.items():
         content = convert_tflite(export, quantize)
         assert not [op for op in flatbuffer_operators(content) if op.startswith("CUSTOM")], quantize
         actual = np.stack([run_tflite(content, waveform) for waveform in inputs])
