@@ -59,6 +59,7 @@ def _bench_on_jax_without(commands, absent, folder):
     return [output["results"] for output in report["outputs"]]
 
 
+@pytest.mark.slow  # a JAX process compiling a train step: ~13 s loaded
 def test_train_and_frontend_benchmarks_run_on_jax_without_tensorflow(tmp_path):
     commands = ["train --model cough_small_cnn --batch-size 2 --steps 2 --warmup 1",
                 "frontend --batch-sizes 2 --seconds 0.25 --repeats 2 --warmup 1 --librosa-clips 1 --compare-torch",

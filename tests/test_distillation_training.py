@@ -163,6 +163,7 @@ sys.exit(main(["train", sys.argv[1], *sum([["--set", value] for value in json.lo
 """
 
 
+@pytest.mark.slow  # a JAX process: ~23 s loaded; the same student trains on TensorFlow by default
 def test_distillation_runs_on_jax_with_windows_class_weights_mixup_unlabelled_and_metadata(teachers, tmp_path):
     folder, config, _, teacher, _ = teachers
     unlabelled = tmp_path / "unlabelled"

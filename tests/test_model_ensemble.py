@@ -138,6 +138,7 @@ def test_a_member_of_another_length_without_windows_is_refused():
         combine_models([(tiny_model(0, 1.0), None), (tiny_model(1, WINDOW_SECONDS), None)], RATE)
 
 
+@pytest.mark.slow  # ~15 s; test_ensemble exports a CV folder's ensemble by default
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
 def test_the_ensemble_folder_exports_to_one_builtin_tflite_file(pair, tmp_path):
     from coughclf.export import export_tflite, flatbuffer_operators

@@ -72,6 +72,7 @@ def test_evaluate_another_split_writes_its_own_files(finished_run):
     assert (finished_run / "metrics-validation.json").exists()
 
 
+@pytest.mark.slow  # ~13 s; test_cv's killed CV and test_resume's exact weights cover a SIGKILL and resume
 def test_a_run_killed_with_sigkill_resumes_at_its_last_epoch(tone_cache, tmp_path):
     """A real SIGKILL after epoch 2 of 4; the second start runs epochs 3 and 4 only."""
     config = write_config(tmp_path / "tones.toml", tone_cache, epochs=4)
@@ -254,6 +255,7 @@ def test_jit_compile_setting_is_explicit_or_follows_the_device():
     assert jit_compile(config_from_dict(raw, check_names=False)) is has_gpu
 
 
+@pytest.mark.slow  # two runs of 4 epochs: ~14 s loaded
 def test_weight_averaging_saves_the_average_of_the_weights(tone_cache, tmp_path):
     # With a momentum of 0.999 the average of a few dozen steps stays near where the first step
     # put it (Keras starts the average there), while the weights themselves go on moving:

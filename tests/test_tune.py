@@ -224,7 +224,9 @@ def test_cross_validated_objective_is_the_mean_and_std_of_the_folds_best_epochs(
     assert sorted(ended_trials(directory)) == ["0", "1"]
 
 
-@pytest.mark.parametrize("algorithm, compare", [("bayesian", True), ("hyperband", False)])
+# Bayesian search with the default compared: ~16 s loaded
+@pytest.mark.parametrize("algorithm, compare", [pytest.param("bayesian", True, marks=pytest.mark.slow),
+                                                ("hyperband", False)])
 def test_each_algorithm_runs_its_trials_through_the_cross_validated_loop(tones, tmp_path, algorithm, compare):
     from coughclf.config import load_config
     from coughclf.tune import compare_with_default, make_tuner, write_results
@@ -265,6 +267,7 @@ def test_each_algorithm_runs_its_trials_through_the_cross_validated_loop(tones, 
     assert json.loads((directory / "best.json").read_text())["default"] == json.loads(json.dumps(report["default"]))
 
 
+@pytest.mark.slow  # a killed search process and its continuation: ~20 s loaded
 def test_a_search_killed_with_sigkill_continues_without_losing_or_repeating_trials(tones, tmp_path):
     config_path = tune_config(tmp_path / "resume.toml", tones, 'max_trials = 2')
     directory = tmp_path / "search"
@@ -300,6 +303,7 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # three search processes: ~36 s loaded
 def test_a_chief_and_two_workers_run_every_trial_once_and_the_chief_reports_the_best(tones, tmp_path):
     config_path = tune_config(tmp_path / "distributed.toml", tones, 'max_trials = 3')
     directory = tmp_path / "search"
