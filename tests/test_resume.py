@@ -125,7 +125,6 @@ def test_a_resumed_run_on_plateau_and_streamed_data_ends_with_the_weights_of_the
     assert_same_run(*resume_comparison(tmp_path, ON_PLATEAU, stop_after=1))
 
 
-@pytest.mark.slow  # a JAX process training three runs: ~27 s loaded; the TensorFlow resume runs by default
 def test_a_resumed_run_on_jax_ends_with_the_weights_of_the_uninterrupted_run(tmp_path):
     pytest.importorskip("jax")
     from jax_subprocess import run_on_jax
