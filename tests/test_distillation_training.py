@@ -82,6 +82,7 @@ def test_each_cv_fold_learns_from_the_teachers_same_fold_and_other_folds_are_ref
     assert not (tmp_path / "mismatch" / "fold-0").exists()
 
 
+@pytest.mark.slow  # a student trained with unlabelled audio: ~8 s loaded
 def test_unlabelled_audio_joins_between_labelled_batches_without_the_held_out_clips(teachers, tmp_path):
     folder, config, _, teacher, _ = teachers
     unlabelled = tmp_path / "unlabelled"
@@ -114,6 +115,7 @@ def test_a_teacher_that_cannot_teach_fails_before_the_run_folder_and_the_data(te
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow  # a student of a registry teacher: ~8 s loaded
 def test_a_published_checkpoint_teaches_through_the_registry_with_its_classes_named(teachers, tmp_path):
     from torch_reference import TINY, random_ast
 

@@ -190,6 +190,7 @@ def test_train_and_evaluate_write_a_complete_run(tmp_path):
     assert train_metrics["utterances"] == 4 and (run / "metrics-train.json").exists()
 
 
+@pytest.mark.slow  # a CTC run and its lexicon decoding: ~8 s loaded
 def test_the_lexicon_decoder_writes_only_training_words_and_reports_beside_the_others(tmp_path):
     from coughclf.config import dump_config
     from coughclf.speech import evaluate_ctc

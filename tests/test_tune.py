@@ -174,6 +174,7 @@ def test_worker_and_chief_options_set_kerastuner_variables():
 
 # --- searches -------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a 3-fold search: ~21 s loaded; the hyperband search below runs the CV loop by default
 def test_cross_validated_objective_is_the_mean_and_std_of_the_folds_best_epochs(tones, tmp_path):
     """Random search, 2 trials x 2 folds; every number checked against the fold runs' own histories."""
     from coughclf.config import load_config

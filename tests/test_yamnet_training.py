@@ -95,6 +95,22 @@ def test_embedding_views_train_the_head_on_extra_views_each_cached_once(setup, t
     assert len(list((tmp_path / "cache" / "embeddings").glob("yamnet-*.npz"))) == 5
 
 
+def test_embedding_views_of_a_frozen_model_without_embeddings_are_refused():
+    from coughclf.config import config_from_dict
+    from coughclf.pretrained.embedding_head import uses_cached_embeddings
+
+    config = config_from_dict({"data": {"dataset": "folder", "data_dir": "sounds"},
+                               "model": {"name": "resnet18", "weights": "resnet18.pth", "freeze": "backbone"},
+                               "augment": {"embedding_views": [{"shift_seconds": 0.1}]}}, "frozen.toml",
+                              check_names=False)
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="classifier")(inputs))
+    with pytest.raises(CoughclfError, match="frozen.toml: augment.embedding_views .* resnet18 has no 'embeddings'"):
+        uses_cached_embeddings(config, model)
+    config["augment"]["embedding_views"] = []
+    assert not uses_cached_embeddings(config, model)
+
+
 def test_an_embedding_view_shifts_in_zeros_and_gains_every_clip_alike():
     audio = np.random.default_rng(0).normal(size=(3, 16)).astype(np.float32)
     delayed = EmbeddingView(shift_seconds=0.25, gain_db=20.0).view(audio, sample_rate=16)

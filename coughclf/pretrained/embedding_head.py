@@ -42,8 +42,13 @@ EMBEDDINGS = "embeddings"
 BATCH = 32
 def uses_cached_embeddings(config, model):
     """Whether ``config``'s run trains ``model``'s head on cached embeddings: a frozen backbone
-    with an ``embeddings`` layer."""
-    return config["model"]["freeze"] == "backbone" and EMBEDDINGS in {layer.name for layer in model.layers}
+    with an ``embeddings`` layer. Embedding views asked of any other model are an error, not ignored."""
+    cached = config["model"]["freeze"] == "backbone" and EMBEDDINGS in {layer.name for layer in model.layers}
+    if not cached and embedding_views(config):
+        raise CoughclfError(f"{config.source}: augment.embedding_views are views of cached embeddings, and "
+                            f"{config['model']['name']} has no '{EMBEDDINGS}' layer to cache (yamnet has); "
+                            "remove them and use augmentation layers (e.g. time_shift)")
+    return cached
 
 
 def check_cached_setup(config):
