@@ -14,10 +14,10 @@ output for a clip never changes. :func:`plan_embedding_fit` instead
    cross-validation reuses them;
 2. trains the head (the layers after ``embeddings``, shared with the whole model) on those
    arrays, with mixup and label smoothing ([augment]) and class weights as for any run; with
-   ``[augment] embedding_views`` (:class:`EmbeddingView`) also on extra views of every training
-   clip, shifted in time and gained, each embedded once and cached in a file of its own (its key
-   adds the view's shift and gain), while validation and test clips are seen only as evaluation
-   cuts them;
+   ``[augment] embedding_views`` (:class:`coughclf.pretrained.embedding_views.EmbeddingView`) also
+   on extra views of every training clip, shifted in time and gained, each embedded once and cached
+   in a file of its own (its key adds the view's shift and gain), while validation and test clips
+   are seen only as evaluation cuts them;
 3. saves the whole model — front end, backbone, trained head — as the run's ``best.keras``, so
    evaluation, prediction, export, ensembles and distillation use it like any other run.
 
@@ -28,7 +28,7 @@ between-class mixing. ``freeze = "none"`` fine-tunes end to end on the waveform 
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,8 @@ from coughclf.pretrained.embedding_views import embedding_views
 
 EMBEDDINGS = "embeddings"
 BATCH = 32
+
+
 def uses_cached_embeddings(config, model):
     """Whether ``config``'s run trains ``model``'s head on cached embeddings: a frozen backbone
     with an ``embeddings`` layer. Embedding views asked of any other model are an error, not ignored."""
